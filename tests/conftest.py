@@ -1,0 +1,54 @@
+"""Shared fixtures. Real models throughout: the runtime is loaded once per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples" / "audio"
+VOICEAGENT = str(Path(sys.executable).with_name("voiceagent"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_var(tmp_path_factory):
+    """Tests keep their state (demo shop, call store, caches) out of the developer's var/."""
+    var = tmp_path_factory.mktemp("var")
+    os.environ["VOICEAGENT_VAR"] = str(var)
+    yield var
+
+
+@pytest.fixture(scope="session")
+def config():
+    from voiceagent.config import Config
+
+    return Config()
+
+
+@pytest.fixture(scope="session")
+def runtime(config):
+    from voiceagent.runtime import Runtime
+
+    return Runtime.load(config)
+
+
+@pytest.fixture(scope="session")
+def dialog_runtime(config):
+    from voiceagent.runtime import Runtime
+
+    return Runtime.load(config, parts=("dialog",))
+
+
+@pytest.fixture(scope="session")
+def sample_scripts() -> dict:
+    return json.loads((SAMPLES / "transcripts.json").read_text(encoding="utf-8"))
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

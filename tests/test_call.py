@@ -1,0 +1,123 @@
+"""Whole calls from the sample recordings through the real session code and real models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from voiceagent.audio import load_audio
+from voiceagent.legs import FileLeg
+from voiceagent.session import CallSession, SessionOptions
+
+from .conftest import SAMPLES
+
+SCHEMA = json.loads((Path(__file__).with_name("call_schema.json")).read_text())
+SAMPLE_FILES = sorted(json.loads((SAMPLES / "transcripts.json").read_text(encoding="utf-8")))
+
+
+def simulate(runtime, name: str, **options):
+    audio = load_audio(SAMPLES / name, 16000)
+    leg = FileLeg(audio.samples, 16000, realtime=False)
+    record = asyncio.run(CallSession(runtime, leg, SessionOptions(sequential=True, **options)).run())
+    return record, leg
+
+
+@pytest.fixture(scope="module")
+def calls(runtime):
+    return {name: simulate(runtime, name) for name in SAMPLE_FILES}
+
+
+# What an answer to each kind of question must contain (either language).
+ABOUT = {
+    "order.status": ["订单", "order"],
+    "logistics.track": ["订单", "快递", "order", "parcel", "tracking"],
+    "aftersales.return": ["退货", "return"],
+    "product.size": ["码", "size"],
+}
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_each_sample_call_answers_the_question(calls, sample_scripts, name):
+    record, _ = calls[name]
+    data = record.to_dict()
+    jsonschema.validate(data, SCHEMA)
+    script = sample_scripts[name]
+    caller = [t for t in data["turns"] if t["role"] == "caller"]
+    agent = [t for t in data["turns"] if t["role"] == "agent"]
+    assert len(caller) == len(script["turns"]) and len(agent) == len(caller)
+    assert data["language"] == script["language"]
+    for heard, expected in zip(caller, script["turns"]):
+        assert heard["language"] == script["language"]
+        assert heard["intent"] == expected["intent"], heard["text"]
+        if "emotion" in expected:
+            assert heard["emotion"] == expected["emotion"]
+    last = script["turns"][-1]
+    reply = agent[-1]["text"]
+    if last.get("handoff"):
+        assert data["outcome"]["handoff"] and data["outcome"]["handoff_reason"] in ("caller_request", "angry")
+        assert any(w in reply for w in ("人工", "transferring"))
+    else:
+        assert not data["outcome"]["handoff"]
+        assert any(w in reply.lower() for w in ABOUT[last["intent"]]), reply
+        expected_order = last.get("slots", {}).get("order_id")
+        if expected_order and expected_order in data["slots"].values():
+            assert expected_order in reply  # the answer is about the order the caller named
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_timeline_and_latencies_are_consistent(calls, name):
+    record, leg = calls[name]
+    turns = record.to_dict()["turns"]
+    for caller, agent in zip(turns[::2], turns[1::2]):
+        assert caller["role"] == "caller" and agent["role"] == "agent"
+        assert caller["start_s"] < caller["end_s"] <= agent["start_s"] < agent["end_s"]
+        lat = agent["latency_ms"]
+        assert lat["voice_to_voice"] == pytest.approx((agent["start_s"] - caller["end_s"]) * 1000, abs=2)
+        assert lat["endpoint"] >= 400  # one silence window (500 ms) after the last voiced chunk
+        assert lat["voice_to_voice"] >= lat["endpoint"] + lat["asr"] - 50
+    track = leg.agent_track()
+    first = next(t for t in turns if t["role"] == "agent")
+    start = int(first["start_s"] * 16000)
+    assert np.abs(track[:start]).max() < 0.01  # nothing before the agent's first word (resampler ringing aside)
+    assert np.abs(track[start : start + 8000]).max() > 0.05  # and speech right at its start
+
+
+def test_english_reply_audio_says_the_grounded_facts(calls, runtime):
+    """What the caller hears: transcribe the agent's audio of the order-status call."""
+    record, leg = calls["en_order_status_16k.wav"]
+    agent = [t for t in record.turns if t.role == "agent"][0]
+    audio = leg.agent_track()[int(agent.start_s * 16000) : int(agent.end_s * 16000)]
+    heard = runtime.asr.transcribe(audio, "en").text.lower()
+    order = runtime.shop.order("38512074")
+    digits = "".join(c for c in heard if c.isdigit())
+    assert "order" in heard and "38512074" in digits  # the order number, read digit by digit
+    assert order.tracking_no[2:] in digits  # the tracking number from the shop's records
+    assert "november 18" in heard and order.shipped_at == "2026-11-18"  # the ship date, spoken
+
+
+def test_failed_transfer_keeps_the_caller(runtime):
+    audio = load_audio(SAMPLES / "en_human_16k.wav", 16000)
+    leg = FileLeg(audio.samples, 16000, realtime=False)
+    leg.transfer_ok = False
+    record = asyncio.run(CallSession(runtime, leg, SessionOptions(sequential=True)).run())
+    assert leg.transfers == ["human-queue"]
+    assert record.outcome.handoff and record.outcome.transfer_ok is False and record.outcome.ended_by == "caller"
+
+
+def test_a_failing_stage_ends_the_call_cleanly(runtime, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("ASR exploded")
+
+    monkeypatch.setattr(runtime.asr, "transcribe", broken)
+    record, _ = simulate(runtime, "en_human_16k.wav")
+    assert record.outcome.ended_by == "error" and "ASR exploded" in record.outcome.error
+
+
+def test_pinned_language_is_used(runtime):
+    record, _ = simulate(runtime, "en_human_16k.wav", language="en")
+    assert record.language == "en" and record.turns[0].language == "en"

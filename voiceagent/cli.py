@@ -1,0 +1,213 @@
+"""The `voiceagent` command (interfaces fixed by SPEC.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__, logging_setup
+from .errors import BadInput, ConfigError, ModelMissing, VoiceAgentError
+
+LANGS = ("zh", "en", "auto")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (SPEC)
+        sys.stderr.write(f"voiceagent: {message}\n")
+        sys.exit(2)
+
+
+def _host_port(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        return host or default_host, int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="voiceagent", description="Offline call-center voice agent for e-commerce customer service.")
+    p.add_argument("--version", action="version", version=f"voiceagent {__version__}")
+    p.add_argument("--config", help="TOML configuration file")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("serve", help="answer calls and serve the HTTP API")
+    s.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    s.add_argument("--http", default="127.0.0.1:8080", type=_host_port, help="HOST:PORT for HTTP (default 127.0.0.1:8080)")
+    s.add_argument("--sip", default="127.0.0.1:5060", type=_host_port, help="HOST:PORT for SIP (not yet served)")
+    s.add_argument("--audiosocket", default=None, type=_host_port, help="HOST:PORT for Asterisk AudioSocket (not yet served)")
+
+    c = sub.add_parser("call", help="simulate a whole call from a recording of the caller")
+    c.add_argument("input", help="caller recording (WAV or any libsndfile format)")
+    c.add_argument("--out", required=True, help="output directory for agent.wav and call.json")
+    c.add_argument("--lang", default="auto", choices=LANGS)
+    c.add_argument("--customer", default=None, help="the caller's customer id, when known (e.g. from caller ID)")
+    c.add_argument("--fast", action="store_true", help="do not wait in real time between the caller's turns")
+    c.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    t = sub.add_parser("transcribe", help="speech to text")
+    t.add_argument("input")
+    t.add_argument("--lang", default="auto", choices=LANGS)
+    t.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    u = sub.add_parser("understand", help="intent, slots, emotion for JSON lines on stdin")
+    u.add_argument("--lang", default="auto", choices=LANGS)
+    u.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    m = sub.add_parser("models", help="check or provision the offline models")
+    m.add_argument("action", choices=("check", "fetch"))
+    m.add_argument("--load", action="store_true", help="with check: also load every model and time it")
+    m.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging_setup.setup(logging.INFO if args.verbose or args.command == "serve" else logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defaults never reach for a model hub
+    try:
+        from .config import Config
+
+        config = Config.load(getattr(args, "sub_config", None) or args.config)
+        handler = {"serve": cmd_serve, "call": cmd_call, "transcribe": cmd_transcribe,
+                   "understand": cmd_understand, "models": cmd_models}[args.command]
+        return handler(args, config) or 0
+    except (BadInput, ConfigError) as exc:
+        sys.stderr.write(f"voiceagent: {exc}\n")
+        return 2
+    except ModelMissing as exc:
+        sys.stderr.write(f"voiceagent: model missing: {exc}\n")
+        return 1
+    except VoiceAgentError as exc:
+        sys.stderr.write(f"voiceagent: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _lang(value: str) -> str | None:
+    return None if value == "auto" else value
+
+
+def cmd_call(args, config) -> int:
+    from .audio import load_audio, write_wav
+    from .audio.resample import resample
+    from .legs import FileLeg
+    from .runtime import Runtime
+    from .session import CallSession, SessionOptions
+    from .store import CallStore
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} exists and is not a directory")
+    audio = load_audio(args.input, config.audio.sample_rate, config.audio.max_duration_s)
+    out.mkdir(parents=True, exist_ok=True)
+    runtime = Runtime.load(config)
+    leg = FileLeg(audio.samples, audio.sample_rate, realtime=not args.fast)
+    options = SessionOptions(language=args.lang, customer_id=args.customer, sequential=args.fast)
+    session = CallSession(runtime, leg, options)
+    record = asyncio.run(session.run())
+    track = resample(leg.agent_track(), audio.sample_rate, audio.source_rate)
+    write_wav(out / "agent.wav", track, audio.source_rate)
+    record.write(out / "call.json")
+    CallStore(config.store.db).save(record)
+    print(json.dumps({"call_id": record.call_id, "out": str(out), "turns": len(record.turns),
+                      "outcome": record.outcome.__dict__}, ensure_ascii=False))
+    return 0
+
+
+def cmd_transcribe(args, config) -> int:
+    from .asr import create_asr
+    from .audio import load_audio
+
+    from .transcription import transcribe_file
+
+    audio = load_audio(args.input, 16000, config.audio.max_duration_s)
+    asr = create_asr(config.asr)
+    result = transcribe_file(asr, audio.samples, config.vad, _lang(args.lang))
+    print(json.dumps({
+        "text": result.text,
+        "language": result.language,
+        "duration_s": round(audio.duration_s, 3),
+        "segments": [s.__dict__ for s in result.segments],
+    }, ensure_ascii=False))
+    return 0
+
+
+def cmd_understand(args, config) -> int:
+    from .dialog.engine import DialogState
+    from .runtime import Runtime
+
+    runtime = Runtime.load(config, parts=("dialog",))
+    for lineno, line in enumerate(sys.stdin, 1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or not isinstance(item.get("text", ""), str):
+                raise ValueError("expected an object with a string 'text'")
+        except ValueError as exc:
+            print(json.dumps({"error": f"line {lineno}: {exc}"}), flush=True)
+            continue
+        lang = item.get("lang") or _lang(args.lang)
+        lang = lang if lang in ("zh", "en") else None
+        state = DialogState(customer_id=item.get("customer_id"))  # each line is its own conversation
+        reply = runtime.dialog.respond(item.get("text", ""), state, lang)
+        u = reply.understanding
+        print(json.dumps({
+            "intent": reply.intent,
+            "confidence": u.confidence,
+            "slots": u.slots,
+            "emotion": u.emotion,
+            "language": u.language,
+            "dialect": u.dialect,
+            "handoff": reply.handoff,
+            "handoff_reason": reply.handoff_reason,
+            "anger": u.anger,
+            "reply": reply.text,
+        }, ensure_ascii=False), flush=True)
+    return 0
+
+
+def cmd_models(args, config) -> int:
+    from . import provision
+
+    if args.action == "fetch":
+        statuses = provision.fetch(log=lambda msg: print(msg, flush=True))
+    else:
+        statuses = provision.check_all()
+    print(provision.format_table(statuses))
+    try:
+        import llama_cpp  # noqa: F401
+
+        print("runtime llama-cpp-python: ok")
+    except ImportError:
+        print("runtime llama-cpp-python: missing (run: make setup); the LLM backend 'llama-cpp' cannot start")
+    missing = [s for s in statuses if s.entry.required and s.state != "ok"]
+    if args.load and not missing:
+        from .runtime import Runtime
+
+        rt = Runtime.load(config)
+        print("load times (s): " + ", ".join(f"{k}={v}" for k, v in rt.load_times_s.items()))
+    return 1 if missing else 0
+
+
+def cmd_serve(args, config) -> int:
+    from .server import serve
+
+    logging.getLogger(__name__).info(
+        "serving HTTP on %s:%s; the SIP (%s) and AudioSocket transports come with their own issues",
+        args.http[0], args.http[1], "%s:%s" % args.sip)
+    serve(config, host=args.http[0], port=args.http[1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

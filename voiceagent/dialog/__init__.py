@@ -1,0 +1,1 @@
+"""Dialog: understanding the caller (intent, slots, emotion, dialect) and answering from the shop."""

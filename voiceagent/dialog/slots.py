@@ -1,0 +1,101 @@
+"""Slot extraction by rules: numbers the caller reads out, sizes, colours, products, reasons.
+
+Rules rather than a model because these values have exact formats and must be exact; they work
+on ASR output, so spoken digits ("三八五一…", "three eight five…") and grouped digits are
+normalised first.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..textnorm import join_digit_groups, spoken_digits_to_arabic
+
+_COLORS = {
+    "黑色": "black", "白色": "white", "红色": "red", "蓝色": "blue", "藏青色": "navy", "米色": "beige",
+    "灰色": "grey", "粉色": "pink", "卡其色": "khaki", "绿色": "green", "黄色": "yellow", "紫色": "purple",
+    "棕色": "brown",
+}
+_EN_COLORS = {"black", "white", "red", "blue", "navy", "beige", "grey", "gray", "pink", "khaki", "green",
+              "yellow", "purple", "brown"}
+_REASONS_ZH = {"不合适": "does_not_fit", "太大": "too_big", "太小": "too_small", "偏大": "too_big", "偏小": "too_small",
+               "质量": "quality", "破": "damaged", "坏": "damaged", "发错": "wrong_item", "不喜欢": "changed_mind",
+               "色差": "color_differs", "起球": "quality", "掉色": "quality"}
+_REASONS_EN = {"doesn't fit": "does_not_fit", "does not fit": "does_not_fit", "too big": "too_big",
+               "too small": "too_small", "broken": "damaged", "damaged": "damaged", "wrong item": "wrong_item",
+               "don't like": "changed_mind", "changed my mind": "changed_mind", "quality": "quality",
+               "defective": "damaged"}
+_QTY_ZH = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+
+
+def normalise_numbers(text: str) -> str:
+    return join_digit_groups(spoken_digits_to_arabic(text))
+
+
+def extract_slots(text: str, shop=None) -> dict[str, str]:
+    slots: dict[str, str] = {}
+    norm = normalise_numbers(text)
+
+    m = re.search(r"(?<![A-Za-z0-9])(SF|YT|ZT|JD|sf|yt|zt|jd)\s?(\d{10,14})(?!\d)", norm)
+    if m:
+        slots["tracking_no"] = m.group(1).upper() + m.group(2)
+    m = re.search(r"(?<!\d)(?:\+?86)?(1[3-9]\d{9})(?!\d)", norm)
+    if m:
+        slots["phone"] = m.group(1)
+    for m in re.finditer(r"(?<![\dA-Za-z])(\d{8})(?!\d)", norm):  # the shop's order numbers are 8 digits
+        if "phone" in slots and m.group(1) in slots["phone"]:
+            continue
+        slots["order_id"] = m.group(1)
+        break
+
+    size = _size(norm)
+    if size:
+        slots["size"] = size
+    for zh, en in _COLORS.items():
+        if zh in text or zh[:-1] + "的" in text:
+            slots["color"] = zh
+            break
+    else:
+        m = re.search(r"\b(" + "|".join(_EN_COLORS) + r")\b", text, flags=re.I)
+        if m:
+            slots["color"] = m.group(1).lower()
+    m = re.search(r"(\d+|[一两二三四五六七八九十])\s*(件|个|双|条|台|份)", norm)
+    if m and "order_id" not in slots:
+        q = m.group(1)
+        slots["quantity"] = str(_QTY_ZH.get(q, q))
+    else:
+        m = re.search(r"\b(\d+|one|two|three|four|five)\s+(pieces|items|pairs|of them)\b", norm, flags=re.I)
+        if m:
+            slots["quantity"] = str({"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}.get(m.group(1).lower(), m.group(1)))
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(元|块|yuan|rmb|dollars?)", norm, flags=re.I) or re.search(r"[¥$]\s?(\d+(?:\.\d+)?)", norm)
+    if m:
+        slots["amount"] = m.group(1)
+    lowered = text.lower()
+    for key, reason in {**_REASONS_ZH, **_REASONS_EN}.items():
+        if key in lowered:
+            slots["reason"] = reason
+            break
+    m = re.search(r"(?:地址|寄到|送到)(?:改成|改为|是)?[:：]?\s*([\u4e00-\u9fff\d]{4,30}(?:路|街|号|室|小区|村))", text)
+    if m:
+        slots["address"] = m.group(1)
+    if shop is not None:
+        product = shop.find_product(text)
+        if product is not None:
+            slots["product"] = product.sku
+    return slots
+
+
+def _size(text: str) -> str | None:
+    m = re.search(r"(?<![A-Za-z])(XXXL|XXL|XL|XS|S|M|L)(?:码|号| size)?(?![A-Za-z])", text)
+    if m and (re.search(r"码|号|size|穿|选|换|拿", text, flags=re.I) or len(text) < 12):
+        return m.group(1)
+    m = re.search(r"(\d{2})\s*(?:码|号)", text)
+    if m:
+        return m.group(1)
+    m = re.search(r"\bsize\s+(\d{1,2}(?:\.5)?|small|medium|large|extra large)\b", text, flags=re.I)
+    if m:
+        return {"small": "S", "medium": "M", "large": "L", "extra large": "XL"}.get(m.group(1).lower(), m.group(1))
+    m = re.search(r"\b(small|medium|large)\b", text, flags=re.I)
+    if m and re.search(r"\b(wear|size|fit|get|take)\b", text, flags=re.I):
+        return {"small": "S", "medium": "M", "large": "L"}[m.group(1).lower()]
+    return None

@@ -1,0 +1,38 @@
+"""Reply templates from prompts/replies.<lang>.toml."""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from functools import lru_cache
+
+from .. import paths
+
+
+class _Missing(dict):
+    def __missing__(self, key):  # a template field with no value renders empty, never raises
+        return ""
+
+
+@lru_cache(maxsize=4)
+def load(lang: str) -> dict:
+    lang = "zh" if lang == "zh" else "en"
+    return tomllib.loads((paths.prompts_dir() / f"replies.{lang}.toml").read_text(encoding="utf-8"))
+
+
+def render(lang: str, key: str, **values) -> str:
+    template = load(lang)["reply"][key]
+    text = string.Formatter().vformat(template, (), _Missing(values))
+    return " ".join(text.split()) if lang != "zh" else text.strip()
+
+
+def value(lang: str, key: str) -> str:
+    return load(lang)["values"].get(key, key)
+
+
+def tier_opening(lang: str, tier: str | None) -> str:
+    return load(lang)["tier_opening"].get(tier or "new", "")
+
+
+def ack(lang: str, intent: str) -> str:
+    return load(lang).get("ack", {}).get(intent, "")

@@ -1,0 +1,69 @@
+"""A leg driven by a recording of the caller: `voiceagent call` and the tests.
+
+Frames are released at the pace of the call's clock (real time, or fast-forward); the agent's
+audio is laid on the same timeline, so agent.wav lines up sample for sample with the input.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import numpy as np
+
+from ..audio import AudioFrame, resample
+from ..audio.frames import split_frames
+from .base import Clock
+
+
+class FileLeg:
+    def __init__(self, samples: np.ndarray, sample_rate: int, realtime: bool = True, frame_ms: int = 20):
+        self.samples = samples
+        self.sample_rate = sample_rate
+        self.clock = Clock(realtime)
+        self.frame_ms = frame_ms
+        self._agent = np.zeros(0, dtype=np.float32)
+        self._play_end_s = 0.0
+        self.hung_up = False
+        self.transfers: list[str] = []
+        self.transfer_ok = True
+
+    async def frames(self) -> AsyncIterator[AudioFrame]:
+        for frame in split_frames(self.samples, self.sample_rate, self.frame_ms):
+            if self.hung_up:
+                return
+            await self.clock.wait_until(frame.end_s)
+            yield frame
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> float:
+        audio = resample(samples, sample_rate, self.sample_rate)
+        start_s = max(self.clock.now(), self._play_end_s)
+        start = int(round(start_s * self.sample_rate))
+        end = start + len(audio)
+        if end > len(self._agent):
+            self._agent = np.pad(self._agent, (0, end - len(self._agent)))
+        self._agent[start:end] += audio
+        self._play_end_s = end / self.sample_rate
+        return start / self.sample_rate
+
+    def stop_playback(self) -> None:
+        now = int(self.clock.now() * self.sample_rate)
+        if now < len(self._agent):
+            self._agent[now:] = 0.0
+            self._agent = self._agent[: max(now, 0)]
+        self._play_end_s = min(self._play_end_s, self.clock.now())
+
+    @property
+    def play_end_s(self) -> float:
+        return self._play_end_s
+
+    async def hangup(self) -> None:
+        self.hung_up = True
+
+    async def transfer(self, target: str) -> bool:
+        self.transfers.append(target)
+        return self.transfer_ok
+
+    def agent_track(self, min_duration_s: float = 0.0) -> np.ndarray:
+        """The agent's side of the call, at the leg's rate, at least as long as the input."""
+        length = max(len(self._agent), len(self.samples), int(min_duration_s * self.sample_rate))
+        return np.pad(self._agent, (0, length - len(self._agent)))

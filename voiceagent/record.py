@@ -1,0 +1,86 @@
+"""The record of one call, as written to call.json (SPEC.md) and to the store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .textnorm import mask_pii
+
+
+@dataclass
+class CallerTurn:
+    text: str
+    start_s: float
+    end_s: float
+    intent: str
+    confidence: float
+    slots: dict[str, str]
+    emotion: str
+    language: str
+    dialect: str | None
+    anger: float = 0.0
+    role: str = "caller"
+
+
+@dataclass
+class AgentTurn:
+    text: str
+    start_s: float
+    end_s: float
+    latency_ms: dict[str, float | None]
+    reply_source: str = "template"
+    grounding: list[str] = field(default_factory=list)
+    handoff: bool = False
+    role: str = "agent"
+
+
+@dataclass
+class Outcome:
+    handoff: bool = False
+    handoff_reason: str | None = None
+    resolved: bool = False
+    handoff_target: str | None = None
+    transfer_ok: bool | None = None
+    ended_by: str = "caller"  # "caller", "agent", "transfer", "error"
+    error: str | None = None
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    language: str
+    customer_id: str | None = None
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    duration_s: float = 0.0
+    turns: list[CallerTurn | AgentTurn] = field(default_factory=list)
+    outcome: Outcome = field(default_factory=Outcome)
+    slots: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["turns"] = [_turn_dict(t) for t in self.turns]
+        return data
+
+    def masked(self) -> dict:
+        """The record with personal data masked, for logs and the store."""
+        data = self.to_dict()
+        for turn in data["turns"]:
+            turn["text"] = mask_pii(turn["text"])
+            if "slots" in turn:
+                turn["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in turn["slots"].items()}
+        data["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in data["slots"].items()}
+        return data
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def _turn_dict(turn: CallerTurn | AgentTurn) -> dict:
+    data = asdict(turn)
+    ordered = {"role": data.pop("role")}
+    ordered.update(data)
+    return ordered

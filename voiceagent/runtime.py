@@ -1,0 +1,98 @@
+"""The process-wide set of loaded models and services, shared by every call.
+
+Loaded once (each model is big and slow to load); sessions take what they need from here.
+`Runtime.load` times each part so start-up cost is visible (`voiceagent models check --load`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    asr: object | None = None
+    tts: object | None = None
+    llm: object | None = None
+    embedder: object | None = None
+    nlu: object | None = None
+    shop: object | None = None
+    dialog: object | None = None
+    load_times_s: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, config: Config, parts: tuple[str, ...] = ("vad", "asr", "dialog", "llm", "tts")) -> "Runtime":
+        rt = cls(config)
+        for part in parts:
+            t0 = time.perf_counter()
+            getattr(rt, f"_load_{part}")()
+            rt.load_times_s[part] = round(time.perf_counter() - t0, 3)
+            log.info("loaded %s in %.2f s", part, rt.load_times_s[part])
+        return rt
+
+    def _load_vad(self) -> None:
+        self.new_vad()  # validates the model and warms the shared ONNX session
+
+    def new_vad(self):
+        """A VAD with its own state, for one call (the ONNX session itself is shared)."""
+        from .vad import create_vad
+
+        return create_vad(self.config.vad)
+
+    def _load_asr(self) -> None:
+        from .asr import create_asr
+
+        self.asr = create_asr(self.config.asr)
+        self.asr.warm_up()
+
+    def _load_tts(self) -> None:
+        from .tts import create_tts
+
+        self.tts = create_tts(self.config.tts)
+        self.tts.preload()
+        for lang in ("en", "zh"):  # first synthesis per voice is slow (ONNX graph set-up)
+            list(self.tts.voice(lang).synthesize("OK." if lang == "en" else "好的。"))
+
+    def _load_llm(self) -> None:
+        from .llm import create_llm
+
+        self.llm = create_llm(self.config.llm)
+        if self.dialog is not None:
+            self.dialog.llm = self.llm
+
+    def _load_shop(self) -> None:
+        from .shop import open_shop
+
+        self.shop = open_shop(self.config.dialog.shop_db)
+
+    def _load_nlu(self) -> None:
+        from .dialog.nlu import NLU
+        from .embeddings import Embedder
+
+        if self.shop is None:
+            self._load_shop()
+        self.embedder = Embedder(self.config.dialog.embedding_model)
+        self.nlu = NLU(self.embedder, self.shop)
+
+    def _load_dialog(self) -> None:
+        from .dialog.engine import DialogEngine
+
+        if self.nlu is None:
+            self._load_nlu()
+        self.dialog = DialogEngine(self.nlu, self.shop, self.llm, self.config.dialog.low_confidence)
+
+    def model_names(self) -> dict[str, str]:
+        c = self.config
+        return {
+            "asr": getattr(self.asr, "name", f"faster-whisper:{c.asr.model}"),
+            "tts": f"en={c.tts.en_voice}, zh={c.tts.zh_voice}",
+            "llm": getattr(self.llm, "name", "none") if c.llm.backend != "none" else "none",
+            "vad": c.vad.model if c.vad.backend == "silero" else f"webrtcvad-{c.vad.webrtc_aggressiveness}",
+        }

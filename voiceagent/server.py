@@ -1,0 +1,134 @@
+"""The HTTP side of `voiceagent serve`: health, the text chat API over the same dialog engine as
+voice, and the demo page. Models load in the background; /healthz says "loading" until then."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from .config import Config
+from .dialog.engine import DialogState
+
+log = logging.getLogger(__name__)
+
+MAX_SESSIONS = 10_000
+SESSION_IDLE_S = 1800
+
+
+class ChatRequest(BaseModel):
+    session_id: str = Field(min_length=1, max_length=128)
+    text: str = Field(max_length=10_000)
+    customer_id: str | None = Field(default=None, max_length=64)
+
+
+class ChatResponse(BaseModel):
+    reply: str
+    intent: str
+    slots: dict[str, str]
+    emotion: str
+    handoff: bool
+    handoff_reason: str | None = None
+    confidence: float
+    language: str
+
+
+PAGE = """<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>voiceagent</title>
+<style>body{font-family:sans-serif;max-width:40rem;margin:2rem auto}#log p{margin:.3rem 0}</style></head>
+<body><h1>voiceagent demo shop</h1><p>Text chat with the agent (the voice widget comes with the WebRTC transport).</p>
+<div id="log"></div><form id="f"><input id="t" size="50" placeholder="我的订单什么时候发货？ / Where is my parcel?">
+<button>Send</button></form><script>
+const sid=Math.random().toString(36).slice(2);const log=document.getElementById('log');
+document.getElementById('f').onsubmit=async e=>{e.preventDefault();const t=document.getElementById('t');
+const p=document.createElement('p');p.textContent='You: '+t.value;log.append(p);
+const r=await fetch('/api/chat',{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify({session_id:sid,text:t.value})});
+const j=await r.json();const a=document.createElement('p');a.textContent='Agent: '+(j.reply||j.detail);log.append(a);t.value='';};
+</script></body></html>"""
+
+
+class _Sessions:
+    """Chat dialog states by session id, least recently used evicted, idle ones expired."""
+
+    def __init__(self):
+        self._items: OrderedDict[str, tuple[float, DialogState]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session_id: str, customer_id: str | None) -> DialogState:
+        now = time.monotonic()
+        with self._lock:
+            while self._items and (len(self._items) >= MAX_SESSIONS or now - next(iter(self._items.values()))[0] > SESSION_IDLE_S):
+                self._items.popitem(last=False)
+            _, state = self._items.pop(session_id, (now, None))
+            if state is None:
+                state = DialogState(customer_id=customer_id)
+            self._items[session_id] = (now, state)
+            return state
+
+
+def create_app(config: Config, runtime=None) -> FastAPI:
+    app = FastAPI(title="voiceagent", version="0.1.0")
+    app.state.runtime = runtime
+    app.state.load_error = None
+    sessions = _Sessions()
+
+    def load() -> None:
+        from .runtime import Runtime
+
+        try:
+            app.state.runtime = Runtime.load(config)
+            log.info("models loaded: %s", app.state.runtime.load_times_s)
+        except Exception as exc:  # reported by /healthz; the process stays up to say why
+            log.exception("model loading failed")
+            app.state.load_error = str(exc)
+
+    @app.on_event("startup")
+    async def _startup() -> None:
+        if app.state.runtime is None:
+            threading.Thread(target=load, name="model-loader", daemon=True).start()
+
+    @app.get("/healthz")
+    async def healthz():
+        if app.state.runtime is not None:
+            return {"status": "ok"}
+        if app.state.load_error:
+            return JSONResponse({"status": "error", "error": app.state.load_error}, status_code=503)
+        return JSONResponse({"status": "loading"}, status_code=503)
+
+    @app.post("/api/chat", response_model=ChatResponse)
+    async def chat(req: ChatRequest):
+        rt = app.state.runtime
+        if rt is None:
+            raise HTTPException(503, "models are still loading")
+        state = sessions.get(req.session_id, req.customer_id)
+        reply = await asyncio.to_thread(rt.dialog.respond, req.text, state, None)
+        u = reply.understanding
+        return ChatResponse(reply=reply.text, intent=reply.intent, slots=reply.slots, emotion=u.emotion,
+                            handoff=reply.handoff, handoff_reason=reply.handoff_reason, confidence=u.confidence,
+                            language=state.language)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index():
+        return PAGE
+
+    return app
+
+
+def serve(config: Config, host: str = "127.0.0.1", port: int = 8080) -> None:
+    import signal
+
+    import uvicorn
+
+    # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests in flight, then re-raises
+    # the signal to the handler that was there before. That handler only notes it, so a requested
+    # stop ends with exit status 0 rather than death by signal.
+    stop_signals: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop_signals.append(signum))
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    log.info("stopped (%s)", ", ".join(signal.Signals(s).name for s in stop_signals) or "server exited")

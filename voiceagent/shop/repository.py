@@ -1,0 +1,190 @@
+"""Read access to the shop: orders, parcels, products, customers and policies."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from .. import paths
+from . import demo
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name_zh: str
+    name_en: str
+    category: str
+    price: float
+    stock: int
+    restock_date: str | None
+    material_zh: str
+    material_en: str
+    sizes: list[str]
+    colors_zh: list[str]
+    colors_en: list[str]
+    size_advice_zh: str
+    size_advice_en: str
+
+    def name(self, lang: str) -> str:
+        return self.name_zh if lang == "zh" else self.name_en
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    customer_id: str
+    sku: str
+    product_zh: str
+    product_en: str
+    size: str | None
+    color_zh: str | None
+    color_en: str | None
+    quantity: int
+    amount: float
+    status: str
+    created_at: str
+    ship_by: str
+    shipped_at: str | None
+    delivered_at: str | None
+    carrier_zh: str | None
+    carrier_en: str | None
+    tracking_no: str | None
+    refund_status: str | None
+
+    def product(self, lang: str) -> str:
+        return self.product_zh if lang == "zh" else self.product_en
+
+    def carrier(self, lang: str) -> str:
+        return (self.carrier_zh if lang == "zh" else self.carrier_en) or ""
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    at: str
+    location: str
+    event: str
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    name: str
+    phone: str
+    tier: str
+    language: str
+    points: int
+
+
+class ShopRepository:
+    """Thread-safe: one SQLite connection per thread, opened read-only on the shop file."""
+
+    def __init__(self, db_path: str | Path):
+        self.db_path = str(db_path)
+        self._local = threading.local()
+        row = self._q1("SELECT value FROM meta WHERE key='today'")
+        self.today = date.fromisoformat(row[0]) if row else date.today()
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self._db().execute(sql, args).fetchall()
+
+    def _q1(self, sql: str, args: tuple = ()) -> tuple | None:
+        rows = self._q(sql, args)
+        return rows[0] if rows else None
+
+    _ORDER_SQL = """SELECT o.order_id, o.customer_id, o.sku, p.name_zh, p.name_en, o.size, o.color_zh, o.color_en,
+        o.quantity, o.amount, o.status, o.created_at, o.ship_by, o.shipped_at, o.delivered_at, o.carrier,
+        o.tracking_no, o.refund_status FROM orders o JOIN products p ON p.sku = o.sku"""
+
+    @staticmethod
+    def _order(row: tuple) -> Order:
+        carrier = row[15] or ""
+        czh, _, cen = carrier.partition("|")
+        return Order(*row[:15], czh or None, cen or None, row[16], row[17])
+
+    def order(self, order_id: str) -> Order | None:
+        row = self._q1(self._ORDER_SQL + " WHERE o.order_id = ?", (order_id,))
+        return self._order(row) if row else None
+
+    def order_by_tracking(self, tracking_no: str) -> Order | None:
+        row = self._q1(self._ORDER_SQL + " WHERE o.tracking_no = ?", (tracking_no.upper(),))
+        return self._order(row) if row else None
+
+    def orders_for_customer(self, customer_id: str) -> list[Order]:
+        rows = self._q(self._ORDER_SQL + " WHERE o.customer_id = ? ORDER BY o.created_at DESC", (customer_id,))
+        return [self._order(r) for r in rows]
+
+    def customer(self, customer_id: str) -> Customer | None:
+        row = self._q1("SELECT * FROM customers WHERE customer_id = ?", (customer_id,))
+        return Customer(*row) if row else None
+
+    def customer_by_phone(self, phone: str) -> Customer | None:
+        row = self._q1("SELECT * FROM customers WHERE phone = ?", (re.sub(r"\D", "", phone),))
+        return Customer(*row) if row else None
+
+    def tracking(self, tracking_no: str, lang: str) -> list[TrackingEvent]:
+        col = "zh" if lang == "zh" else "en"
+        rows = self._q(f"SELECT at, location_{col}, event_{col} FROM tracking_events WHERE tracking_no = ? ORDER BY at",
+                       (tracking_no,))
+        return [TrackingEvent(*r) for r in rows]
+
+    def policy(self, key: str, lang: str) -> tuple[str, str] | None:
+        row = self._q1("SELECT title, body FROM policies WHERE key = ? AND lang = ?", (key, "zh" if lang == "zh" else "en"))
+        return (row[0], row[1]) if row else None
+
+    def products(self) -> list[Product]:
+        rows = self._q("SELECT sku, name_zh, name_en, category, price, stock, restock_date, material_zh, material_en,"
+                       " sizes, colors_zh, colors_en, size_advice_zh, size_advice_en, keywords FROM products")
+        out = []
+        for r in rows:
+            out.append(Product(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                               [s for s in r[9].split(",") if s], r[10].split(","), r[11].split(","), r[12], r[13]))
+        return out
+
+    def find_product(self, text: str) -> Product | None:
+        """The catalog item the caller names: longest keyword or name match wins; base line first."""
+        lowered = text.lower()
+        best, best_len = None, 0
+        rows = self._q("SELECT sku, keywords, name_zh, name_en FROM products ORDER BY sku")
+        for sku, keywords, name_zh, name_en in rows:
+            for word in [name_zh, name_en.lower(), *keywords.lower().split()]:
+                if len(word) >= 2 and word in lowered:
+                    # exact product names beat category words; among equals the first (base) line wins
+                    score = len(word) + (100 if word in (name_zh, name_en.lower()) else 0)
+                    if score > best_len:
+                        best, best_len = sku, score
+        if best is None:
+            return None
+        return next(p for p in self.products() if p.sku == best)
+
+
+def open_shop(db_path: str = "") -> ShopRepository:
+    """Open the configured shop, building the demo shop on first use."""
+    path = Path(db_path) if db_path else paths.var_dir() / "shop.db"
+    if not db_path:
+        needs_build = not path.exists()
+        if not needs_build:
+            try:
+                with sqlite3.connect(path) as conn:
+                    row = conn.execute("SELECT value FROM meta WHERE key='demo_version'").fetchone()
+                needs_build = row is None or row[0] != demo.DEMO_VERSION
+            except sqlite3.Error:
+                needs_build = True
+        if needs_build:
+            demo.build(path)
+    elif not path.exists():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"shop database not found: {path}")
+    return ShopRepository(path)

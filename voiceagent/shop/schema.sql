@@ -1,0 +1,68 @@
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    tier TEXT NOT NULL CHECK (tier IN ('new', 'regular', 'vip')),
+    language TEXT NOT NULL,
+    points INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS customers_phone ON customers(phone);
+
+CREATE TABLE IF NOT EXISTS products (
+    sku TEXT PRIMARY KEY,
+    name_zh TEXT NOT NULL,
+    name_en TEXT NOT NULL,
+    category TEXT NOT NULL,
+    keywords TEXT NOT NULL,          -- space-separated zh/en words the caller may use
+    price REAL NOT NULL,
+    stock INTEGER NOT NULL,
+    restock_date TEXT,
+    material_zh TEXT NOT NULL,
+    material_en TEXT NOT NULL,
+    sizes TEXT NOT NULL,             -- comma-separated, '' for one-size items
+    colors_zh TEXT NOT NULL,
+    colors_en TEXT NOT NULL,
+    size_advice_zh TEXT NOT NULL,
+    size_advice_en TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL REFERENCES customers(customer_id),
+    sku TEXT NOT NULL REFERENCES products(sku),
+    size TEXT,
+    color_zh TEXT,
+    color_en TEXT,
+    quantity INTEGER NOT NULL,
+    amount REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('paid', 'shipped', 'delivered', 'cancelled', 'returned')),
+    created_at TEXT NOT NULL,
+    ship_by TEXT NOT NULL,
+    shipped_at TEXT,
+    delivered_at TEXT,
+    carrier TEXT,
+    tracking_no TEXT,
+    refund_status TEXT               -- NULL, 'processing', 'refunded'
+);
+CREATE INDEX IF NOT EXISTS orders_customer ON orders(customer_id);
+CREATE INDEX IF NOT EXISTS orders_tracking ON orders(tracking_no);
+
+CREATE TABLE IF NOT EXISTS tracking_events (
+    tracking_no TEXT NOT NULL,
+    at TEXT NOT NULL,
+    location_zh TEXT NOT NULL,
+    location_en TEXT NOT NULL,
+    event_zh TEXT NOT NULL,
+    event_en TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tracking_events_no ON tracking_events(tracking_no);
+
+CREATE TABLE IF NOT EXISTS policies (
+    key TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (key, lang)
+);
+
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -1,0 +1,60 @@
+"""Where finished calls are kept: SQLite by default, one row per call with its masked record."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from . import paths
+from .record import CallRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    language TEXT,
+    customer_id TEXT,
+    duration_s REAL,
+    handoff INTEGER NOT NULL,
+    handoff_reason TEXT,
+    resolved INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
+"""
+
+
+class CallStore:
+    def __init__(self, db_path: str | Path = ""):
+        self.path = Path(db_path) if db_path else paths.var_dir() / "calls.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as conn:
+            conn.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def save(self, record: CallRecord) -> None:
+        data = record.masked()
+        with self._lock, self._connect() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
+                (record.call_id, record.started_at, record.language, record.customer_id, record.duration_s,
+                 int(record.outcome.handoff), record.outcome.handoff_reason, int(record.outcome.resolved),
+                 json.dumps(data, ensure_ascii=False)),
+            )
+
+    def get(self, call_id: str) -> dict | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT record FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def recent(self, limit: int = 20) -> list[dict]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT record FROM calls ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [json.loads(r[0]) for r in rows]

@@ -1,0 +1,123 @@
+"""Text normalisation shared by ASR output, NLU and TTS input (Chinese and English)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+CJK = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
+
+_ZH_DIGITS = {"零": "0", "〇": "0", "一": "1", "幺": "1", "二": "2", "两": "2", "三": "3", "四": "4",
+              "五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
+_EN_DIGITS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+              "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+_DIGIT_ZH = "零一二三四五六七八九"
+_DIGIT_ZH_ID = "零幺二三四五六七八九"  # 幺 for 1 when reading out numbers digit by digit, as call centers do
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    try:
+        import opencc
+
+        return opencc.OpenCC("t2s")
+    except Exception:  # opencc missing: keep text as is rather than fail the call
+        return None
+
+
+def to_simplified(text: str) -> str:
+    conv = _t2s()
+    return conv.convert(text) if conv is not None else text
+
+
+def has_cjk(text: str) -> bool:
+    return bool(CJK.search(text))
+
+
+def guess_language(text: str, default: str = "en") -> str:
+    """Language of a typed or transcribed text: zh if it holds Chinese characters."""
+    if has_cjk(text):
+        return "zh"
+    if re.search(r"[A-Za-z]", text):
+        return "en"
+    return default
+
+
+def spoken_digits_to_arabic(text: str) -> str:
+    """'三八五一二零七四' -> '38512074'; 'three eight five' -> '385'. Runs of 3+ digits only,
+    so that ordinary words (一下, 一件, 'one of them') are left alone."""
+
+    def zh_run(m: re.Match) -> str:
+        return "".join(_ZH_DIGITS[c] for c in m.group(0))
+
+    text = re.sub(r"[零〇一幺二两三四五六七八九]{3,}", zh_run, text)
+    words = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+
+    def en_run(m: re.Match) -> str:
+        return "".join(_EN_DIGITS[w.lower()] for w in re.findall(words, m.group(0), flags=re.I))
+
+    return re.sub(rf"\b{words}(?:[\s,-]+{words}){{2,}}\b", en_run, text, flags=re.I)
+
+
+def join_digit_groups(text: str) -> str:
+    """'3851 2074' or '3851-2074' -> '38512074' (ASR often groups long numbers)."""
+    prev = None
+    while prev != text:
+        prev = text
+        text = re.sub(r"(\d)[\s\-,，、](?=\d)", r"\1", text)
+    return text
+
+
+def digits_to_zh(digits: str, as_id: bool = True) -> str:
+    table = _DIGIT_ZH_ID if as_id else _DIGIT_ZH
+    return "".join(table[int(c)] if c.isdigit() else c for c in digits)
+
+
+def mask_pii(text: str) -> str:
+    """Mask phone numbers, e-mail addresses and long digit strings for logs and stored records."""
+    text = re.sub(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)", r"\1****\2", text)  # CN mobile
+    text = re.sub(r"(?<![\w.])([\w.+-])[\w.+-]*@([\w-]+\.[\w.-]+)", r"\1***@\2", text)
+    text = re.sub(r"(?<!\d)(\+?\d[\d\s-]{7,}\d)(?!\d)", lambda m: _mask_digits(m.group(1)), text)
+    return text
+
+
+def _mask_digits(s: str) -> str:
+    digits = [c for c in s if c.isdigit()]
+    if len(digits) < 9:  # order numbers (8 digits) stay readable; phones and cards do not
+        return s
+    keep_tail = 4
+    out, seen = [], 0
+    total = len(digits)
+    for c in s:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen <= 3 or seen > total - keep_tail else "*")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+
+
+def spoken_date(iso: str | None, lang: str) -> str:
+    """'2026-11-18' -> '11月18日' / 'November 18' (the year is implied on the phone)."""
+    if not iso:
+        return ""
+    m = re.match(r"(\d{4})-(\d{2})-(\d{2})", iso)
+    if not m:
+        return iso
+    month, day = int(m.group(2)), int(m.group(3))
+    return f"{month}月{day}日" if lang == "zh" else f"{_MONTHS[month - 1]} {day}"
+
+
+def speakable_en(text: str) -> str:
+    """Numbers as an English voice should read them on the phone: ids and codes digit by digit
+    ('55120963' -> '5 5 1 2 0 9 6 3', 'SF8912' -> 'S F 8 9 1 2'); amounts stay numbers."""
+
+    def spell(m: re.Match) -> str:
+        return " ".join(m.group(0))
+
+    text = re.sub(r"\b[A-Z]{1,3}\d{5,}\b", spell, text)
+    return re.sub(r"(?<![\d.])\d{5,}(?![\d.])", spell, text)

@@ -1,0 +1,73 @@
+"""Text to speech: one voice per language behind a small interface, synthesising sentence by
+sentence so that the first sentence can play while the rest is still being made."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from ..config import TtsConfig
+
+
+@dataclass
+class SpeechChunk:
+    samples: np.ndarray  # mono float32
+    sample_rate: int
+    text: str
+
+
+class Voice(Protocol):
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> Iterator[SpeechChunk]: ...
+
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+    return parts or ([text.strip()] if text.strip() else [])
+
+
+class VoiceRouter:
+    """Picks the voice for the reply's language; voices load lazily and are shared."""
+
+    def __init__(self, config: TtsConfig):
+        self.config = config
+        self._voices: dict[str, Voice] = {}
+
+    def voice(self, language: str) -> Voice:
+        lang = "zh" if language.startswith("zh") else "en"
+        if lang not in self._voices:
+            self._voices[lang] = self._load(lang)
+        return self._voices[lang]
+
+    def _load(self, lang: str) -> Voice:
+        ref = self.config.zh_voice if lang == "zh" else self.config.en_voice
+        if ref == "espeak-cmn-pinyin":
+            from .espeak import EspeakPinyinVoice
+
+            return EspeakPinyinVoice(speed=self.config.speed)
+        if ref.startswith("espeak:"):
+            from .espeak import EspeakVoice
+
+            return EspeakVoice(ref.split(":", 1)[1], speed=self.config.speed)
+        from .piper import PiperVoiceBackend
+
+        return PiperVoiceBackend(ref, speed=self.config.speed)
+
+    def names(self) -> dict[str, str]:
+        return {"en": self.config.en_voice, "zh": self.config.zh_voice}
+
+    def preload(self, languages=("en", "zh")) -> None:
+        for lang in languages:
+            self.voice(lang)
+
+
+def create_tts(config: TtsConfig) -> VoiceRouter:
+    return VoiceRouter(config)
