@@ -36,3 +36,19 @@ def test_language_guess():
     assert guess_language("我的快递") == "zh"
     assert guess_language("where is it") == "en"
     assert guess_language("12345", default="zh") == "zh"
+
+
+def test_english_voice_reads_ids_digit_by_digit_and_keeps_amounts():
+    from voiceagent.textnorm import speakable_en
+
+    assert speakable_en("Order 55120963.") == "Order 5 5 1 2, 0 9 6 3."
+    assert speakable_en("tracking SF891203740483") == "tracking S F, 8 9 1 2, 0 3 7 4, 0 4 8 3"
+    assert speakable_en("It costs 459 yuan, or 12345.50 in total.") == "It costs 459 yuan, or 12345.50 in total."
+
+
+def test_dates_are_spoken():
+    from voiceagent.textnorm import spoken_date
+
+    assert spoken_date("2026-11-18", "zh") == "11月18日"
+    assert spoken_date("2026-11-18", "en") == "November 18"
+    assert spoken_date(None, "en") == ""

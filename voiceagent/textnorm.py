@@ -113,11 +113,12 @@ def spoken_date(iso: str | None, lang: str) -> str:
 
 
 def speakable_en(text: str) -> str:
-    """Numbers as an English voice should read them on the phone: ids and codes digit by digit
-    ('55120963' -> '5 5 1 2 0 9 6 3', 'SF8912' -> 'S F 8 9 1 2'); amounts stay numbers."""
+    """Numbers as an English voice should read them on the phone: ids and codes digit by digit in
+    groups of four ('55120963' -> '5 5 1 2, 0 9 6 3'; 'SF8912' -> 'S F, 8 9 1 2'); amounts stay."""
 
-    def spell(m: re.Match) -> str:
-        return " ".join(m.group(0))
+    def digits(run: str) -> str:
+        return ", ".join(" ".join(run[i : i + 4]) for i in range(0, len(run), 4))
 
-    text = re.sub(r"\b[A-Z]{1,3}\d{5,}\b", spell, text)
-    return re.sub(r"(?<![\d.])\d{5,}(?![\d.])", spell, text)
+    text = re.sub(r"\b([A-Z]{1,3})(\d{5,})\b", lambda m: " ".join(m.group(1)) + ", " + digits(m.group(2)), text)
+    # a run of 5+ digits that is not part of a decimal number
+    return re.sub(r"(?<!\d)(?<!\d\.)\d{5,}(?!\.?\d)", lambda m: digits(m.group(0)), text)

