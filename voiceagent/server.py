@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import asynccontextmanager
 import threading
 import time
 from collections import OrderedDict
@@ -72,11 +73,6 @@ class _Sessions:
 
 
 def create_app(config: Config, runtime=None) -> FastAPI:
-    app = FastAPI(title="voiceagent", version="0.1.0")
-    app.state.runtime = runtime
-    app.state.load_error = None
-    sessions = _Sessions()
-
     def load() -> None:
         from .runtime import Runtime
 
@@ -87,10 +83,17 @@ def create_app(config: Config, runtime=None) -> FastAPI:
             log.exception("model loading failed")
             app.state.load_error = str(exc)
 
-    @app.on_event("startup")
-    async def _startup() -> None:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Load in the background: the port answers at once and /healthz says "loading" until ready.
         if app.state.runtime is None:
             threading.Thread(target=load, name="model-loader", daemon=True).start()
+        yield
+
+    app = FastAPI(title="voiceagent", version="0.1.0", lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.load_error = None
+    sessions = _Sessions()
 
     @app.get("/healthz")
     async def healthz():

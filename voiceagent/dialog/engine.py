@@ -74,14 +74,13 @@ class DialogEngine:
             "order_id" in u.slots or "phone" in u.slots or "tracking_no" in u.slots or "product" in u.slots
         ):
             intent = state.pending_intent
-        if intent != u.intent and u.intent == "order.status" and state.pending_intent:
-            intent = state.pending_intent
         state.slots.update(u.slots)
         state.intents.append(intent)
-        state.angry_turns += 1 if u.emotion == "angry" else 0
+        angry_before = state.angry_turns
+        if u.emotion == "angry":
+            state.angry_turns += 1
 
-        decision = decide(u, angry_turns=state.angry_turns - (1 if u.emotion == "angry" else 0),
-                          failed_turns=state.failed_turns)
+        decision = decide(u, angry_turns=angry_before, failed_turns=state.failed_turns)
         reply = Reply("", u, intent, dict(state.slots))
         if decision.handoff:
             key = "handoff_angry" if decision.reason in ("angry", "sensitive_topic") or u.emotion == "angry" else "handoff"
