@@ -88,11 +88,11 @@ class DialogEngine:
             reply.handoff, reply.handoff_reason, reply.resolved = True, decision.reason, False
         elif self._unsure(u, intent):
             reply.text = templates.render(lang, "clarify")
-            state.failed_turns += 1
         else:
             self._answer(intent, u, state, reply, lang)
-            if reply.resolved:
-                state.failed_turns = 0
+        # Unanswered turns in a row (clarifying questions, unknown orders, out-of-scope requests,
+        # asking again for a value): the third one sends the next turn to a person.
+        state.failed_turns = 0 if reply.resolved else state.failed_turns + (0 if reply.handoff else 1)
         if reply.resolved or reply.handoff:
             state.pending_intent = None
         reply.slots = dict(state.slots)
@@ -142,11 +142,8 @@ class DialogEngine:
             key = {"chitchat.greeting": "greeting", "chitchat.goodbye": "goodbye", "other": "other"}[intent]
             text = self._small_talk(u.text, key, lang, reply)
             reply.resolved = intent != "other"
-            if intent == "other":
-                state.failed_turns += 1
         else:
             text = templates.render(lang, "clarify")
-            state.failed_turns += 1
         reply.text = (opening + text) if opening and reply.resolved else text
 
     def _policy(self, key: str, lang: str, reply: Reply) -> str:
@@ -193,7 +190,6 @@ class DialogEngine:
             return (templates.ack(lang, intent) + sep + templates.render(lang, "ask_order_id")).strip()
         if found == "missing":
             state.pending_intent = intent
-            state.failed_turns += 1
             bad = state.slots.pop("order_id", None) or state.slots.pop("tracking_no", "")
             return templates.render(lang, "order_not_found", order_id=bad)
         if found == "foreign":

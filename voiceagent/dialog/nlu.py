@@ -1,30 +1,28 @@
 """Natural-language understanding of one caller turn: intent with a confidence, slots, emotion,
 language and dialect.
 
-Intent: nearest labelled examples in the multilingual embedding space (zh and en share one space,
-so mixed speech works), sharpened into a probability, plus high-precision cue rules for the
-intents where a miss is costly (a caller asking for a person, a complaint). The examples live in
-dialog/data/intent_examples.jsonl.
+Intent: a calibrated linear classifier over the multilingual sentence embedding (zh and en share
+one space, so mixed speech works) and lexical n-grams, trained by train_intents.py on
+dialog/data/nlu_train.jsonl, plus high-precision cue rules for the intents where a miss is costly
+(a caller asking for a person, a complaint).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .. import paths
 from ..embeddings import Embedder
+from ..errors import ModelMissing
 from ..perception import detect_dialect, detect_emotion
 from ..textnorm import guess_language
 from .intents import INTENTS
+from .features import lexical
 from .slots import extract_slots
-
-EXAMPLES = Path(__file__).with_name("data") / "intent_examples.jsonl"
+from .train_intents import MODEL_PATH
 
 # Cue rules: (intent, pattern, confidence floor). Checked on the raw text, before the embedding.
 RULES: list[tuple[str, re.Pattern, float]] = [
@@ -66,37 +64,24 @@ class Understanding:
 
 
 class IntentClassifier:
-    def __init__(self, embedder: Embedder, examples_path: Path = EXAMPLES, temperature: float = 0.03):
-        self.embedder = embedder
-        self.temperature = temperature
-        rows = [json.loads(line) for line in examples_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        self.texts = [r["text"] for r in rows]
-        self.labels = np.array([INTENTS.index(r["intent"]) for r in rows])
-        self.matrix = self._load_or_embed(examples_path)
+    """Logistic regression over [e5 embedding, lexical n-grams], temperature-calibrated
+    (train_intents.py), then the cue rules."""
 
-    def _load_or_embed(self, examples_path: Path) -> np.ndarray:
-        """Example embeddings are cached under var/, keyed by the examples and the model."""
-        key = hashlib.sha256(examples_path.read_bytes() + self.embedder.name.encode()).hexdigest()[:16]
-        cache = paths.var_dir() / f"intent-examples-{key}.npy"
-        if cache.exists():
-            matrix = np.load(cache)
-            if matrix.shape[0] == len(self.texts):
-                return matrix
-        matrix = self.embedder.embed(self.texts)
-        np.save(cache, matrix)
-        return matrix
+    def __init__(self, embedder: Embedder, model_path: Path = MODEL_PATH):
+        if not model_path.exists():
+            raise ModelMissing(f"intent model {model_path} is missing; run: python -m voiceagent.dialog.train_intents")
+        data = np.load(model_path)
+        if [str(x) for x in data["labels"]] != list(INTENTS):
+            raise ModelMissing(f"intent model {model_path} has other labels; retrain: python -m voiceagent.dialog.train_intents")
+        self.embedder = embedder
+        self.w, self.b = data["w"], data["b"]
+        self.temperature = float(data["temperature"])
+        self.lexical_weight = float(data["lexical_weight"])
 
     def scores(self, text: str) -> dict[str, float]:
-        """Per-intent probability from the mean of each intent's two nearest examples."""
-        q = self.embedder.embed([text])[0]
-        sims = self.matrix @ q
-        per_intent = np.full(len(INTENTS), -1.0, dtype=np.float32)
-        for idx in range(len(INTENTS)):
-            s = np.sort(sims[self.labels == idx])[::-1]
-            if s.size:
-                per_intent[idx] = float(s[:2].mean())
-        logits = (per_intent - per_intent.max()) / self.temperature
-        probs = np.exp(logits)
+        x = np.hstack([self.embedder.embed([text])[0], self.lexical_weight * lexical([text])[0]])
+        logits = (x @ self.w + self.b) / self.temperature
+        probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         return {INTENTS[i]: float(probs[i]) for i in range(len(INTENTS))}
 
