@@ -74,6 +74,8 @@ class DialogConfig:
     shop_db: str = ""  # empty: the demo shop under var/
     default_language: str = "zh"
     low_confidence: float = 0.45  # below this the agent asks a clarifying question
+    kb_threshold: float = 0.87  # cosine similarity a knowledge-base passage needs to answer
+    cache_size: int = 4096  # hot-question cache entries (0 turns it off)
 
 
 @dataclass

@@ -24,6 +24,7 @@ class Runtime:
     embedder: object | None = None
     nlu: object | None = None
     shop: object | None = None
+    kb: object | None = None
     dialog: object | None = None
     load_times_s: dict[str, float] = field(default_factory=dict)
 
@@ -82,11 +83,16 @@ class Runtime:
         self.nlu = NLU(self.embedder, self.shop)
 
     def _load_dialog(self) -> None:
+        from .dialog.cache import HotCache
         from .dialog.engine import DialogEngine
+        from .shop.knowledge import KnowledgeBase
 
         if self.nlu is None:
             self._load_nlu()
-        self.dialog = DialogEngine(self.nlu, self.shop, self.llm, self.config.dialog.low_confidence)
+        c = self.config.dialog
+        self.kb = KnowledgeBase(self.embedder, self.shop, threshold=c.kb_threshold)
+        self.dialog = DialogEngine(self.nlu, self.shop, self.llm, c.low_confidence, kb=self.kb,
+                                   cache=HotCache(c.cache_size) if c.cache_size else None)
 
     def model_names(self) -> dict[str, str]:
         c = self.config

@@ -1,10 +1,12 @@
-"""The first dialog step: one caller turn in, one grounded reply out.
+"""The dialog engine: one caller turn in, one grounded reply out.
 
-Facts come from the shop repository (orders, parcels, products, policies) and are slotted into
-the templates of prompts/; each reply lists the records it used (`grounding`). The LLM only
-speaks where no fact is needed (small talk, out-of-scope questions in English) and its output is
-checked before use. Conversation state (slots gathered so far, failures, anger) carries across
-turns, so "it's 38512074" after "where is my parcel?" answers the parcel question.
+Facts come from the shop's tools (orders, parcels, products, tickets, coupons) and its knowledge
+base (FAQ and policies), slotted into the templates of prompts/; each reply lists the records and
+passages it used (`grounding`). The LLM only speaks where no fact is needed (small talk in
+English) and its output is checked before use. Conversation state (slots gathered over turns, a
+question waiting for a value, failures, anger) carries across turns, so "it's 38512074" after
+"where is my parcel?" answers the parcel question, and "no, the other order" switches orders.
+Every reply passes the safety filter; attempts to override the rules are refused.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from ..llm import LanguageModel
 from ..textnorm import spoken_date
 from ..shop import Order, ShopRepository
 from . import templates
+from .cache import CachedReply, HotCache
 from .handoff import decide
+from .safety import filter_output, is_injection
 from .intents import group_probability
 from .nlu import NLU, Understanding
 
@@ -28,6 +32,15 @@ ORDER_INTENTS = {"order.status", "order.modify", "order.cancel", "logistics.trac
 PRODUCT_INTENTS = {"product.info", "product.size", "product.price", "product.stock", "product.recommend"}
 # A turn that only supplies a value (an order number) continues the previous question.
 CONTINUATION_INTENTS = {"other", "chitchat.greeting", "order.status"}
+# Intents where callers often ask about the rules rather than about one order.
+POLICY_QUESTION_INTENTS = {"aftersales.return", "aftersales.exchange", "aftersales.refund", "order.cancel", "order.modify"}
+QUESTION = re.compile(r"[?？]|吗|什么|谁|怎么|多久|几天|哪|能不能|可不可以|是否|\b(who|what|when|where|how|can|do|does|is|are)\b", re.I)
+OTHER_ORDER = re.compile(r"另一个订单|另外一个订单|不是这个(订单|单)?|换一个订单|上一个订单|other order|another order|"
+                         r"not (that|this) (one|order)|different order|previous order", re.I)
+NEVER_MIND = re.compile(r"算了|不用了|不退了|不换了|不要退|先不(退|换|办)|never ?mind|forget it|don't want to return|"
+                        r"changed my mind|no longer want to (return|exchange)", re.I)
+COUPON_REQUEST = re.compile(r"(发|给|送|要|领).{0,10}券|补偿|send me a coupon|give me a coupon|"
+                            r"(get|want|have) a coupon|compensat", re.I)
 
 
 @dataclass
@@ -36,6 +49,7 @@ class DialogState:
     customer_id: str | None = None
     slots: dict[str, str] = field(default_factory=dict)
     pending_intent: str | None = None  # a question waiting for a slot (e.g. the order number)
+    awaiting: str | None = None  # the slot the last reply asked for, when it is not the order ("reason")
     failed_turns: int = 0
     angry_turns: int = 0
     intents: list[str] = field(default_factory=list)
@@ -57,14 +71,26 @@ class Reply:
 
 
 class DialogEngine:
-    def __init__(self, nlu: NLU, shop: ShopRepository, llm: LanguageModel | None = None, low_confidence: float = 0.45):
+    def __init__(self, nlu: NLU, shop: ShopRepository, llm: LanguageModel | None = None, low_confidence: float = 0.45,
+                 kb=None, cache: HotCache | None = None):
         self.nlu = nlu
         self.shop = shop
         self.llm = llm
         self.low_confidence = low_confidence
+        self.kb = kb
+        self.cache = cache
 
     def respond(self, text: str, state: DialogState, language: str | None = None) -> Reply:
         t0 = time.perf_counter()
+        customer = self.shop.customer(state.customer_id) if state.customer_id else None
+        tier = customer.tier if customer else None
+        lang_hint = language if language in ("zh", "en") else None
+        context_free = state.pending_intent is None and state.awaiting is None
+        if context_free and self.cache is not None:
+            hit = self.cache.get(lang_hint or "auto", tier, text)
+            if hit is not None:
+                return self._from_cache(hit, state, t0)
+
         u = self.nlu.understand(text, language)
         lang = u.language if u.language in ("zh", "en") else state.language
         state.language = lang
@@ -74,6 +100,11 @@ class DialogEngine:
             "order_id" in u.slots or "phone" in u.slots or "tracking_no" in u.slots or "product" in u.slots
         ):
             intent = state.pending_intent
+        # The answer to "why do you want to return it?" is the reason, whatever it sounds like.
+        if state.awaiting == "reason" and state.pending_intent and not NEVER_MIND.search(text) \
+                and intent not in ("handoff.human", "aftersales.complaint"):
+            intent = state.pending_intent
+            u.slots.setdefault("reason", _reason_from(text))
         state.slots.update(u.slots)
         state.intents.append(intent)
         angry_before = state.angry_turns
@@ -86,6 +117,15 @@ class DialogEngine:
             key = "handoff_angry" if decision.reason in ("angry", "sensitive_topic") or u.emotion == "angry" else "handoff"
             reply.text = templates.render(lang, key)
             reply.handoff, reply.handoff_reason, reply.resolved = True, decision.reason, False
+        elif is_injection(text):
+            reply.text = templates.render(lang, "injection")
+            reply.resolved = True  # a clear answer, not a failure to understand
+        elif state.pending_intent and NEVER_MIND.search(text):
+            state.pending_intent = state.awaiting = None
+            reply.text = templates.render(lang, "flow_cancelled")
+            reply.resolved = True
+        elif OTHER_ORDER.search(text) and "order_id" not in u.slots and "order_id" in state.slots:
+            reply.text = self._other_order(state, reply, lang)
         elif self._unsure(u, intent):
             reply.text = templates.render(lang, "clarify")
         else:
@@ -94,10 +134,54 @@ class DialogEngine:
         # asking again for a value): the third one sends the next turn to a person.
         state.failed_turns = 0 if reply.resolved else state.failed_turns + (0 if reply.handoff else 1)
         if reply.resolved or reply.handoff:
-            state.pending_intent = None
+            state.pending_intent = state.awaiting = None
+        reply.text = self._styled(reply, tier, lang)
+        reply.text, masked = filter_output(reply.text)
+        if masked:
+            reply.grounding.append("safety:masked")
         reply.slots = dict(state.slots)
+        if self.cache is not None and context_free and reply.resolved and _context_free(reply):
+            self.cache.put(lang_hint or "auto", tier, text,
+                           CachedReply(reply.text, reply.intent, tuple(reply.grounding), reply.resolved, u))
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 1)
         return reply
+
+    def _from_cache(self, hit: CachedReply, state: DialogState, t0: float) -> Reply:
+        u = hit.understanding
+        state.language = u.language if u.language in ("zh", "en") else state.language
+        state.intents.append(hit.intent)
+        state.failed_turns = 0
+        reply = Reply(hit.text, u, hit.intent, dict(state.slots), resolved=hit.resolved, grounding=list(hit.grounding),
+                      source="cache")
+        reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 3)
+        return reply
+
+    def _styled(self, reply: Reply, tier: str | None, lang: str) -> str:
+        """Style by customer tier, as the seeds describe: VIP warmer and fuller, new customers concise."""
+        if not reply.resolved or reply.handoff or not reply.text:
+            return reply.text
+        if tier == "vip":
+            sep = "" if lang == "zh" else " "
+            return templates.tier_opening(lang, tier) + reply.text + sep + templates.render(lang, "vip_closing")
+        if tier == "new" and len(reply.text) > (80 if lang == "zh" else 260):
+            return _first_sentences(reply.text, lang, 2)
+        return reply.text
+
+    def _other_order(self, state: DialogState, reply: Reply, lang: str) -> str:
+        """"No, the other order": the caller's next most recent order, or ask which one."""
+        current = state.slots.pop("order_id")
+        if state.customer_id:
+            others = [o for o in self.shop.orders_for_customer(state.customer_id) if o.order_id != current]
+            if others:
+                state.slots["order_id"] = others[0].order_id
+                intent = state.pending_intent or next((i for i in reversed(state.intents[:-1]) if i in ORDER_INTENTS),
+                                                      "order.status")
+                switch = templates.render(lang, "other_order", order_id=others[0].order_id)
+                answer = self._order_answer(intent, state, reply, lang)
+                reply.intent = intent
+                return switch + ("" if lang == "zh" else " ") + answer
+        state.pending_intent = state.pending_intent or "order.status"
+        return templates.render(lang, "which_order")
 
     def _unsure(self, u: Understanding, intent: str) -> bool:
         """Ask a clarifying question rather than answer a question the caller may not have asked."""
@@ -116,18 +200,17 @@ class DialogEngine:
 
     def _answer(self, intent: str, u: Understanding, state: DialogState, reply: Reply, lang: str) -> None:
         customer = self.shop.customer(state.customer_id) if state.customer_id else None
-        opening = templates.tier_opening(lang, customer.tier if customer else None)
         if intent in ORDER_INTENTS:
             text = self._order_answer(intent, state, reply, lang)
         elif intent in PRODUCT_INTENTS:
             text = self._product_answer(intent, u, state, reply, lang)
         elif intent == "aftersales.complaint":
-            order_id = state.slots.get("order_id")
-            text = templates.render(lang, "complaint_order" if order_id else "complaint", order_id=order_id)
-            reply.resolved = False
+            text = self._complaint(state, customer, reply, lang)
+        elif intent == "promo.coupon" and COUPON_REQUEST.search(u.text):
+            text = self._coupon(customer, u.text, reply, lang)
         elif intent in ("aftersales.warranty", "aftersales.invoice", "promo.coupon"):
             key = {"aftersales.warranty": "warranty", "aftersales.invoice": "invoice", "promo.coupon": "coupon"}[intent]
-            text = self._policy(key, lang, reply)
+            text = self._knowledge(u.text, lang, reply) or self._policy(key, lang, reply)
             reply.resolved = True
         elif intent == "account.info":
             policy = self._policy("membership", lang, reply)
@@ -138,13 +221,55 @@ class DialogEngine:
             else:
                 text = policy
             reply.resolved = True
+        elif intent == "other" and (found := self._knowledge(u.text, lang, reply)):
+            text, reply.resolved = found, True  # a shop question the intents do not name
         elif intent in ("chitchat.greeting", "chitchat.goodbye", "other"):
             key = {"chitchat.greeting": "greeting", "chitchat.goodbye": "goodbye", "other": "other"}[intent]
             text = self._small_talk(u.text, key, lang, reply)
             reply.resolved = intent != "other"
         else:
             text = templates.render(lang, "clarify")
-        reply.text = (opening + text) if opening and reply.resolved else text
+        reply.text = text
+
+    def _knowledge(self, question: str, lang: str, reply: Reply) -> str:
+        """A knowledge-base passage that answers the question, cited in the turn record; or ""."""
+        if self.kb is None:
+            return ""
+        hit = self.kb.answer(question, lang)
+        if hit is None:
+            return ""
+        reply.grounding.append(f"kb:{hit.passage.id}")
+        return hit.passage.answer
+
+    def _coupon(self, customer, text: str, reply: Reply, lang: str) -> str:
+        policy = self._policy("coupon", lang, reply)
+        grant = self.shop.issue_coupon(customer, reason="caller request")
+        reply.resolved = True
+        if grant.coupon_id is None:
+            key = {"cooldown": "coupon_cooldown", "budget": "coupon_budget"}.get(grant.refusal or "")
+            return templates.render(lang, key, policy=policy) if key else policy
+        reply.grounding.append(f"coupons:{grant.coupon_id}")
+        issued = templates.render(lang, "coupon_issued", amount=f"{grant.amount:g}", min_spend=f"{grant.min_spend:g}",
+                                  expires_at=spoken_date(grant.expires_at, lang))
+        asked = re.search(r"(\d+)\s*(元|块|yuan|rmb)", text, re.I)
+        if asked and float(asked.group(1)) > grant.amount:  # more than policy allows: say so
+            issued = templates.render(lang, "coupon_limit", amount=f"{grant.amount:g}") + ("" if lang == "zh" else " ") + issued
+        return issued
+
+    def _complaint(self, state: DialogState, customer, reply: Reply, lang: str) -> str:
+        """Log the complaint; a known customer also gets the goodwill coupon policy allows."""
+        order = self.shop.order(state.slots["order_id"]) if "order_id" in state.slots else None
+        if order is not None and state.customer_id and order.customer_id != state.customer_id:
+            order = None
+        ticket = self.shop.create_ticket("complaint", order, state.slots.get("reason"), detail=reply.understanding.text)
+        reply.grounding.append(f"tickets:{ticket.ticket_id}")
+        reply.resolved = False  # a person follows it up
+        grant = self.shop.issue_coupon(customer, reason="complaint") if customer else None
+        if grant is not None and grant.coupon_id:
+            reply.grounding.append(f"coupons:{grant.coupon_id}")
+            return templates.render(lang, "complaint_coupon", ticket_id=ticket.ticket_id, amount=f"{grant.amount:g}",
+                                    min_spend=f"{grant.min_spend:g}")
+        return templates.render(lang, "complaint_ticket", ticket_id=ticket.ticket_id)
 
     def _policy(self, key: str, lang: str, reply: Reply) -> str:
         policy = self.shop.policy(key, lang)
@@ -187,7 +312,11 @@ class DialogEngine:
         if found == "ask":
             state.pending_intent = intent
             sep = "" if lang == "zh" else " "
-            return (templates.ack(lang, intent) + sep + templates.render(lang, "ask_order_id")).strip()
+            # a policy question ("who pays return shipping?") gets its answer before the order is asked for
+            asked = reply.understanding.text
+            known = self._knowledge(asked, lang, reply) if intent in POLICY_QUESTION_INTENTS and _is_question(asked) else ""
+            lead = known or templates.ack(lang, intent)
+            return (lead + sep + templates.render(lang, "ask_order_id")).strip()
         if found == "missing":
             state.pending_intent = intent
             bad = state.slots.pop("order_id", None) or state.slots.pop("tracking_no", "")
@@ -217,12 +346,29 @@ class DialogEngine:
             if order.status != "delivered" or not order.delivered_at:
                 return templates.render(lang, "return_not_delivered", policy=policy, **v)
             age = (self.shop.today - date.fromisoformat(order.delivered_at)).days
-            return templates.render(lang, "return_eligible" if age <= window else "return_expired", policy=policy, **v)
+            if age > window:
+                return templates.render(lang, "return_expired", policy=policy, **v)
+            return self._after_sales_ticket(intent, order, state, reply, lang, v)
         if intent == "aftersales.refund":
             policy = self._policy("refund", lang, reply)
             key = "refund_status" if order.refund_status else "refund_none"
             return templates.render(lang, key, policy=policy, **v)
         return templates.render(lang, "clarify")
+
+    def _after_sales_ticket(self, intent: str, order: Order, state: DialogState, reply: Reply, lang: str, v: dict) -> str:
+        """The seeds' return flow: order, eligibility, reason, then the ticket."""
+        kind = "return" if intent == "aftersales.return" else "exchange"
+        existing = self.shop.open_ticket(order.order_id, kind)
+        if existing is not None:
+            reply.grounding.append(f"tickets:{existing.ticket_id}")
+            return templates.render(lang, "ticket_exists", ticket_id=existing.ticket_id, **v)
+        if "reason" not in state.slots:
+            reply.resolved = False
+            state.pending_intent, state.awaiting = intent, "reason"
+            return templates.render(lang, "ask_reason", **v)
+        ticket = self.shop.create_ticket(kind, order, state.slots["reason"])
+        reply.grounding.append(f"tickets:{ticket.ticket_id}")
+        return templates.render(lang, f"{kind}_ticket", ticket_id=ticket.ticket_id, **v)
 
     def _order_values(self, order: Order, lang: str) -> dict:
         events = self.shop.tracking(order.tracking_no, lang) if order.tracking_no else []
@@ -309,3 +455,27 @@ class DialogEngine:
             return fallback
         reply.source = "llm"
         return out if key != "other" else f"{out} {fallback}"
+
+
+_REASON_WORDS = [("尺码", "does_not_fit"), ("大了", "too_big"), ("小了", "too_small"), ("质量", "quality"), ("坏", "damaged"),
+                 ("不喜欢", "changed_mind"), ("size", "does_not_fit"), ("big", "too_big"), ("small", "too_small"),
+                 ("quality", "quality"), ("broken", "damaged"), ("don't like", "changed_mind"), ("fit", "does_not_fit")]
+
+
+def _reason_from(text: str) -> str:
+    lowered = text.lower()
+    return next((reason for word, reason in _REASON_WORDS if word in lowered), "other")
+
+
+def _context_free(reply: Reply) -> bool:
+    """Cacheable: grounded only in policies and the knowledge base (or in nothing), no actions."""
+    return all(g.startswith(("policies:", "kb:")) for g in reply.grounding) and reply.source != "llm"
+
+
+def _first_sentences(text: str, lang: str, n: int) -> str:
+    parts = re.split(r"(?<=[。！？])" if lang == "zh" else r"(?<=[.!?])\s+", text)
+    return ("" if lang == "zh" else " ").join(p for p in parts[:n] if p).strip()
+
+
+def _is_question(text: str) -> bool:
+    return bool(QUESTION.search(text))

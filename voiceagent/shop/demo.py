@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 SCHEMA = Path(__file__).with_name("schema.sql")
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 # The demo shop's "today": fixed so that order states and dates are reproducible.
 DEMO_TODAY = date(2026, 11, 20)
 
@@ -56,7 +56,44 @@ CATALOG = [
      "", "含神经酰胺和玻尿酸", "with ceramides and hyaluronic acid", "", ""),
     ("digital", "蓝牙降噪耳机", "noise-cancelling Bluetooth earbuds", "耳机 蓝牙耳机 earbuds headphones", 499,
      "", "主动降噪，续航30小时", "active noise cancelling, 30-hour battery", "", ""),
+    ("outerwear", "羊毛大衣", "wool overcoat", "大衣 毛呢大衣 overcoat wool coat", 899,
+     "S,M,L,XL", "80%羊毛20%羊绒", "80% wool, 20% cashmere",
+     "版型偏大，建议选小一码。", "Runs large: size down."),
+    ("tops", "真丝衬衫", "silk blouse", "衬衫 真丝衬衫 blouse silk shirt", 359,
+     "S,M,L,XL", "100%桑蚕丝", "100% mulberry silk", "尺码标准。", "True to size."),
+    ("tops", "连帽卫衣", "hooded sweatshirt", "卫衣 连帽衫 hoodie sweatshirt", 199,
+     "S,M,L,XL,XXL", "380克纯棉毛圈", "380 g cotton terry", "宽松版型，按平时尺码选。", "Oversized fit: take your usual size."),
+    ("pants", "直筒西裤", "straight-leg trousers", "西裤 裤子 trousers slacks", 269,
+     "26,27,28,29,30,31,32,33,34", "羊毛混纺", "wool blend", "按腰围选码。", "Choose by waist size."),
+    ("pants", "瑜伽裤", "yoga leggings", "瑜伽裤 打底裤 leggings yoga pants", 159,
+     "XS,S,M,L,XL", "高弹锦纶", "high-stretch nylon", "紧身设计，介于两码之间选小码。", "Compressive: between sizes, size down."),
+    ("shoes", "帆布鞋", "canvas sneakers", "帆布鞋 板鞋 canvas shoes sneakers", 189,
+     "35,36,37,38,39,40,41,42,43,44", "帆布鞋面，橡胶底", "canvas upper, rubber sole", "尺码标准。", "True to size."),
+    ("shoes", "凉拖鞋", "slide sandals", "拖鞋 凉拖 sandals slides", 99,
+     "36,37,38,39,40,41,42,43,44", "EVA一体成型", "one-piece EVA", "偏大半码。", "Runs half a size large."),
+    ("bags", "真皮手提包", "leather handbag", "手提包 女包 包包 handbag purse", 1299,
+     "", "头层牛皮", "full-grain leather", "", ""),
+    ("bags", "登机行李箱", "carry-on suitcase", "行李箱 拉杆箱 suitcase luggage", 699,
+     "", "PC箱体，万向轮", "polycarbonate shell, spinner wheels", "", ""),
+    ("home", "空气炸锅", "air fryer", "空气炸锅 炸锅 air fryer", 399,
+     "", "5升容量，1500W", "5 L, 1500 W", "", ""),
+    ("home", "乳胶枕", "latex pillow", "枕头 乳胶枕 pillow", 259,
+     "", "天然乳胶", "natural latex", "", ""),
+    ("home", "四件套床品", "bedding set", "四件套 床单 被套 bedding sheets", 499,
+     "1.5米,1.8米,2.0米", "100%长绒棉", "100% long-staple cotton", "按床宽选择。", "Choose by bed width."),
+    ("beauty", "防晒霜", "sunscreen", "防晒霜 防晒 sunscreen sunblock", 139,
+     "", "SPF50+ PA++++", "SPF50+ PA++++", "", ""),
+    ("beauty", "口红", "lipstick", "口红 唇膏 lipstick", 229,
+     "", "哑光质地", "matte finish", "", ""),
+    ("digital", "智能手表", "smart watch", "手表 智能手表 watch smartwatch", 1299,
+     "", "心率血氧监测，续航14天", "heart-rate and SpO2 tracking, 14-day battery", "", ""),
+    ("digital", "充电宝", "power bank", "充电宝 移动电源 power bank charger", 129,
+     "", "20000毫安，22.5W快充", "20,000 mAh, 22.5 W fast charging", "", ""),
 ]
+# Product lines of each catalog item: the base line first (what a caller naming the item gets).
+LINES = [("", "", 1.0), ("高端款", "premium ", 1.5), ("基础款", "basic ", 0.7), ("加厚款", "heavyweight ", 1.2),
+         ("轻薄款", "lightweight ", 0.9), ("联名款", "designer collab ", 1.8), ("限定款", "limited edition ", 1.6),
+         ("经典款", "classic ", 1.1)]
 COLORS = [("黑色", "black"), ("白色", "white"), ("藏青色", "navy"), ("米色", "beige"), ("红色", "red"),
           ("灰色", "grey"), ("粉色", "pink"), ("卡其色", "khaki")]
 CARRIERS = [("SF", "顺丰速运", "SF Express"), ("YT", "圆通速递", "YTO Express"), ("ZT", "中通快递", "ZTO Express"),
@@ -121,7 +158,7 @@ FIXED_ORDERS = [
 ]
 
 
-def build(path: str | Path, n_customers: int = 160, n_orders: int = 420, seed: int = 7) -> None:
+def build(path: str | Path, n_customers: int = 600, n_orders: int = 2400, seed: int = 7) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".building")
@@ -132,9 +169,8 @@ def build(path: str | Path, n_customers: int = 160, n_orders: int = 420, seed: i
 
     products = []
     for idx, (cat, zh, en, kw, price, sizes, mzh, men, azh, aen) in enumerate(CATALOG):
-        for variant in range(3):  # three lines of each item: base, premium, basic
+        for variant, (tag_zh, tag_en, factor) in enumerate(LINES):
             sku = f"P{idx:02d}{variant}"
-            tag_zh, tag_en, factor = [("", "", 1.0), ("高端款", "premium ", 1.5), ("基础款", "basic ", 0.7)][variant]
             colors = rng.sample(COLORS, 3)
             stock = 0 if rng.random() < 0.12 else rng.randint(3, 300)
             restock = (DEMO_TODAY + timedelta(days=rng.randint(3, 20))).isoformat() if stock == 0 else None
@@ -153,7 +189,7 @@ def build(path: str | Path, n_customers: int = 160, n_orders: int = 420, seed: i
     db.executemany("INSERT INTO customers VALUES (?,?,?,?,?,?)", customers)
 
     used_ids = {o[0] for o in FIXED_ORDERS}
-    plan = [(oid, cid, pidx * 3, status) for oid, cid, pidx, status in FIXED_ORDERS]
+    plan = [(oid, cid, pidx * len(LINES), status) for oid, cid, pidx, status in FIXED_ORDERS]
     while len(plan) < n_orders:
         oid = str(rng.randint(10000000, 99999999))
         if oid in used_ids:

@@ -6,7 +6,7 @@ import re
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from .. import paths
@@ -71,6 +71,37 @@ class TrackingEvent:
 
 
 @dataclass(frozen=True)
+class Ticket:
+    ticket_id: str
+    kind: str
+    order_id: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CouponGrant:
+    coupon_id: str | None  # None: refused by policy
+    amount: float
+    min_spend: float
+    expires_at: str
+    refusal: str | None = None  # "cooldown", "budget", "unknown_customer"
+
+
+@dataclass(frozen=True)
+class CouponPolicy:
+    """The limits every coupon the agent hands out must fit in (operators set their own)."""
+
+    max_by_tier: tuple[tuple[str, float], ...] = (("new", 20.0), ("regular", 30.0), ("vip", 50.0))
+    min_spend: float = 199.0
+    valid_days: int = 7
+    cooldown_days: int = 30  # one goodwill coupon per customer per month
+    daily_budget: float = 3000.0  # all coupons the agent issues in one day
+
+    def max_for(self, tier: str) -> float:
+        return dict(self.max_by_tier).get(tier, 0.0)
+
+
+@dataclass(frozen=True)
 class Customer:
     customer_id: str
     name: str
@@ -83,9 +114,11 @@ class Customer:
 class ShopRepository:
     """Thread-safe: one SQLite connection per thread, opened read-only on the shop file."""
 
-    def __init__(self, db_path: str | Path):
+    def __init__(self, db_path: str | Path, coupon_policy: CouponPolicy | None = None):
         self.db_path = str(db_path)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self.coupon_policy = coupon_policy or CouponPolicy()
         row = self._q1("SELECT value FROM meta WHERE key='today'")
         self.today = date.fromisoformat(row[0]) if row else date.today()
 
@@ -167,6 +200,57 @@ class ShopRepository:
         if best is None:
             return None
         return next(p for p in self.products() if p.sku == best)
+
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def _write(self, sql: str, args: tuple) -> None:
+        with self._write_lock, sqlite3.connect(self.db_path, timeout=10) as conn:
+            conn.execute(sql, args)
+
+    def _next_id(self, prefix: str, table: str, column: str) -> str:
+        day = self.today.strftime("%y%m%d")
+        row = self._q1(f"SELECT COUNT(*) FROM {table} WHERE {column} LIKE ?", (f"{prefix}{day}%",))
+        return f"{prefix}{day}{row[0] + 1:04d}"
+
+    def create_ticket(self, kind: str, order: Order | None, reason: str | None, detail: str = "") -> Ticket:
+        with self._write_lock:
+            prefix = {"return": "RT", "exchange": "EX", "refund_review": "RF", "complaint": "CP", "callback": "CB"}[kind]
+            ticket_id = self._next_id(prefix, "tickets", "ticket_id")
+            with sqlite3.connect(self.db_path, timeout=10) as conn:
+                conn.execute("INSERT INTO tickets VALUES (?,?,?,?,?,?,?,?)",
+                             (ticket_id, kind, order.order_id if order else None, order.customer_id if order else None,
+                              reason, detail[:500], "open", datetime.now().isoformat(timespec="seconds")))
+        return Ticket(ticket_id, kind, order.order_id if order else None, reason)
+
+    def open_ticket(self, order_id: str, kind: str) -> Ticket | None:
+        row = self._q1("SELECT ticket_id, kind, order_id, reason FROM tickets WHERE order_id = ? AND kind = ? "
+                       "AND status = 'open'", (order_id, kind))
+        return Ticket(*row) if row else None
+
+    def issue_coupon(self, customer: Customer | None, reason: str) -> CouponGrant:
+        """A goodwill coupon within policy: the tier's amount, once a month, within the daily budget."""
+        policy = self.coupon_policy
+        expires = (self.today + timedelta(days=policy.valid_days)).isoformat()
+        if customer is None:
+            return CouponGrant(None, 0.0, policy.min_spend, expires, "unknown_customer")
+        amount = policy.max_for(customer.tier)
+        since = (self.today - timedelta(days=policy.cooldown_days)).isoformat()
+        with self._write_lock:
+            recent = self._q1("SELECT COUNT(*) FROM coupons WHERE customer_id = ? AND issued_at > ?",
+                              (customer.customer_id, since))[0]
+            if recent:
+                return CouponGrant(None, 0.0, policy.min_spend, expires, "cooldown")
+            spent = self._q1("SELECT COALESCE(SUM(amount), 0) FROM coupons WHERE issued_at = ?",
+                             (self.today.isoformat(),))[0]
+            if spent + amount > policy.daily_budget:
+                return CouponGrant(None, 0.0, policy.min_spend, expires, "budget")
+            coupon_id = self._next_id("CPN", "coupons", "coupon_id")
+            with sqlite3.connect(self.db_path, timeout=10) as conn:
+                conn.execute("INSERT INTO coupons VALUES (?,?,?,?,?,?,?)",
+                             (coupon_id, customer.customer_id, amount, policy.min_spend, reason,
+                              self.today.isoformat(), expires))
+        return CouponGrant(coupon_id, amount, policy.min_spend, expires)
 
 
 def open_shop(db_path: str = "") -> ShopRepository:

@@ -66,3 +66,27 @@ CREATE TABLE IF NOT EXISTS policies (
 );
 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+-- What the agent does, not only what it reads: after-sales tickets and goodwill coupons.
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('return', 'exchange', 'refund_review', 'complaint', 'callback')),
+    order_id TEXT,
+    customer_id TEXT,
+    reason TEXT,
+    detail TEXT,
+    status TEXT NOT NULL DEFAULT 'open',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_order ON tickets(order_id);
+
+CREATE TABLE IF NOT EXISTS coupons (
+    coupon_id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    amount REAL NOT NULL,
+    min_spend REAL NOT NULL,
+    reason TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS coupons_customer ON coupons(customer_id);
