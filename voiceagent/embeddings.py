@@ -29,3 +29,9 @@ class Embedder:
         with self._lock:
             out = self._model.query(list(texts))
         return np.atleast_2d(np.asarray(out, dtype=np.float32))
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        """Documents to be searched: the e5 'passage:' side of the asymmetric task."""
+        with self._lock:
+            out = self._model.passage(list(texts))
+        return np.atleast_2d(np.asarray(out, dtype=np.float32))

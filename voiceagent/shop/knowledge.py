@@ -54,8 +54,7 @@ class KnowledgeBase:
         cache = paths.var_dir() / f"kb-{key}.npy"
         if cache.exists():
             return np.load(cache)
-        with self._embedder._lock:
-            matrix = np.atleast_2d(np.asarray(self._embedder._model.passage(texts), dtype=np.float32))
+        matrix = self._embedder.embed_passages(texts)
         np.save(cache, matrix)
         return matrix
 
