@@ -129,7 +129,7 @@ class DialogEngine:
         elif self._unsure(u, intent):
             reply.text = templates.render(lang, "clarify")
         else:
-            self._answer(intent, u, state, reply, lang)
+            self._answer(intent, u, state, reply, lang, customer)
         # Unanswered turns in a row (clarifying questions, unknown orders, out-of-scope requests,
         # asking again for a value): the third one sends the next turn to a person.
         state.failed_turns = 0 if reply.resolved else state.failed_turns + (0 if reply.handoff else 1)
@@ -198,8 +198,7 @@ class DialogEngine:
 
     # -- answers --------------------------------------------------------------------------------
 
-    def _answer(self, intent: str, u: Understanding, state: DialogState, reply: Reply, lang: str) -> None:
-        customer = self.shop.customer(state.customer_id) if state.customer_id else None
+    def _answer(self, intent: str, u: Understanding, state: DialogState, reply: Reply, lang: str, customer) -> None:
         if intent in ORDER_INTENTS:
             text = self._order_answer(intent, state, reply, lang)
         elif intent in PRODUCT_INTENTS:
@@ -392,7 +391,7 @@ class DialogEngine:
 
     def _product_answer(self, intent: str, u: Understanding, state: DialogState, reply: Reply, lang: str) -> str:
         sku = state.slots.get("product")
-        product = next((p for p in self.shop.products() if p.sku == sku), None) if sku else None
+        product = self.shop.product(sku) if sku else None
         if product is None and intent == "product.size":
             reply.resolved = True
             return templates.render(lang, "size_general", policy=self._policy("size_guide", lang, reply))

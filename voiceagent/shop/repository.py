@@ -176,14 +176,20 @@ class ShopRepository:
         row = self._q1("SELECT title, body FROM policies WHERE key = ? AND lang = ?", (key, "zh" if lang == "zh" else "en"))
         return (row[0], row[1]) if row else None
 
+    _PRODUCT_SQL = ("SELECT sku, name_zh, name_en, category, price, stock, restock_date, material_zh, material_en,"
+                    " sizes, colors_zh, colors_en, size_advice_zh, size_advice_en FROM products")
+
+    @staticmethod
+    def _product(r: tuple) -> Product:
+        return Product(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                       [s for s in r[9].split(",") if s], r[10].split(","), r[11].split(","), r[12], r[13])
+
     def products(self) -> list[Product]:
-        rows = self._q("SELECT sku, name_zh, name_en, category, price, stock, restock_date, material_zh, material_en,"
-                       " sizes, colors_zh, colors_en, size_advice_zh, size_advice_en, keywords FROM products")
-        out = []
-        for r in rows:
-            out.append(Product(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                               [s for s in r[9].split(",") if s], r[10].split(","), r[11].split(","), r[12], r[13]))
-        return out
+        return [self._product(r) for r in self._q(self._PRODUCT_SQL + " ORDER BY sku")]
+
+    def product(self, sku: str) -> Product | None:
+        row = self._q1(self._PRODUCT_SQL + " WHERE sku = ?", (sku,))
+        return self._product(row) if row else None
 
     def find_product(self, text: str) -> Product | None:
         """The catalog item the caller names: longest keyword or name match wins; base line first."""
@@ -197,16 +203,9 @@ class ShopRepository:
                     score = len(word) + (100 if word in (name_zh, name_en.lower()) else 0)
                     if score > best_len:
                         best, best_len = sku, score
-        if best is None:
-            return None
-        return next(p for p in self.products() if p.sku == best)
-
+        return self.product(best) if best is not None else None
 
     # -- actions ------------------------------------------------------------------------------
-
-    def _write(self, sql: str, args: tuple) -> None:
-        with self._write_lock, sqlite3.connect(self.db_path, timeout=10) as conn:
-            conn.execute(sql, args)
 
     def _next_id(self, prefix: str, table: str, column: str) -> str:
         day = self.today.strftime("%y%m%d")
