@@ -46,3 +46,52 @@ def test_neural_mandarin_voice_is_heard_back(runtime):
     audio = speak(voice, "好的，我马上为您转接人工客服，请稍等。")
     heard = runtime.asr.transcribe(audio, "zh").text
     assert "人工客服" in heard
+
+
+class _CountingVoice:
+    """A real voice that counts how often it is asked to synthesise."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.sample_rate, self.calls = inner, inner.name, inner.sample_rate, 0
+
+    def synthesize(self, text):
+        self.calls += 1
+        yield from self.inner.synthesize(text)
+
+
+def test_cached_sentences_replay_the_same_audio_without_synthesis():
+    from voiceagent.tts.cache import CachedVoice, SpeechCache
+
+    inner = _CountingVoice(create_tts(TtsConfig(cache_mb=0)).voice("zh"))
+    voice = CachedVoice(inner, SpeechCache())
+    first = list(voice.synthesize("退货运费由我们承担。请告诉我您的订单号。"))
+    assert inner.calls == 2 and [c.text for c in first] == ["退货运费由我们承担。", "请告诉我您的订单号。"]
+    # a reply that shares a sentence synthesises only the new one, and replays the other bit for bit
+    again = list(voice.synthesize("请告诉我您的订单号。您的订单已发货。"))
+    assert inner.calls == 3
+    assert np.array_equal(again[0].samples, first[1].samples) and again[1].text == "您的订单已发货。"
+    with pytest.raises(ValueError):  # shared audio cannot be changed by one call
+        again[0].samples[0] = 1.0
+
+
+def test_speech_cache_is_bounded_by_memory():
+    from voiceagent.tts import SpeechChunk
+    from voiceagent.tts.cache import SpeechCache
+
+    cache = SpeechCache(max_bytes=3 * 4000)
+    for i in range(5):
+        cache.put("v", f"s{i}", (SpeechChunk(np.zeros(1000, np.float32), 8000, f"s{i}"),))
+    assert len(cache) == 3 and cache.bytes == 12000
+    assert cache.get("v", "s0") is None and cache.get("v", "s4") is not None
+
+
+def test_router_prewarms_the_fixed_replies():
+    from voiceagent.dialog import templates
+
+    tts = create_tts(TtsConfig())
+    made = tts.prewarm({"zh": templates.fixed_replies("zh")})
+    assert made > 5 and len(tts.cache) == made
+    ask = templates.render("zh", "ask_order_id")
+    before = tts.cache.hits
+    chunks = list(tts.voice("zh").synthesize(ask))
+    assert chunks and tts.cache.hits == before + len(split_sentences(ask))

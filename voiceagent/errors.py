@@ -15,3 +15,11 @@ class ModelMissing(VoiceAgentError):
 
 class ConfigError(VoiceAgentError):
     """The configuration file is unreadable or names something that does not exist."""
+
+
+class LlmUnavailable(VoiceAgentError):
+    """The configured LLM endpoint is down, too slow, or answered with an error (status: its HTTP code)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status

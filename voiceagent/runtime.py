@@ -7,6 +7,7 @@ Loaded once (each model is big and slow to load); sessions take what they need f
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -93,6 +94,35 @@ class Runtime:
         self.kb = KnowledgeBase(self.embedder, self.shop, threshold=c.kb_threshold)
         self.dialog = DialogEngine(self.nlu, self.shop, self.llm, c.low_confidence, kb=self.kb,
                                    cache=HotCache(c.cache_size) if c.cache_size else None)
+
+    def prewarm_speech(self, background: bool = True) -> threading.Thread | None:
+        """Pre-synthesise the knowledge base's answers and the fixed replies, so that hot questions are
+        spoken from memory. In a background thread by default: calls are taken meanwhile, and what
+        is not ready yet is synthesised as usual."""
+        if self.tts is None or self.dialog is None or getattr(self.tts, "cache", None) is None:
+            return None
+        from .dialog import templates
+
+        texts: dict[str, list[str]] = {}
+        for lang in ("zh", "en"):
+            answers = [p.answer for p in self.kb.passages if p.lang == lang] if self.kb is not None else []
+            texts[lang] = templates.fixed_replies(lang) + answers
+
+        def run() -> None:
+            t0 = time.perf_counter()
+            try:
+                made = self.tts.prewarm(texts)
+            except Exception:  # a voice that fails here fails loudly on the first call instead
+                log.exception("pre-synthesis failed")
+                return
+            log.info("pre-synthesised %d sentences in %.1f s", made, time.perf_counter() - t0)
+
+        if not background:
+            run()
+            return None
+        thread = threading.Thread(target=run, name="speech-prewarm", daemon=True)
+        thread.start()
+        return thread
 
     def model_names(self) -> dict[str, str]:
         c = self.config

@@ -24,6 +24,7 @@ class CachedReply:
     grounding: tuple[str, ...]
     resolved: bool
     understanding: object  # the Understanding of the first time it was asked
+    pending_intent: str | None = None  # the flow the reply offers to continue ("tell me the order number")
 
 
 class HotCache:

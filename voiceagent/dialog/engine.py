@@ -21,7 +21,7 @@ from ..textnorm import spoken_date
 from ..shop import Order, ShopRepository
 from . import templates
 from .cache import CachedReply, HotCache
-from .handoff import decide
+from .handoff import HandoffDecision, decide
 from .safety import filter_output, is_injection
 from .intents import group_probability
 from .nlu import NLU, Understanding
@@ -32,6 +32,8 @@ ORDER_INTENTS = {"order.status", "order.modify", "order.cancel", "logistics.trac
 PRODUCT_INTENTS = {"product.info", "product.size", "product.price", "product.stock", "product.recommend"}
 # A turn that only supplies a value (an order number) continues the previous question.
 CONTINUATION_INTENTS = {"other", "chitchat.greeting", "order.status"}
+# Used only when the shop has no return/exchange policy text to read the window from.
+DEFAULT_WINDOW_DAYS = {"return": 7, "exchange": 15}
 # Intents where callers often ask about the rules rather than about one order.
 POLICY_QUESTION_INTENTS = {"aftersales.return", "aftersales.exchange", "aftersales.refund", "order.cancel", "order.modify"}
 QUESTION = re.compile(r"[?？]|吗|什么|谁|怎么|多久|几天|哪|能不能|可不可以|是否|\b(who|what|when|where|how|can|do|does|is|are)\b", re.I)
@@ -39,8 +41,27 @@ OTHER_ORDER = re.compile(r"另一个订单|另外一个订单|不是这个(订�
                          r"not (that|this) (one|order)|different order|previous order", re.I)
 NEVER_MIND = re.compile(r"算了|不用了|不退了|不换了|不要退|先不(退|换|办)|never ?mind|forget it|don't want to return|"
                         r"changed my mind|no longer want to (return|exchange)", re.I)
-COUPON_REQUEST = re.compile(r"(发|给|送|要|领).{0,10}券|补偿|send me a coupon|give me a coupon|"
-                            r"(get|want|have) a coupon|compensat", re.I)
+# A transfer on the classifier's word alone, without "转人工"/"a person" in the turn, needs it to be sure.
+WANTS_PERSON_CONFIDENCE = 0.7
+# Changing the after-sales flow half-way ("actually, exchange it instead of returning it").
+AFTER_SALES_FLOWS = {"aftersales.return", "aftersales.exchange"}
+SWITCH = re.compile(r"改成|换成|还是(换|退)|instead|rather", re.I)
+# A reason ("小了，穿着不合适") sounds like a return to the classifier: switching flows takes the words.
+FLOW_WORDS = {"aftersales.return": re.compile(r"退货|退掉|退回|退钱|退了吧|\breturn|send it back|refund", re.I),
+              "aftersales.exchange": re.compile(r"换货|换一|换个|换成|调换|exchange|swap|replace", re.I)}
+COMPLAINT_CUE = re.compile(r"投诉|差评|12315|complain|report you", re.I)
+# A corrected order number after an answer about another order ("不对，是55120963", "no, I meant ...").
+CORRECTION = re.compile(r"不对|不是|错了|搞错|说错|我是说|应该是|其实是|\bno\b|wrong|I meant|actually|sorry", re.I)
+BARE_VALUE = re.compile(r"[\d\s\W_]|订单|单号|号码|号|就是|是|嗯|哦|啊|\b(order|number|it|is|it's|its|my|the|this|one|that)\b", re.I)
+LETTERS = re.compile(r"[A-Za-z\u3040-\u30ff\u4e00-\u9fff]")
+# The caller speaks of their own order or item, not of the rules in general.
+MY_ORDER = re.compile(r"我的|我买的|我这|我那|我刚|这个|这件|这单|那个单|那件|\b(my|mine|this|these|it)\b", re.I)
+COUPON_REQUEST = re.compile(r"(发|给|送|要|领).{0,10}券|补偿|\b(send|give|get|grant|issue) me\b.{0,25}coupon|"
+                            r"\bi\s*('d like|would like|want|need)\b.{0,25}coupon|\b(can|could|may) i (get|have)\b.{0,25}coupon|"
+                            r"compensat", re.I)
+# Code rather than speech ("'; DROP TABLE orders; --"): refused like an attempt to override the rules.
+CODE_LIKE = re.compile(r";\s*--|\b(drop|truncate|alter)\s+table\b|\bunion\s+select\b|\bdelete\s+from\b|"
+                       r"\binsert\s+into\b|<\s*script|\$\{|\{\{", re.I)
 
 
 @dataclass
@@ -50,6 +71,7 @@ class DialogState:
     slots: dict[str, str] = field(default_factory=dict)
     pending_intent: str | None = None  # a question waiting for a slot (e.g. the order number)
     awaiting: str | None = None  # the slot the last reply asked for, when it is not the order ("reason")
+    customer_tier: str | None = None  # looked up once per call ("" when not a known customer)
     failed_turns: int = 0
     angry_turns: int = 0
     intents: list[str] = field(default_factory=list)
@@ -68,6 +90,7 @@ class Reply:
     grounding: list[str] = field(default_factory=list)
     llm_first_token_ms: float | None = None
     dialog_ms: float = 0.0
+    keeps_pending: bool = False  # answered, and still open for the value it offered to take (an order number)
 
 
 class DialogEngine:
@@ -80,31 +103,36 @@ class DialogEngine:
         self.kb = kb
         self.cache = cache
 
-    def respond(self, text: str, state: DialogState, language: str | None = None) -> Reply:
+    def respond_cached(self, text: str, state: DialogState, language: str | None = None) -> Reply | None:
+        """The hot-question path: the cached reply to a context-free question, or None. A dict lookup,
+        cheap enough to run on the event loop before handing a miss to a worker thread."""
+        if self.cache is None or state.pending_intent is not None or state.awaiting is not None:
+            return None
         t0 = time.perf_counter()
+        if state.customer_id and state.customer_tier is None:
+            customer = self.shop.customer(state.customer_id)
+            state.customer_tier = customer.tier if customer else ""
+        lang_hint = language if language in ("zh", "en") else None
+        hit = self.cache.get(lang_hint or "auto", state.customer_tier or None, text)
+        return self._from_cache(hit, state, t0) if hit is not None else None
+
+    def respond(self, text: str, state: DialogState, language: str | None = None, cache_checked: bool = False) -> Reply:
+        """One caller turn. `cache_checked`: the caller already tried respond_cached and missed."""
+        t0 = time.perf_counter()
+        if not cache_checked and (cached := self.respond_cached(text, state, language)) is not None:
+            return cached
         customer = self.shop.customer(state.customer_id) if state.customer_id else None
         tier = customer.tier if customer else None
+        state.customer_tier = tier or ""
         lang_hint = language if language in ("zh", "en") else None
         context_free = state.pending_intent is None and state.awaiting is None
-        if context_free and self.cache is not None:
-            hit = self.cache.get(lang_hint or "auto", tier, text)
-            if hit is not None:
-                return self._from_cache(hit, state, t0)
 
         u = self.nlu.understand(text, language)
         lang = u.language if u.language in ("zh", "en") else state.language
+        if lang_hint is None and (not LETTERS.search(text) or CODE_LIKE.search(text)):
+            lang = state.language  # a bare number, emoji or code keeps the call's language
         state.language = lang
-        intent = u.intent
-        # A bare order number after "which order?" continues the pending question.
-        if state.pending_intent and (intent in CONTINUATION_INTENTS or u.confidence < 0.6) and (
-            "order_id" in u.slots or "phone" in u.slots or "tracking_no" in u.slots or "product" in u.slots
-        ):
-            intent = state.pending_intent
-        # The answer to "why do you want to return it?" is the reason, whatever it sounds like.
-        if state.awaiting == "reason" and state.pending_intent and not NEVER_MIND.search(text) \
-                and intent not in ("handoff.human", "aftersales.complaint"):
-            intent = state.pending_intent
-            u.slots.setdefault("reason", _reason_from(text))
+        intent = self._in_context(u, state, text)
         state.slots.update(u.slots)
         state.intents.append(intent)
         angry_before = state.angry_turns
@@ -112,13 +140,16 @@ class DialogEngine:
             state.angry_turns += 1
 
         decision = decide(u, angry_turns=angry_before, failed_turns=state.failed_turns)
+        if decision.reason == "caller_request" and intent != "handoff.human":
+            decision = HandoffDecision(False)  # the turn was read in context as something else
         reply = Reply("", u, intent, dict(state.slots))
         if decision.handoff:
             key = "handoff_angry" if decision.reason in ("angry", "sensitive_topic") or u.emotion == "angry" else "handoff"
             reply.text = templates.render(lang, key)
             reply.handoff, reply.handoff_reason, reply.resolved = True, decision.reason, False
-        elif is_injection(text):
+        elif is_injection(text) or CODE_LIKE.search(text):
             reply.text = templates.render(lang, "injection")
+            state.intents[-1] = "other"  # a refused request is no question to come back to
             reply.resolved = True  # a clear answer, not a failure to understand
         elif state.pending_intent and NEVER_MIND.search(text):
             state.pending_intent = state.awaiting = None
@@ -126,14 +157,14 @@ class DialogEngine:
             reply.resolved = True
         elif OTHER_ORDER.search(text) and "order_id" not in u.slots and "order_id" in state.slots:
             reply.text = self._other_order(state, reply, lang)
-        elif self._unsure(u, intent):
+        elif self._unsure(u, intent) and not (state.awaiting and intent == state.pending_intent):  # an answer to our question
             reply.text = templates.render(lang, "clarify")
         else:
             self._answer(intent, u, state, reply, lang, customer)
         # Unanswered turns in a row (clarifying questions, unknown orders, out-of-scope requests,
         # asking again for a value): the third one sends the next turn to a person.
         state.failed_turns = 0 if reply.resolved else state.failed_turns + (0 if reply.handoff else 1)
-        if reply.resolved or reply.handoff:
+        if (reply.resolved and not reply.keeps_pending) or reply.handoff:
             state.pending_intent = state.awaiting = None
         reply.text = self._styled(reply, tier, lang)
         reply.text, masked = filter_output(reply.text)
@@ -142,7 +173,9 @@ class DialogEngine:
         reply.slots = dict(state.slots)
         if self.cache is not None and context_free and reply.resolved and _context_free(reply):
             self.cache.put(lang_hint or "auto", tier, text,
-                           CachedReply(reply.text, reply.intent, tuple(reply.grounding), reply.resolved, u))
+                           CachedReply(reply.text, reply.intent, tuple(reply.grounding), reply.resolved, u,
+                                       state.pending_intent if reply.keeps_pending else None))
+        _cite_tier(reply, state)
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 1)
         return reply
 
@@ -151,14 +184,16 @@ class DialogEngine:
         state.language = u.language if u.language in ("zh", "en") else state.language
         state.intents.append(hit.intent)
         state.failed_turns = 0
+        state.pending_intent = hit.pending_intent
         reply = Reply(hit.text, u, hit.intent, dict(state.slots), resolved=hit.resolved, grounding=list(hit.grounding),
-                      source="cache")
+                      source="cache", keeps_pending=hit.pending_intent is not None)
+        _cite_tier(reply, state)
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 3)
         return reply
 
     def _styled(self, reply: Reply, tier: str | None, lang: str) -> str:
         """Style by customer tier, as the seeds describe: VIP warmer and fuller, new customers concise."""
-        if not reply.resolved or reply.handoff or not reply.text:
+        if not reply.resolved or reply.handoff or not reply.text or reply.intent.startswith("chitchat."):
             return reply.text
         if tier == "vip":
             sep = "" if lang == "zh" else " "
@@ -180,17 +215,59 @@ class DialogEngine:
                 answer = self._order_answer(intent, state, reply, lang)
                 reply.intent = intent
                 return switch + ("" if lang == "zh" else " ") + answer
-        state.pending_intent = state.pending_intent or "order.status"
+        state.pending_intent = state.pending_intent or next(
+            (i for i in reversed(state.intents[:-1]) if i in ORDER_INTENTS), "order.status")
         return templates.render(lang, "which_order")
+
+    def _in_context(self, u: Understanding, state: DialogState, text: str) -> str:
+        """The turn's intent given the conversation so far: a value continues the question waiting for
+        it, a reason answers "why?", a switch between return and exchange moves the flow, and a
+        corrected order number re-asks the last order question."""
+        intent = u.intent
+        if intent == "handoff.human" and u.cue is None and u.confidence < WANTS_PERSON_CONFIDENCE:
+            # no words asking for a person and an unsure classifier ("no, I meant 38512074"): not a request
+            intent = "other"
+        explicit = intent not in CONTINUATION_INTENTS and u.confidence >= 0.6
+        gives_order = bool({"order_id", "phone", "tracking_no"} & u.slots.keys())
+        pending = state.pending_intent
+        if state.awaiting == "reason" and pending:
+            if NEVER_MIND.search(text) or intent == "handoff.human":
+                return intent
+            # "actually, exchange it instead": the same order, the other flow (its reason is asked anew)
+            if intent in AFTER_SALES_FLOWS and intent != pending and (
+                    SWITCH.search(text) or (explicit and FLOW_WORDS[intent].search(text))):
+                return intent
+            if intent != "aftersales.complaint" or not COMPLAINT_CUE.search(text):
+                # the answer to "why do you want to return it?" is the reason, whatever it sounds like
+                u.slots.setdefault("reason", _reason_from(text))
+                return pending
+            return intent
+        if pending:
+            # a value after "which order?" / "which product?" continues the question, unless the
+            # caller plainly asks something else ("I want to return 38512074")
+            supplies = gives_order if pending in ORDER_INTENTS else "product" in u.slots
+            if supplies and not (explicit and intent in ORDER_INTENTS | PRODUCT_INTENTS | {"aftersales.complaint"}):
+                return pending
+            return intent
+        last = state.intents[-1] if state.intents else None
+        bare = not BARE_VALUE.sub("", text)  # nothing but the number ("订单号是32755708")
+        if "order_id" in u.slots and last in ORDER_INTENTS and (bare or (not explicit and CORRECTION.search(text))):
+            return last  # "不对，是55120963" / "it's 32755708" after an answer about another order
+        if intent in ("other", "chitchat.greeting") and gives_order and u.confidence < 0.6:
+            # an order or tracking number with no clear question around it: the caller wants it looked up
+            return "logistics.track" if "tracking_no" in u.slots else "order.status"
+        return intent
 
     def _unsure(self, u: Understanding, intent: str) -> bool:
         """Ask a clarifying question rather than answer a question the caller may not have asked."""
-        if intent != u.intent or intent in ("chitchat.greeting", "chitchat.goodbye", "other"):
+        if intent != u.intent or intent == "other":
             return False
+        if intent in ("chitchat.greeting", "chitchat.goodbye"):
+            return u.confidence < self.low_confidence
         if u.confidence >= self.low_confidence:
             return False
         # a value the answer needs (an order number, a product) makes the caller's aim plain enough
-        if intent in ORDER_INTENTS and {"order_id", "tracking_no"} & u.slots.keys():
+        if intent in ORDER_INTENTS and {"order_id", "tracking_no", "phone"} & u.slots.keys():
             return False
         if intent in PRODUCT_INTENTS and "product" in u.slots:
             return False
@@ -209,7 +286,7 @@ class DialogEngine:
             text = self._coupon(customer, u.text, reply, lang)
         elif intent in ("aftersales.warranty", "aftersales.invoice", "promo.coupon"):
             key = {"aftersales.warranty": "warranty", "aftersales.invoice": "invoice", "promo.coupon": "coupon"}[intent]
-            text = self._knowledge(u.text, lang, reply) or self._policy(key, lang, reply)
+            text = self._knowledge(u.text, lang, reply, intent) or self._policy(key, lang, reply)
             reply.resolved = True
         elif intent == "account.info":
             policy = self._policy("membership", lang, reply)
@@ -230,11 +307,12 @@ class DialogEngine:
             text = templates.render(lang, "clarify")
         reply.text = text
 
-    def _knowledge(self, question: str, lang: str, reply: Reply) -> str:
-        """A knowledge-base passage that answers the question, cited in the turn record; or ""."""
+    def _knowledge(self, question: str, lang: str, reply: Reply, intent: str | None = None) -> str:
+        """A knowledge-base passage that answers the question (among those for `intent` when given),
+        cited in the turn record; or ""."""
         if self.kb is None:
             return ""
-        hit = self.kb.answer(question, lang)
+        hit = self.kb.answer(question, lang, intent)
         if hit is None:
             return ""
         reply.grounding.append(f"kb:{hit.passage.id}")
@@ -246,7 +324,8 @@ class DialogEngine:
         reply.resolved = True
         if grant.coupon_id is None:
             key = {"cooldown": "coupon_cooldown", "budget": "coupon_budget"}.get(grant.refusal or "")
-            return templates.render(lang, key, policy=policy) if key else policy
+            return templates.render(lang, key, policy=policy, cooldown_days=self.shop.coupon_policy.cooldown_days) \
+                if key else policy
         reply.grounding.append(f"coupons:{grant.coupon_id}")
         issued = templates.render(lang, "coupon_issued", amount=f"{grant.amount:g}", min_spend=f"{grant.min_spend:g}",
                                   expires_at=spoken_date(grant.expires_at, lang))
@@ -274,7 +353,8 @@ class DialogEngine:
         policy = self.shop.policy(key, lang)
         if policy is None:
             return ""
-        reply.grounding.append(f"policies:{key}")
+        if f"policies:{key}" not in reply.grounding:
+            reply.grounding.append(f"policies:{key}")
         return policy[1]
 
     def _find_order(self, state: DialogState, reply: Reply) -> Order | None | str:
@@ -307,13 +387,17 @@ class DialogEngine:
         return order
 
     def _order_answer(self, intent: str, state: DialogState, reply: Reply, lang: str) -> str:
+        general = self._general_answer(intent, state, reply, lang)
+        if general:
+            return general
         found = self._find_order(state, reply)
         if found == "ask":
             state.pending_intent = intent
             sep = "" if lang == "zh" else " "
             # a policy question ("who pays return shipping?") gets its answer before the order is asked for
             asked = reply.understanding.text
-            known = self._knowledge(asked, lang, reply) if intent in POLICY_QUESTION_INTENTS and _is_question(asked) else ""
+            known = self._knowledge(asked, lang, reply, intent) if intent in POLICY_QUESTION_INTENTS and _is_question(asked) \
+                else ""
             lead = known or templates.ack(lang, intent)
             return (lead + sep + templates.render(lang, "ask_order_id")).strip()
         if found == "missing":
@@ -334,25 +418,47 @@ class DialogEngine:
         if intent == "logistics.track":
             key = "order_delivered" if order.status == "delivered" else "order_shipped"
             return templates.render(lang, key, **v)
+        if order.status in ("cancelled", "returned") and intent in ("order.cancel", "order.modify", "aftersales.return",
+                                                                   "aftersales.exchange"):
+            return templates.render(lang, f"order_{order.status}", **v)
         if intent in ("order.cancel", "order.modify"):
             policy = self._policy("cancel" if intent == "order.cancel" else "shipping", lang, reply)
             verb = "cancel" if intent == "order.cancel" else "modify"
             key = f"can_{verb}" if order.status == "paid" else f"cannot_{verb}"
             return templates.render(lang, key, policy=policy, **v)
         if intent in ("aftersales.return", "aftersales.exchange"):
-            policy = self._policy("return" if intent == "aftersales.return" else "exchange", lang, reply)
-            window = 7 if intent == "aftersales.return" else 15
+            kind = "return" if intent == "aftersales.return" else "exchange"
+            policy = self._policy(kind, lang, reply)
+            window = self.shop.window_days(kind) or DEFAULT_WINDOW_DAYS[kind]
             if order.status != "delivered" or not order.delivered_at:
-                return templates.render(lang, "return_not_delivered", policy=policy, **v)
+                return templates.render(lang, f"{kind}_not_delivered", policy=policy, **v)
             age = (self.shop.today - date.fromisoformat(order.delivered_at)).days
             if age > window:
-                return templates.render(lang, "return_expired", policy=policy, **v)
+                return templates.render(lang, f"{kind}_expired", policy=policy, window=window, **v)
             return self._after_sales_ticket(intent, order, state, reply, lang, v)
         if intent == "aftersales.refund":
             policy = self._policy("refund", lang, reply)
             key = "refund_status" if order.refund_status else "refund_none"
             return templates.render(lang, key, policy=policy, **v)
         return templates.render(lang, "clarify")
+
+    def _general_answer(self, intent: str, state: DialogState, reply: Reply, lang: str) -> str:
+        """A question about the rules ("退货运费谁出", "how soon do you ship?"), not about one order of
+        the caller's: the knowledge base answers it, and the order flow stays open for a number."""
+        u = reply.understanding
+        # an order already on the table ("什么时候能送到" after a parcel answer, "那能取消吗" after the
+        # caller's latest order was read out) is the one asked about
+        previous = state.intents[-2] if len(state.intents) > 1 else None
+        if reply.grounding or {"order_id", "phone", "tracking_no"} & state.slots.keys() or previous in ORDER_INTENTS \
+                or not _is_question(u.text) or MY_ORDER.search(u.text):
+            return ""
+        known = self._knowledge(u.text, lang, reply, intent)
+        if not known:
+            return ""
+        reply.resolved = True
+        reply.keeps_pending = True
+        state.pending_intent = intent
+        return known + ("" if lang == "zh" else " ") + templates.render(lang, "policy_offer")
 
     def _after_sales_ticket(self, intent: str, order: Order, state: DialogState, reply: Reply, lang: str, v: dict) -> str:
         """The seeds' return flow: order, eligibility, reason, then the ticket."""
@@ -367,7 +473,9 @@ class DialogEngine:
             return templates.render(lang, "ask_reason", **v)
         ticket = self.shop.create_ticket(kind, order, state.slots["reason"])
         reply.grounding.append(f"tickets:{ticket.ticket_id}")
-        return templates.render(lang, f"{kind}_ticket", ticket_id=ticket.ticket_id, **v)
+        # what happens next is the policy's: refund times after a return, shipping the new item after an exchange
+        policy = self._policy("refund" if kind == "return" else "exchange", lang, reply)
+        return templates.render(lang, f"{kind}_ticket", ticket_id=ticket.ticket_id, policy=policy, **v)
 
     def _order_values(self, order: Order, lang: str) -> dict:
         events = self.shop.tracking(order.tracking_no, lang) if order.tracking_no else []
@@ -407,7 +515,7 @@ class DialogEngine:
             "product": product.name(lang),
             "price": f"{product.price:g}",
             "stock": product.stock,
-            "restock_date": product.restock_date or "",
+            "restock_date": spoken_date(product.restock_date, lang),
             "material": product.material_zh if lang == "zh" else product.material_en,
             "colors": sep.join(product.colors_zh if lang == "zh" else product.colors_en),
             "sizes": sep.join(product.sizes) if product.sizes else ("均码" if lang == "zh" else "one size"),
@@ -464,6 +572,15 @@ _REASON_WORDS = [("尺码", "does_not_fit"), ("大了", "too_big"), ("小了", "
 def _reason_from(text: str) -> str:
     lowered = text.lower()
     return next((reason for word, reason in _REASON_WORDS if word in lowered), "other")
+
+
+def _cite_tier(reply: Reply, state: DialogState) -> None:
+    """A reply styled for the caller's tier ("Thank you for being a VIP member") states the tier: it
+    cites the caller's customer record."""
+    opening = templates.tier_opening(state.language, state.customer_tier) if state.customer_tier else ""
+    cite = f"customers:{state.customer_id}"
+    if opening and reply.text.startswith(opening) and cite not in reply.grounding:
+        reply.grounding.append(cite)
 
 
 def _context_free(reply: Reply) -> bool:

@@ -3,8 +3,8 @@ language and dialect.
 
 Intent: a calibrated linear classifier over the multilingual sentence embedding (zh and en share
 one space, so mixed speech works) and lexical n-grams, trained by train_intents.py on
-dialog/data/nlu_train.jsonl, plus high-precision cue rules for the intents where a miss is costly
-(a caller asking for a person, a complaint).
+dialog/data/nlu_train.jsonl, plus a high-precision cue rule where a miss is costly
+(a caller asking for a person).
 """
 
 from __future__ import annotations
@@ -24,30 +24,20 @@ from .features import lexical
 from .slots import extract_slots
 from .train_intents import MODEL_PATH
 
-# Cue rules: (intent, pattern, confidence floor). Checked on the raw text, before the embedding.
+# Cue rules: (intent, pattern, confidence floor), checked on the raw text after the classifier.
+# Only where a miss is costly and the words are unambiguous: a caller asking for a person must be
+# put through even when the rest of the sentence is about something else. Keyword rules for the
+# other intents were measured to cost dev macro-F1 (0.913 -> 0.874 with them: "order" and "ship" are
+# in half the requests, "membership" contains "ship"), so the classifier decides those alone.
 RULES: list[tuple[str, re.Pattern, float]] = [
     ("handoff.human", re.compile(r"转人工|人工客服|人工服务|转接人工|找人工|真人|活人|主管|经理|不想跟机器|不要机器人|"
-                                 r"real person|human|live agent|a person|supervisor|manager|operator|representative|"
+                                 r"real person|\bhuman\b|live agent|a person\b|supervisor|manager|operator|representative|"
                                  r"talk to (someone|somebody)|not a (robot|bot|machine)", re.I), 0.95),
-    ("aftersales.complaint", re.compile(r"投诉|曝光|12315|差评|态度(太|很|极)?差|发错|坏了的|破的|碎了|"
-                                        r"complain|complaint|arrived broken|was broken|damaged|wrong item|unacceptable|"
-                                        r"ridiculous|report you", re.I), 0.8),
-    ("aftersales.refund", re.compile(r"退款|退的钱|钱.{0,4}退|refund|money back", re.I), 0.75),
-    ("aftersales.exchange", re.compile(r"换货|换(一|个)?(尺码|码|颜色|大|小)|exchange|swap", re.I), 0.75),
-    ("aftersales.return", re.compile(r"退货|退回|退掉|寄回|\breturn(ing|ed)?\b|send (it )?back", re.I), 0.7),
-    ("order.cancel", re.compile(r"取消(订单|这个单|掉)?|不要了|cancel", re.I), 0.75),
-    ("aftersales.invoice", re.compile(r"发票|收据|invoice|receipt", re.I), 0.8),
-    ("aftersales.warranty", re.compile(r"保修|维修|warranty|repair", re.I), 0.75),
-    ("product.size", re.compile(r"什么码|几码|尺码|码数|偏码|偏大|偏小|显瘦|显胖|身高|体重|穿\s*\d+\s*码|what size|which size|"
-                                r"size chart|run(s)? (small|large|big)|true to size|\bsize\b", re.I), 0.6),
-    ("product.stock", re.compile(r"有货|现货|补货|缺货|库存|in stock|restock|sold out|available", re.I), 0.6),
-    ("promo.coupon", re.compile(r"优惠券|优惠|满减|折扣|活动|coupon|discount|promo|promotion|\bsale\b", re.I), 0.6),
-    ("logistics.track", re.compile(r"快递|物流|包裹|签收|运单|到哪|parcel|package|tracking|delivery|delivered|courier", re.I), 0.6),
-    ("order.status", re.compile(r"发货|发了没|订单状态|什么时候发|ship(ped)?\b|order status|my order|\border\b", re.I), 0.6),
 ]
-# Which intent wins when several rules fire: a person > a complaint > the specific request > the generic
-# order and parcel words that most requests mention.
 PRIORITY = [r[0] for r in RULES]
+# The intents where a reason ("太小了", "damaged") means something to the dialog.
+REASON_INTENTS = {"aftersales.return", "aftersales.exchange", "aftersales.complaint", "aftersales.refund",
+                  "aftersales.warranty", "order.cancel"}
 
 
 @dataclass
@@ -61,6 +51,7 @@ class Understanding:
     language: str = "zh"
     dialect: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    cue: str | None = None  # the intent a cue rule fired for (the caller's own words: "转人工")
 
 
 class IntentClassifier:
@@ -86,6 +77,10 @@ class IntentClassifier:
         return {INTENTS[i]: float(probs[i]) for i in range(len(INTENTS))}
 
     def classify(self, text: str) -> tuple[str, float, dict[str, float]]:
+        intent, confidence, scores, _ = self.classify_with_cue(text)
+        return intent, confidence, scores
+
+    def classify_with_cue(self, text: str) -> tuple[str, float, dict[str, float], str | None]:
         scores = self.scores(text)
         intent = max(scores, key=scores.get)
         confidence = scores[intent]
@@ -98,7 +93,7 @@ class IntentClassifier:
                 intent, confidence = rule_intent, max(floor, scores[rule_intent])
             else:
                 confidence = max(confidence, floor)
-        return intent, round(float(confidence), 3), scores
+        return intent, round(float(confidence), 3), scores, (fired[0][0] if fired else None)
 
 
 class NLU:
@@ -112,9 +107,11 @@ class NLU:
         if not text or not re.search(r"[\w\u4e00-\u9fff]", text):
             return Understanding(text, "other", 0.0, language=lang, dialect=None if lang != "zh" else "mandarin")
         clipped = text[:500]  # an embedding of a 10 000-character turn means nothing; its start does
-        intent, confidence, scores = self.classifier.classify(clipped)
+        intent, confidence, scores, cue = self.classifier.classify_with_cue(clipped)
         emotion = detect_emotion(clipped)
         slots = extract_slots(clipped, self.shop)
+        if intent not in REASON_INTENTS:
+            slots.pop("reason", None)  # "会不会一穿就坏" asks about a product; it is no reason for a return
         return Understanding(
             text=text,
             intent=intent,
@@ -125,4 +122,5 @@ class NLU:
             language=lang,
             dialect=detect_dialect(clipped, lang),
             scores=scores,
+            cue=cue,
         )

@@ -36,13 +36,13 @@ def extract_slots(text: str, shop=None) -> dict[str, str]:
     slots: dict[str, str] = {}
     norm = normalise_numbers(text)
 
-    m = re.search(r"(?<![A-Za-z0-9])(SF|YT|ZT|JD|sf|yt|zt|jd)\s?(\d{10,14})(?!\d)", norm)
+    m = re.search(r"(?<![A-Za-z0-9])(SF|YT|ZT|JD)\s?(\d{10,14})(?!\d)", norm, flags=re.I)
     if m:
         slots["tracking_no"] = m.group(1).upper() + m.group(2)
     m = re.search(r"(?<!\d)(?:\+?86)?(1[3-9]\d{9})(?!\d)", norm)
     if m:
         slots["phone"] = m.group(1)
-    for m in re.finditer(r"(?<![\dA-Za-z])(\d{8})(?!\d)", norm):  # the shop's order numbers are 8 digits
+    for m in re.finditer(r"(?<!\d)(\d{8})(?!\d)", norm):  # the shop's order numbers are 8 digits ("order34940692" too)
         if "phone" in slots and m.group(1) in slots["phone"]:
             continue
         slots["order_id"] = m.group(1)
@@ -51,23 +51,21 @@ def extract_slots(text: str, shop=None) -> dict[str, str]:
     size = _size(norm)
     if size:
         slots["size"] = size
-    for zh, en in _COLORS.items():
-        if zh in text or zh[:-1] + "的" in text:
-            slots["color"] = zh
-            break
-    else:
-        m = re.search(r"\b(" + "|".join(_EN_COLORS) + r")\b", text, flags=re.I)
-        if m:
-            slots["color"] = m.group(1).lower()
-    m = re.search(r"(\d+|[一两二三四五六七八九十])\s*(件|个|双|条|台|份)", norm)
-    if m and "order_id" not in slots:
+    color = _color(text)
+    if color:
+        slots["color"] = color
+    # a quantity is a count of items bought or to be changed to ("改成两件", "买三双"), not "一份报告"
+    m = re.search(r"(?:买|要|订|拍|下单|改成|改为|换成|数量|来|加|共|一共)\s*(\d+|[一两二三四五六七八九十])\s*(件|个|双|条|台|套|瓶|盒)", norm)
+    if m:
         q = m.group(1)
         slots["quantity"] = str(_QTY_ZH.get(q, q))
     else:
-        m = re.search(r"\b(\d+|one|two|three|four|five)\s+(pieces|items|pairs|of them)\b", norm, flags=re.I)
+        m = re.search(r"\b(\d+|one|two|three|four|five)\s+(pieces|items|pairs|units|of them)\b", norm, flags=re.I)
         if m:
             slots["quantity"] = str({"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}.get(m.group(1).lower(), m.group(1)))
-    m = re.search(r"(\d+(?:\.\d+)?)\s*(元|块|yuan|rmb|dollars?)", norm, flags=re.I) or re.search(r"[¥$]\s?(\d+(?:\.\d+)?)", norm)
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(元|块|yuan|rmb|dollars?)", norm, flags=re.I) or re.search(r"[¥$]\s?(\d+(?:\.\d+)?)", norm) \
+        or re.search(r"(?:付了|花了|还是|才|降到|退了|价格是|take|under|over|was|paid|pay|for)\s*(\d{2,5}(?:\.\d+)?)(?![\d码号.])", norm,
+                     flags=re.I)
     if m:
         slots["amount"] = m.group(1)
     lowered = text.lower()
@@ -75,7 +73,8 @@ def extract_slots(text: str, shop=None) -> dict[str, str]:
         if key in lowered:
             slots["reason"] = reason
             break
-    m = re.search(r"(?:地址|寄到|送到)(?:改成|改为|是)?[:：]?\s*([\u4e00-\u9fff\d]{4,30}(?:路|街|号|室|小区|村))", text)
+    m = _ADDRESS.search(text) or re.search(
+        r"(?:地址|寄到|送到|发到)(?:改成|改为|换成|是)?[:：]?\s*([\u4e00-\u9fff][\u4e00-\u9fff\d]{3,29}(?:路|街|号|室|小区|村))", text)
     if m:
         slots["address"] = m.group(1)
     if shop is not None:
@@ -85,12 +84,35 @@ def extract_slots(text: str, shop=None) -> dict[str, str]:
     return slots
 
 
-def _size(text: str) -> str | None:
-    m = re.search(r"(?<![A-Za-z])(XXXL|XXL|XL|XS|S|M|L)(?:码|号| size)?(?![A-Za-z])", text)
-    if m and (re.search(r"码|号|size|穿|选|换|拿", text, flags=re.I) or len(text) < 12):
-        return m.group(1)
-    m = re.search(r"(\d{2})\s*(?:码|号)", text)
+# A Chinese postal address, anywhere in the turn (also inside English): city, district, street, number.
+_ADDRESS = re.compile(r"(?:^|地址|寄到|送到|发到|改成|改为|换成|是|to|[:：\s,，])\s*"
+                      r"([\u4e00-\u9fff]{2,3}(?:省|市)[\u4e00-\u9fff\d]{1,30}?(?:路|街|道|巷|村|小区)(?:\d+号)?(?:\d+室)?)")
+
+
+def _color(text: str) -> str | None:
+    """The first colour named: "黑色"/"黑的" or an English colour word."""
+    lowered = text.lower()
+    found = []
+    for zh in _COLORS:
+        for form in (zh, zh[:-1] + "的") if len(zh) == 2 and zh != "米色" else (zh,):  # "米的" is in "厘米的"
+            i = text.find(form)
+            if i >= 0:
+                found.append((i, zh))
+    m = re.search(r"\b(" + "|".join(_EN_COLORS) + r")\b", lowered)
     if m:
+        found.append((m.start(), m.group(1)))
+    return min(found)[1] if found else None
+
+
+def _size(text: str) -> str | None:
+    m = re.search(r"(?<![A-Za-z])(XXXL|XXL|XL|XS)(?![A-Za-z])", text)  # unmistakable
+    if m:
+        return m.group(1)
+    m = re.search(r"(?<![A-Za-z])(S|M|L)(?:码|号| size)?(?![A-Za-z])", text)
+    if m and (re.search(r"码|号|size|穿|选|换|拿|拍", text, flags=re.I) or len(text) < 12):
+        return m.group(1)
+    m = re.search(r"(\d{2})\s*(?:码|号)(?!码)", text) or re.search(r"(?:拍|穿|选|选的|买|要|换|改|改成|换成|没有)\s*(\d{2})(?:的|码)?(?![\d块元斤公厘])", text)
+    if m and 20 <= int(m.group(1)) <= 50:
         return m.group(1)
     m = re.search(r"\bsize\s+(\d{1,2}(?:\.5)?|small|medium|large|extra large)\b", text, flags=re.I)
     if m:

@@ -36,3 +36,9 @@ def tier_opening(lang: str, tier: str | None) -> str:
 
 def ack(lang: str, intent: str) -> str:
     return load(lang).get("ack", {}).get(intent, "")
+
+
+def fixed_replies(lang: str) -> list[str]:
+    """The replies with no value to fill in ("请告诉我您的订单号..."): said word for word, again and again."""
+    return [" ".join(t.split()) if lang != "zh" else t.strip()
+            for t in load(lang)["reply"].values() if "{" not in t]

@@ -176,6 +176,16 @@ class ShopRepository:
         row = self._q1("SELECT title, body FROM policies WHERE key = ? AND lang = ?", (key, "zh" if lang == "zh" else "en"))
         return (row[0], row[1]) if row else None
 
+    def window_days(self, kind: str) -> int | None:
+        """Days after delivery within which a return ("return") or an exchange ("exchange") is
+        accepted, as the shop's policy states them ("签收后7天内…"); None when no policy says."""
+        for lang, pattern in (("zh", r"(\d+)\s*天内"), ("en", r"within (\d+) days")):
+            policy = self.policy(kind, lang)
+            m = re.search(pattern, policy[1]) if policy else None
+            if m:
+                return int(m.group(1))
+        return None
+
     _PRODUCT_SQL = ("SELECT sku, name_zh, name_en, category, price, stock, restock_date, material_zh, material_en,"
                     " sizes, colors_zh, colors_en, size_advice_zh, size_advice_en FROM products")
 
@@ -194,11 +204,20 @@ class ShopRepository:
     def find_product(self, text: str) -> Product | None:
         """The catalog item the caller names: longest keyword or name match wins; base line first."""
         lowered = text.lower()
+        # English words match whole words (and plurals): "dress" is not in "address"
+        words = f" {re.sub(r'[^a-z0-9]+', ' ', lowered)} "
         best, best_len = None, 0
         rows = self._q("SELECT sku, keywords, name_zh, name_en FROM products ORDER BY sku")
         for sku, keywords, name_zh, name_en in rows:
             for word in [name_zh, name_en.lower(), *keywords.lower().split()]:
-                if len(word) >= 2 and word in lowered:
+                if len(word) < 2:
+                    continue
+                if word.isascii():
+                    w = " " + word.replace("-", " ")
+                    found = w + " " in words or w + "s " in words or w + "es " in words
+                else:
+                    found = word in lowered
+                if found:
                     # exact product names beat category words; among equals the first (base) line wins
                     score = len(word) + (100 if word in (name_zh, name_en.lower()) else 0)
                     if score > best_len:

@@ -38,14 +38,31 @@ class VoiceRouter:
     """Picks the voice for the reply's language; voices load lazily and are shared."""
 
     def __init__(self, config: TtsConfig):
+        from .cache import SpeechCache
+
         self.config = config
         self._voices: dict[str, Voice] = {}
+        self.cache = SpeechCache(config.cache_mb << 20) if config.cache_mb > 0 else None
 
     def voice(self, language: str) -> Voice:
         lang = "zh" if language.startswith("zh") else "en"
         if lang not in self._voices:
-            self._voices[lang] = self._load(lang)
+            voice = self._load(lang)
+            if self.cache is not None:
+                from .cache import CachedVoice
+
+                voice = CachedVoice(voice, self.cache)
+            self._voices[lang] = voice
         return self._voices[lang]
+
+    def prewarm(self, texts_by_language: dict[str, list[str]]) -> int:
+        """Pre-synthesises what the agent says most (the knowledge base, the fixed replies)."""
+        made = 0
+        for lang, texts in texts_by_language.items():
+            voice = self.voice(lang)
+            if hasattr(voice, "prewarm"):
+                made += voice.prewarm(texts)
+        return made
 
     def _load(self, lang: str) -> Voice:
         ref = self.config.zh_voice if lang == "zh" else self.config.en_voice

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -73,8 +74,45 @@ def spoken_number(rng: random.Random, digits: str, lang: str) -> str:
     return " ".join(DIGITS_EN[int(c)] for c in digits)
 
 
+# Catalog items and colours the template writers named in plain words instead of a slot marker
+# ("这件羽绒服…"): they are slots all the same, so the gold annotation names them too.
+sys.path.insert(0, str(HERE.parents[2]))
+from voiceagent.shop.demo import CATALOG  # noqa: E402
+
+COLOR_WORDS = ["黑色", "白色", "红色", "蓝色", "藏青色", "米色", "灰色", "粉色", "卡其色", "绿色", "黄色", "紫色", "棕色",
+               "black", "white", "red", "blue", "navy", "beige", "grey", "gray", "pink", "khaki", "green", "yellow",
+               "purple", "brown"]
+
+
+def literal_product(text: str) -> str | None:
+    """The catalog item a plain-words mention names: the longest name or keyword wins, whole words in English."""
+    lowered = text.lower()
+    words = f" {re.sub(r'[^a-z0-9]+', ' ', lowered)} "
+    best, best_len = None, 0
+    for idx, (_, zh, en, keywords, *_rest) in enumerate(CATALOG):
+        for word in [zh, en.lower(), *keywords.lower().split()]:
+            if len(word) < 2:
+                continue
+            found = (f" {word.replace('-', ' ')} " in words or f" {word} s " in words or f" {word}s " in words
+                     or f" {word}es " in words) if word.isascii() else word in lowered
+            score = len(word) + (100 if word in (zh, en.lower()) else 0)
+            if found and score > best_len:
+                best, best_len = f"P{idx:02d}0", score
+    return best
+
+
+def literal_color(text: str) -> str | None:
+    lowered = text.lower()
+    found = [(m.start(), w) for w in COLOR_WORDS for m in re.finditer(rf"(?<![a-z]){w}(?![a-z])" if w.isascii() else w, lowered)]
+    return min(found)[1] if found else None
+
+
 def fill(template: str, lang: str, rng: random.Random) -> tuple[str, dict]:
     slots: dict[str, str] = {}
+    if "{product}" not in template and (sku := literal_product(template)):
+        slots["product"] = sku
+    if "{color}" not in template and (color := literal_color(template)):
+        slots["color"] = color
     text = template
     if "{order_id}" in text:
         value = str(rng.randint(10_000_000, 99_999_999))

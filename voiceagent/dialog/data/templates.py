@@ -247,6 +247,28 @@ MORE = {
         "who is your boss", "what day is it today", "translate this sentence"]},
 }
 
-for _intent, _by_lang in MORE.items():
-    for _lang, _items in _by_lang.items():
-        T[_intent][_lang] = T[_intent][_lang] + _items
+# And a third, wider set per intent group: rambling context, fragments, dialect words, code-switching.
+from templates_aftersales import EXTRA as _AFTERSALES  # noqa: E402
+from templates_order import EXTRA as _ORDER  # noqa: E402
+from templates_product import EXTRA as _PRODUCT  # noqa: E402
+# A fourth, written against the confusions the classifier made: sentences right at the border of a
+# neighbouring intent (has it shipped / where is it; change my order / change my account).
+from templates_r2_aftersales import EXTRA2 as _AFTERSALES2  # noqa: E402
+from templates_r2_order import EXTRA2 as _ORDER2  # noqa: E402
+from templates_r2_product import EXTRA2 as _PRODUCT2  # noqa: E402
+# A fifth, written by caller persona: elderly, terse, student slang, business buyer, dialect-coloured
+# Mandarin, non-native English, distracted, half-remembering.
+from templates_r3_aftersales import EXTRA3 as _AFTERSALES3  # noqa: E402
+from templates_r3_order import EXTRA3 as _ORDER3  # noqa: E402
+from templates_r3_product import EXTRA3 as _PRODUCT3  # noqa: E402
+# A sixth, as a speech recogniser hands phone speech over: self-repairs, repetitions, fragments,
+# homophone slips, and long turns with the request at the end.
+from templates_r4_aftersales import EXTRA4 as _AFTERSALES4  # noqa: E402
+from templates_r4_order import EXTRA4 as _ORDER4  # noqa: E402
+from templates_r4_product import EXTRA4 as _PRODUCT4  # noqa: E402
+
+for _more in (MORE, _PRODUCT, _ORDER, _AFTERSALES, _PRODUCT2, _ORDER2, _AFTERSALES2, _PRODUCT3, _ORDER3, _AFTERSALES3,
+              _PRODUCT4, _ORDER4, _AFTERSALES4):
+    for _intent, _by_lang in _more.items():
+        for _lang, _items in _by_lang.items():
+            T[_intent][_lang] = T[_intent][_lang] + _items
