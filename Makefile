@@ -14,6 +14,9 @@ test: setup-zh-voice
 
 bench: setup
 	.venv/bin/python benchmarks/bench_call.py
+	.venv/bin/python benchmarks/eval_nlu.py
+	.venv/bin/python benchmarks/eval_conversations.py
+	.venv/bin/python benchmarks/bench_chat_http.py
 
 clean:
 	rm -rf var models/cache .pytest_cache

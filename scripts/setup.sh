@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-stamp
-APT_PACKAGES=(espeak-ng sox libsndfile1)
+APT_PACKAGES=(espeak-ng sox libsndfile1 wrk)  # wrk: the HTTP load generator of benchmarks/
 
 log() { printf '[setup] %s\n' "$*"; }
 
-# 1. Debian packages (espeak-ng for Mandarin TTS, sox for audio tools, libsndfile for soundfile).
+# 1. Debian packages (espeak-ng for Mandarin TTS, sox for audio tools, libsndfile for soundfile, wrk for
+#    the HTTP benchmark).
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
