@@ -52,6 +52,11 @@ def test_llm_small_talk_is_checked_before_use(dialog_runtime):
         assert reply.source == "llm" and reply.text.startswith("Hello!")
         reply = engine.respond("你好", DialogState(), "zh")  # the embedded LLM speaks no Chinese
         assert reply.source == "template"
+        # words the keyword screen lets through, but the grounding checker does not: a product and a
+        # policy window nobody cited
+        engine.llm = ScriptedLLM("Hi! Our cashmere sweater can be returned within thirty days, happy to help.")
+        reply = engine.respond("hi, how are you doing", DialogState(), "en")
+        assert reply.source == "template" and "cashmere" not in reply.text.lower()
     finally:
         engine.llm = saved
 

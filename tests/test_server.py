@@ -52,9 +52,14 @@ def test_chat_uses_the_dialog_engine_with_session_state(server):
 
 def test_bad_requests_get_clear_errors(server):
     base, _ = server
-    assert httpx.post(base + "/api/chat", json={"text": "hi"}, timeout=10).status_code == 422
-    assert httpx.post(base + "/api/chat", content=b"{not json", timeout=10,
-                      headers={"content-type": "application/json"}).status_code == 422
+    missing = httpx.post(base + "/api/chat", json={"text": "hi"}, timeout=10)
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["session_id"]
+    broken = httpx.post(base + "/api/chat", content=b"{not json", timeout=10, headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    too_long = httpx.post(base + "/api/chat", json={"session_id": "s", "text": "啊" * 10_001}, timeout=10)
+    assert too_long.status_code == 422
+    # the server is still there for the next caller
+    assert httpx.post(base + "/api/chat", json={"session_id": "s3", "text": "你好"}, timeout=30).status_code == 200
     assert httpx.get(base + "/", timeout=10).status_code == 200
 
 

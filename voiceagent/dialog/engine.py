@@ -41,6 +41,8 @@ OTHER_ORDER = re.compile(r"另一个订单|另外一个订单|不是这个(订�
                          r"not (that|this) (one|order)|different order|previous order", re.I)
 NEVER_MIND = re.compile(r"算了|不用了|不退了|不换了|不要退|先不(退|换|办)|never ?mind|forget it|don't want to return|"
                         r"changed my mind|no longer want to (return|exchange)", re.I)
+# Logging a complaint (a ticket, perhaps a coupon) is an action: the classifier must be fairly sure.
+ACTION_CONFIDENCE = 0.6
 # A transfer on the classifier's word alone, without "转人工"/"a person" in the turn, needs it to be sure.
 WANTS_PERSON_CONFIDENCE = 0.7
 # Changing the after-sales flow half-way ("actually, exchange it instead of returning it").
@@ -102,6 +104,7 @@ class DialogEngine:
         self.low_confidence = low_confidence
         self.kb = kb
         self.cache = cache
+        self._checker = None  # the grounding checker, for what the LLM says (built on first use)
 
     def respond_cached(self, text: str, state: DialogState, language: str | None = None) -> Reply | None:
         """The hot-question path: the cached reply to a context-free question, or None. A dict lookup,
@@ -280,6 +283,8 @@ class DialogEngine:
             text = self._order_answer(intent, state, reply, lang)
         elif intent in PRODUCT_INTENTS:
             text = self._product_answer(intent, u, state, reply, lang)
+        elif intent == "aftersales.complaint" and u.confidence < ACTION_CONFIDENCE and not COMPLAINT_CUE.search(u.text):
+            text = templates.render(lang, "clarify")  # "I ordered a blender two weeks ago": no ticket on a guess
         elif intent == "aftersales.complaint":
             text = self._complaint(state, customer, reply, lang)
         elif intent == "promo.coupon" and COUPON_REQUEST.search(u.text):
@@ -540,6 +545,13 @@ class DialogEngine:
     _FACT_WORDS = re.compile(r"\d|weather|sunny|rain|temperature|degrees|price|cost|yuan|dollar|\$|free|discount|"
                              r"tomorrow|today is|stock market|percent|%", re.I)
 
+    def _grounding_checker(self):
+        if self._checker is None:
+            from .grounding import GroundingChecker
+
+            self._checker = GroundingChecker(self.shop, self.kb)
+        return self._checker
+
     def _small_talk(self, text: str, key: str, lang: str, reply: Reply) -> str:
         fallback = templates.render(lang, key)
         if self.llm is None or lang != "en":  # the embedded LLM speaks English only
@@ -557,8 +569,12 @@ class DialogEngine:
             return fallback
         reply.llm_first_token_ms = round(((first or time.perf_counter()) - t0) * 1000, 1)
         out = " ".join(re.split(r"(?<=[.!?])\s", " ".join("".join(pieces).split()))[:2])  # two sentences at most
-        # Keep the LLM's words only when they carry no fact and steer back to the shop's business.
+        # Keep the LLM's words only when they carry no fact and steer back to the shop's business: the
+        # grounding checker finds any number, date, price, product or policy term it would state
+        # without a record behind it.
         if not out or len(out.split()) > 30 or self._FACT_WORDS.search(out) or not self._STEERS_BACK.search(out):
+            return fallback
+        if not self._grounding_checker().check(out, lang, reply.grounding, caller_said=[text]).ok:
             return fallback
         reply.source = "llm"
         return out if key != "other" else f"{out} {fallback}"
