@@ -12,21 +12,17 @@ one piece per generated token).
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from voiceagent.config import LlmConfig  # noqa: E402
-from voiceagent.llm import create_llm  # noqa: E402
+from voiceagent.errors import LlmUnavailable  # noqa: E402
+from voiceagent.llm import LocalLlamaServer, create_llm  # noqa: E402
 from voiceagent.provision import resolve  # noqa: E402
 
 PROMPTS = [
@@ -58,26 +54,6 @@ def measure(llm, runs: int, max_tokens: int) -> dict:
             "tokens": statistics.median(counts)}
 
 
-def start_server(gguf: Path, threads: int, log) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "2048", "--n_threads", str(threads),
-                             "--n_threads_batch", str(threads)], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{base}/models", timeout=1.0).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("llama_cpp.server did not start (is llama_cpp_python[server] installed?)")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -93,17 +69,12 @@ def main() -> None:
     rows.append((local.name, measure(local, args.runs, args.max_tokens)))
     local.close()
 
-    with tempfile.TemporaryFile() as log:
-        proc, base = start_server(gguf, args.threads, log)
-        try:
-            with create_llm(LlmConfig(backend="openai", base_url=base, model=gguf.stem, timeout_s=60, **cfg)) as remote:
-                rows.append(("openai -> llama_cpp.server", measure(remote, args.runs, args.max_tokens)))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    try:
+        with LocalLlamaServer(gguf, args.threads) as base, \
+                create_llm(LlmConfig(backend="openai", base_url=base, model=gguf.stem, timeout_s=60, **cfg)) as remote:
+            rows.append(("openai -> llama_cpp.server", measure(remote, args.runs, args.max_tokens)))
+    except LlmUnavailable as e:
+        raise SystemExit(str(e)) from None
 
     print(f"{gguf.name}, {args.threads} thread(s), max_tokens {args.max_tokens}, median of {args.runs} runs")
     print(f"{'backend':<44} {'first token ms':>14} {'tokens/s':>9} {'tokens':>7}")

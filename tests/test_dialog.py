@@ -1,5 +1,6 @@
 """The first dialog step: understanding, and replies grounded in the demo shop's data."""
 
+import numpy as np
 import pytest
 
 from voiceagent.dialog.engine import DialogState
@@ -126,3 +127,11 @@ def test_cantonese_is_told_apart(engine):
     assert reply.understanding.dialect == "cantonese"
     reply, _ = ask(engine, "我的订单什么时候发货")
     assert reply.understanding.dialect == "mandarin"
+
+
+def test_a_turn_is_embedded_once_for_the_classifier_and_the_knowledge_base(dialog_runtime):
+    embedder = dialog_runtime.embedder
+    first = embedder.embed(["退货运费谁出呀"])
+    assert embedder.embed(["退货运费谁出呀"]) is first  # remembered, not recomputed
+    batch = embedder.embed(["退货运费谁出呀", "多久发货"])
+    assert batch.shape == (2, 384) and np.allclose(batch[0], first[0], atol=1e-5)

@@ -3,8 +3,6 @@
 import http.server
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 from voiceagent.config import LlmConfig
 from voiceagent.dialog.engine import DialogState
 from voiceagent.errors import LlmUnavailable, VoiceAgentError
-from voiceagent.llm import LlamaCppLLM, OpenAICompatibleLLM, create_llm
+from voiceagent.llm import LlamaCppLLM, LocalLlamaServer, OpenAICompatibleLLM, create_llm
 from voiceagent.provision import resolve
 
 
@@ -82,36 +80,13 @@ def llama_server(tmp_path_factory):
         import llama_cpp.server.app  # noqa: F401  (the [server] extra: fastapi, sse-starlette, ...)
     except ImportError as e:
         pytest.skip(f"llama_cpp.server cannot be imported ({e}); install llama_cpp_python[server]")
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-                             "--n_threads", "1", "--n_threads_batch", "1"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer /v1/models in 60 s:\n{log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
+    with open(log_path, "wb") as log:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            with LocalLlamaServer(_gguf(), threads=1, n_ctx=1024, log=log, start_timeout_s=60) as base:
+                yield base
+        except LlmUnavailable as e:  # it did not start: say why, with its own words
+            pytest.fail(f"{e}:\n{log_path.read_text()[-2000:]}")
 
 
 @pytest.fixture

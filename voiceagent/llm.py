@@ -223,3 +223,65 @@ def create_llm(config: LlmConfig) -> LanguageModel | None:
     if config.backend == "llama-cpp":
         return LlamaCppLLM(config)
     raise ModelMissing(f"unknown LLM backend {config.backend!r} (use llama-cpp, openai or none)")
+
+
+class LocalLlamaServer:
+    """`python -m llama_cpp.server` serving a GGUF as a child process on a free loopback port: a real
+    OpenAI-compatible endpoint to drive OpenAICompatibleLLM against (tests, benchmarks/bench_llm.py).
+
+        with LocalLlamaServer(gguf, log=fh) as base_url: ...   # "http://127.0.0.1:PORT/v1"
+    """
+
+    def __init__(self, gguf, threads: int = 1, n_ctx: int = 2048, log=None, start_timeout_s: float = 120.0):
+        self.gguf, self.threads, self.n_ctx, self.log, self.start_timeout_s = gguf, threads, n_ctx, log, start_timeout_s
+        self.proc = None
+        self.base_url = ""
+
+    def __enter__(self) -> str:
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        # n_threads_batch too: llama.cpp's spinning threads crawl when the cores are shared
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
+             "--n_threads_batch", str(self.threads)],
+            stdout=self.log if self.log is not None else subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise LlmUnavailable(f"llama_cpp.server exited with {self.proc.returncode} "
+                                     "(is llama_cpp_python[server] installed?)")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
+                    return self.base_url
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LlmUnavailable(f"llama_cpp.server did not answer /v1/models in {self.start_timeout_s:g} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

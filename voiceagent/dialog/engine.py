@@ -392,17 +392,19 @@ class DialogEngine:
         return order
 
     def _order_answer(self, intent: str, state: DialogState, reply: Reply, lang: str) -> str:
-        general = self._general_answer(intent, state, reply, lang)
-        if general:
-            return general
+        asked = reply.understanding.text
+        known = None  # the knowledge base's answer to this turn: looked up at most once, for either use below
+        if self._about_the_rules(state, reply):
+            known = self._knowledge(asked, lang, reply, intent)
+            if known:
+                return self._general_answer(intent, state, reply, lang, known)
         found = self._find_order(state, reply)
         if found == "ask":
             state.pending_intent = intent
             sep = "" if lang == "zh" else " "
             # a policy question ("who pays return shipping?") gets its answer before the order is asked for
-            asked = reply.understanding.text
-            known = self._knowledge(asked, lang, reply, intent) if intent in POLICY_QUESTION_INTENTS and _is_question(asked) \
-                else ""
+            if known is None and intent in POLICY_QUESTION_INTENTS and _is_question(asked):
+                known = self._knowledge(asked, lang, reply, intent)
             lead = known or templates.ack(lang, intent)
             return (lead + sep + templates.render(lang, "ask_order_id")).strip()
         if found == "missing":
@@ -447,19 +449,18 @@ class DialogEngine:
             return templates.render(lang, key, policy=policy, **v)
         return templates.render(lang, "clarify")
 
-    def _general_answer(self, intent: str, state: DialogState, reply: Reply, lang: str) -> str:
+    @staticmethod
+    def _about_the_rules(state: DialogState, reply: Reply) -> bool:
         """A question about the rules ("退货运费谁出", "how soon do you ship?"), not about one order of
-        the caller's: the knowledge base answers it, and the order flow stays open for a number."""
-        u = reply.understanding
-        # an order already on the table ("什么时候能送到" after a parcel answer, "那能取消吗" after the
-        # caller's latest order was read out) is the one asked about
+        the caller's. An order already on the table ("什么时候能送到" after a parcel answer, "那能取消吗"
+        after the caller's latest order was read out) is the one asked about."""
+        text = reply.understanding.text
         previous = state.intents[-2] if len(state.intents) > 1 else None
-        if reply.grounding or {"order_id", "phone", "tracking_no"} & state.slots.keys() or previous in ORDER_INTENTS \
-                or not _is_question(u.text) or MY_ORDER.search(u.text):
-            return ""
-        known = self._knowledge(u.text, lang, reply, intent)
-        if not known:
-            return ""
+        return not (reply.grounding or {"order_id", "phone", "tracking_no"} & state.slots.keys()
+                    or previous in ORDER_INTENTS or not _is_question(text) or MY_ORDER.search(text))
+
+    def _general_answer(self, intent: str, state: DialogState, reply: Reply, lang: str, known: str) -> str:
+        """The knowledge base's answer to a rules question; the order flow stays open for a number."""
         reply.resolved = True
         reply.keeps_pending = True
         state.pending_intent = intent

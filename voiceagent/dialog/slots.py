@@ -11,12 +11,12 @@ import re
 
 from ..textnorm import join_digit_groups, spoken_digits_to_arabic
 
-_COLORS = {
+COLORS_ZH = {
     "黑色": "black", "白色": "white", "红色": "red", "蓝色": "blue", "藏青色": "navy", "米色": "beige",
     "灰色": "grey", "粉色": "pink", "卡其色": "khaki", "绿色": "green", "黄色": "yellow", "紫色": "purple",
     "棕色": "brown",
 }
-_EN_COLORS = {"black", "white", "red", "blue", "navy", "beige", "grey", "gray", "pink", "khaki", "green",
+COLORS_EN = {"black", "white", "red", "blue", "navy", "beige", "grey", "gray", "pink", "khaki", "green",
               "yellow", "purple", "brown"}
 _REASONS_ZH = {"不合适": "does_not_fit", "太大": "too_big", "太小": "too_small", "偏大": "too_big", "偏小": "too_small",
                "质量": "quality", "破": "damaged", "坏": "damaged", "发错": "wrong_item", "不喜欢": "changed_mind",
@@ -93,12 +93,12 @@ def _color(text: str) -> str | None:
     """The first colour named: "黑色"/"黑的" or an English colour word."""
     lowered = text.lower()
     found = []
-    for zh in _COLORS:
+    for zh in COLORS_ZH:
         for form in (zh, zh[:-1] + "的") if len(zh) == 2 and zh != "米色" else (zh,):  # "米的" is in "厘米的"
             i = text.find(form)
             if i >= 0:
                 found.append((i, zh))
-    m = re.search(r"\b(" + "|".join(_EN_COLORS) + r")\b", lowered)
+    m = re.search(r"\b(" + "|".join(COLORS_EN) + r")\b", lowered)
     if m:
         found.append((m.start(), m.group(1)))
     return min(found)[1] if found else None

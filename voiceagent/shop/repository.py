@@ -87,6 +87,29 @@ class CouponGrant:
     refusal: str | None = None  # "cooldown", "budget", "unknown_customer"
 
 
+def match_product(text: str, rows) -> str | None:
+    """The sku of the catalog item `text` names, from rows of (sku, keywords, name_zh, name_en): the
+    longest keyword or name match wins, exact names beat category words, among equals the first row."""
+    lowered = text.lower()
+    # English words match whole words (and plurals): "dress" is not in "address"
+    words = f" {re.sub(r'[^a-z0-9]+', ' ', lowered)} "
+    best, best_len = None, 0
+    for sku, keywords, name_zh, name_en in rows:
+        for word in [name_zh, name_en.lower(), *keywords.lower().split()]:
+            if len(word) < 2:
+                continue
+            if word.isascii():
+                w = " " + word.replace("-", " ")
+                found = w + " " in words or w + "s " in words or w + "es " in words
+            else:
+                found = word in lowered
+            if found:
+                score = len(word) + (100 if word in (name_zh, name_en.lower()) else 0)
+                if score > best_len:
+                    best, best_len = sku, score
+    return best
+
+
 @dataclass(frozen=True)
 class CouponPolicy:
     """The limits every coupon the agent hands out must fit in (operators set their own)."""
@@ -202,26 +225,9 @@ class ShopRepository:
         return self._product(row) if row else None
 
     def find_product(self, text: str) -> Product | None:
-        """The catalog item the caller names: longest keyword or name match wins; base line first."""
-        lowered = text.lower()
-        # English words match whole words (and plurals): "dress" is not in "address"
-        words = f" {re.sub(r'[^a-z0-9]+', ' ', lowered)} "
-        best, best_len = None, 0
+        """The catalog item the caller names (see match_product); base line first."""
         rows = self._q("SELECT sku, keywords, name_zh, name_en FROM products ORDER BY sku")
-        for sku, keywords, name_zh, name_en in rows:
-            for word in [name_zh, name_en.lower(), *keywords.lower().split()]:
-                if len(word) < 2:
-                    continue
-                if word.isascii():
-                    w = " " + word.replace("-", " ")
-                    found = w + " " in words or w + "s " in words or w + "es " in words
-                else:
-                    found = word in lowered
-                if found:
-                    # exact product names beat category words; among equals the first (base) line wins
-                    score = len(word) + (100 if word in (name_zh, name_en.lower()) else 0)
-                    if score > best_len:
-                        best, best_len = sku, score
+        best = match_product(text, rows)
         return self.product(best) if best is not None else None
 
     # -- actions ------------------------------------------------------------------------------

@@ -75,33 +75,23 @@ def spoken_number(rng: random.Random, digits: str, lang: str) -> str:
 
 
 # Catalog items and colours the template writers named in plain words instead of a slot marker
-# ("这件羽绒服…"): they are slots all the same, so the gold annotation names them too.
+# ("这件羽绒服…"): they are slots all the same, so the gold annotation names them too, by the same
+# catalog matching the shop uses, over the demo catalog's base lines.
 sys.path.insert(0, str(HERE.parents[2]))
+from voiceagent.dialog.slots import COLORS_EN, COLORS_ZH  # noqa: E402
 from voiceagent.shop.demo import CATALOG  # noqa: E402
+from voiceagent.shop.repository import match_product  # noqa: E402
 
-COLOR_WORDS = ["黑色", "白色", "红色", "蓝色", "藏青色", "米色", "灰色", "粉色", "卡其色", "绿色", "黄色", "紫色", "棕色",
-               "black", "white", "red", "blue", "navy", "beige", "grey", "gray", "pink", "khaki", "green", "yellow",
-               "purple", "brown"]
+CATALOG_ROWS = [(f"P{idx:02d}0", keywords, zh, en) for idx, (_, zh, en, keywords, *_rest) in enumerate(CATALOG)]
+COLOR_WORDS = [*COLORS_ZH, *COLORS_EN]
 
 
 def literal_product(text: str) -> str | None:
-    """The catalog item a plain-words mention names: the longest name or keyword wins, whole words in English."""
-    lowered = text.lower()
-    words = f" {re.sub(r'[^a-z0-9]+', ' ', lowered)} "
-    best, best_len = None, 0
-    for idx, (_, zh, en, keywords, *_rest) in enumerate(CATALOG):
-        for word in [zh, en.lower(), *keywords.lower().split()]:
-            if len(word) < 2:
-                continue
-            found = (f" {word.replace('-', ' ')} " in words or f" {word} s " in words or f" {word}s " in words
-                     or f" {word}es " in words) if word.isascii() else word in lowered
-            score = len(word) + (100 if word in (zh, en.lower()) else 0)
-            if found and score > best_len:
-                best, best_len = f"P{idx:02d}0", score
-    return best
+    return match_product(text, CATALOG_ROWS)
 
 
 def literal_color(text: str) -> str | None:
+    """The first colour word written out in full (the gold annotation takes no "黑的" shorthand)."""
     lowered = text.lower()
     found = [(m.start(), w) for w in COLOR_WORDS for m in re.finditer(rf"(?<![a-z]){w}(?![a-z])" if w.isascii() else w, lowered)]
     return min(found)[1] if found else None
