@@ -63,6 +63,20 @@ if [ "${1:-}" = "--zh-voice" ]; then
   fi
 fi
 
+# Optional (--train): torch for re-tuning the intent encoder (make train-nlu). The product never
+#    imports torch; the tuned layers ship in models/nlu/.
+if [ "${1:-}" = "--train" ]; then
+  TR=.venv-train
+  tr_want=torch-2.13.0-numpy-2
+  if [ "$(cat "$TR/.stamp" 2>/dev/null)" != "$tr_want" ]; then
+    log "building $TR (CPU torch for training)"
+    "$PYTHON" -m venv "$TR"
+    "$TR/bin/python" -m pip install --quiet "torch==2.13.0" "$(grep '^numpy==' requirements.lock)" \
+      >"$TR/setup-pip.log" 2>&1 || { cat "$TR/setup-pip.log"; exit 1; }
+    echo "$tr_want" > "$TR/.stamp"
+  fi
+fi
+
 # 4. Offline models (assembled and checksummed under models/cache/).
 "$VENV/bin/voiceagent" models fetch >/dev/null || { "$VENV/bin/voiceagent" models check; exit 1; }
 log "ready: $("$VENV/bin/python" --version), models in models/cache/"

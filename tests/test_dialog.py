@@ -129,7 +129,7 @@ def test_cantonese_is_told_apart(engine):
     assert reply.understanding.dialect == "mandarin"
 
 
-def test_a_turn_is_embedded_once_for_the_classifier_and_the_knowledge_base(dialog_runtime):
+def test_a_sentence_is_embedded_once_however_often_it_is_looked_up(dialog_runtime):
     embedder = dialog_runtime.embedder
     first = embedder.embed(["退货运费谁出呀"])
     assert embedder.embed(["退货运费谁出呀"]) is first  # remembered, not recomputed

@@ -43,8 +43,9 @@ class Embedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """L2-normalised (n, 384) matrix; the e5 'query:' prefix for every text (symmetric task).
 
-        One caller turn is embedded by the intent classifier and then again by the knowledge base:
-        single sentences are remembered (a few hundred, most recent) so the second costs nothing."""
+        A caller's turn may be looked up more than once in a turn (the knowledge base is asked for
+        the rules and for a general answer) and hot questions recur: single sentences are
+        remembered (a few hundred, most recent) so a repeat costs nothing."""
         if len(texts) == 1:
             with self._lock:
                 hit = self._recent.get(texts[0])

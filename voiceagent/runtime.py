@@ -76,12 +76,15 @@ class Runtime:
 
     def _load_nlu(self) -> None:
         from .dialog.nlu import NLU
+        from .dialog.train_intents import intent_encoder
         from .embeddings import Embedder
 
         if self.shop is None:
             self._load_shop()
+        # Two encoders: the general one searches the knowledge base (configurable); the intent
+        # classifier's own is tuned on the intents and belongs to its trained weights.
         self.embedder = Embedder(self.config.dialog.embedding_model)
-        self.nlu = NLU(self.embedder, self.shop)
+        self.nlu = NLU(intent_encoder(), self.shop)
 
     def _load_dialog(self) -> None:
         from .dialog.cache import HotCache

@@ -1,10 +1,11 @@
 """Natural-language understanding of one caller turn: intent with a confidence, slots, emotion,
 language and dialect.
 
-Intent: a calibrated linear classifier over the multilingual sentence embedding (zh and en share
+Intent: a calibrated linear classifier over a multilingual sentence embedding (zh and en share
 one space, so mixed speech works) and lexical n-grams, trained by train_intents.py on
 dialog/data/nlu_train.jsonl, plus a high-precision cue rule where a miss is costly
-(a caller asking for a person).
+(a caller asking for a person). The embedding comes from multilingual-e5-small with its upper
+layers fine-tuned on the intents (finetune_encoder.py), run by the same 4-bit engine.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..textnorm import guess_language
 from .intents import INTENTS
 from .features import lexical
 from .slots import extract_slots
-from .train_intents import MODEL_PATH
+from .train_intents import MODEL_PATH, encoder_sha
 
 # Cue rules: (intent, pattern, confidence floor), checked on the raw text after the classifier.
 # Only where a miss is costly and the words are unambiguous: a caller asking for a person must be
@@ -63,7 +64,9 @@ class IntentClassifier:
             raise ModelMissing(f"intent model {model_path} is missing; run: python -m voiceagent.dialog.train_intents")
         data = np.load(model_path)
         if [str(x) for x in data["labels"]] != list(INTENTS):
-            raise ModelMissing(f"intent model {model_path} has other labels; retrain: python -m voiceagent.dialog.train_intents")
+            raise ModelMissing(f"intent model {model_path} has other labels; retrain: make train-nlu")
+        if "encoder_sha" not in data.files or str(data["encoder_sha"]) != encoder_sha():
+            raise ModelMissing(f"intent model {model_path} was fitted on another intent encoder; retrain: make train-nlu")
         self.embedder = embedder
         self.w, self.b = data["w"], data["b"]
         self.temperature = float(data["temperature"])
@@ -98,6 +101,7 @@ class IntentClassifier:
 
 class NLU:
     def __init__(self, embedder: Embedder, shop=None):
+        """`embedder` is the intent encoder (train_intents.intent_encoder())."""
         self.classifier = IntentClassifier(embedder)
         self.shop = shop
 
