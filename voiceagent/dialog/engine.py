@@ -233,6 +233,9 @@ class DialogEngine:
         explicit = intent not in CONTINUATION_INTENTS and u.confidence >= 0.6
         gives_order = bool({"order_id", "phone", "tracking_no"} & u.slots.keys())
         pending = state.pending_intent
+        # nothing but a value, maybe as a correction ("订单号是32755708", "sorry, I meant 20241108"):
+        # whatever the classifier makes of so few words, the caller answers the open question
+        bare = not BARE_VALUE.sub("", CORRECTION.sub("", text))
         if state.awaiting == "reason" and pending:
             if NEVER_MIND.search(text) or intent == "handoff.human":
                 return intent
@@ -249,11 +252,10 @@ class DialogEngine:
             # a value after "which order?" / "which product?" continues the question, unless the
             # caller plainly asks something else ("I want to return 38512074")
             supplies = gives_order if pending in ORDER_INTENTS else "product" in u.slots
-            if supplies and not (explicit and intent in ORDER_INTENTS | PRODUCT_INTENTS | {"aftersales.complaint"}):
+            if supplies and (bare or not (explicit and intent in ORDER_INTENTS | PRODUCT_INTENTS | {"aftersales.complaint"})):
                 return pending
             return intent
         last = state.intents[-1] if state.intents else None
-        bare = not BARE_VALUE.sub("", text)  # nothing but the number ("订单号是32755708")
         if "order_id" in u.slots and last in ORDER_INTENTS and (bare or (not explicit and CORRECTION.search(text))):
             return last  # "不对，是55120963" / "it's 32755708" after an answer about another order
         if intent in ("other", "chitchat.greeting") and gives_order and u.confidence < 0.6:
