@@ -7,13 +7,12 @@ import pytest
 
 from voiceagent.dialog import e5_model_file
 from voiceagent.dialog.train_intents import ENCODER_LAYERS, intent_encoder
-from voiceagent.provision import resolve
+from voiceagent.embeddings import resolve_model_file
 
 
 @pytest.fixture(scope="module")
 def base():
-    path = resolve("e5-small", "embedding")
-    return next(iter(sorted(path.glob("*.bin"))))
+    return resolve_model_file("e5-small")
 
 
 def test_the_header_and_tensor_directory_are_read(base):

