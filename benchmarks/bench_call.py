@@ -57,7 +57,7 @@ def main() -> None:
         for path in samples:
             audio = load_audio(path, 16000)
             leg = FileLeg(audio.samples, 16000, realtime=not args.fast)
-            session = CallSession(runtime, leg, SessionOptions(sequential=args.fast))
+            session = CallSession(runtime, leg, SessionOptions(greeting=False))
             record = asyncio.run(session.run())
             calls += 1
             for turn in record.turns:

@@ -3,14 +3,24 @@
 The model is loaded once per process and shared by every call (CTranslate2 releases the GIL, so
 decoding runs in worker threads without blocking the event loop). Chinese output is kept in
 Simplified characters with a Simplified initial prompt plus a character map for what slips through.
+
+A call turn (under LONG_AUDIO_S) is not padded to Whisper's 30 s window: only the speech plus
+WINDOW_PAD_S of silence is encoded and decoded (~3x faster); longer audio goes through
+faster-whisper's own `transcribe`. Decodes take a priority lock: final transcripts (urgent) go
+before speculative partials waiting for the model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
+import logging
+import math
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -19,7 +29,21 @@ from .errors import ModelMissing
 from .provision import resolve
 from .textnorm import to_simplified
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 16000
+HOP = 160  # samples per mel frame
+LONG_AUDIO_S = 28.0  # from here on, faster-whisper's 30 s window path
+WINDOW_PAD_S = 2.0  # silence after the speech; 1 s garbled 2 sample turns (WER en .070 vs .058)
+# faster-whisper's defaults for calling a decode silence (no_speech_threshold, log_prob_threshold,
+# compression_ratio_threshold)
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4
+# Audio whose loudest 100 ms stays below this is not decoded: Whisper turns near-silence into
+# "you" / "Thank you." / the initial prompt with confident scores. Speech turns are ~-15 dBFS.
+SILENCE_DBFS = -50.0
+MIN_REPEAT_TOKENS = 4  # shortest unit the repeated-tail safety net collapses
 
 
 @dataclass
@@ -41,7 +65,7 @@ class Transcript:
 class SpeechRecognizer(Protocol):
     name: str
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript: ...
+    def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True) -> Transcript: ...
 
     def warm_up(self) -> None:
         """The first decode of a process pays one-off costs (~1 s); pay them at start-up, not on a call."""
@@ -49,7 +73,53 @@ class SpeechRecognizer(Protocol):
         self.detect_language(noise)
         self.transcribe(noise, self.config.languages[0] if self.config.languages else "en")
 
-    def detect_language(self, audio: np.ndarray) -> tuple[str, float]: ...
+    def detect_language(self, audio: np.ndarray, urgent: bool = True) -> tuple[str, float]: ...
+
+
+class PriorityLock:
+    """A mutex whose urgent waiters acquire before non-urgent ones; first come, first served within
+    a level. A final transcript must not queue behind other calls' speculative partials."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._queue: list[tuple[int, int]] = []  # heap of (0 urgent / 1 not, arrival number)
+        self._arrivals = itertools.count()
+
+    def acquire(self, urgent: bool = True) -> None:
+        with self._cond:
+            ticket = (0 if urgent else 1, next(self._arrivals))
+            heapq.heappush(self._queue, ticket)
+            try:
+                while self._held or self._queue[0] != ticket:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: leave the queue as if never queued
+                self._queue.remove(ticket)
+                heapq.heapify(self._queue)
+                self._cond.notify_all()
+                raise
+            heapq.heappop(self._queue)
+            self._held = True
+
+    def release(self) -> None:
+        with self._cond:
+            if not self._held:
+                raise RuntimeError("release of an unheld PriorityLock")
+            self._held = False
+            self._cond.notify_all()
+
+    @contextmanager
+    def hold(self, urgent: bool = True) -> Iterator[None]:
+        self.acquire(urgent)
+        try:
+            yield
+        finally:
+            self.release()
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._queue)
 
 
 def _load_whisper(ref: str, config: AsrConfig):
@@ -65,11 +135,10 @@ def _load_whisper(ref: str, config: AsrConfig):
 
 
 class _EncoderCache:
-    """Remembers the encoder output of the last 30 s window.
+    """Remembers the encoder output of the last window encoded.
 
-    Whisper encodes a padded 30 s window before anything else. Detecting the language encodes the
-    turn's window, and decoding would encode the very same window again; with this cache in front
-    of `WhisperModel.encode` the second pass is free (saves ~0.8 s on a call's first turn here).
+    Detecting the language encodes the turn's window, and decoding would encode the very same
+    window again; with this cache in front of `WhisperModel.encode` the second pass is free.
     """
 
     def __init__(self, model):
@@ -86,6 +155,47 @@ class _EncoderCache:
         return self._value
 
 
+def _loudest_dbfs(audio: np.ndarray) -> float:
+    """Level of the loudest 100 ms of the audio."""
+    step = SAMPLE_RATE // 10
+    n = max(1, math.ceil(len(audio) / step))
+    padded = np.zeros(n * step, np.float32)
+    padded[: len(audio)] = audio
+    rms = np.sqrt(np.mean(np.square(padded.reshape(n, step)), axis=1)).max()
+    return float(20 * np.log10(max(rms, 1e-10)))
+
+
+def _window_features(model, audio: np.ndarray) -> np.ndarray:
+    """Mel features of the speech plus WINDOW_PAD_S of silence, in whole seconds.
+
+    The padding is audio (as Whisper pads), not zeroed features: the log-mel normalisation sees it.
+    """
+    window = int(math.ceil(len(audio) / SAMPLE_RATE + WINDOW_PAD_S)) * SAMPLE_RATE
+    padded = np.zeros(window + HOP, np.float32)
+    padded[: len(audio)] = audio
+    return model.feature_extractor(padded)[:, : window // HOP]
+
+
+def _strip_repeated_tail(tokens: list[int]) -> list[int]:
+    """'A B B B' -> 'A B' for a unit B of MIN_REPEAT_TOKENS tokens or more (a decoder loop)."""
+    n = len(tokens)
+    for size in range(MIN_REPEAT_TOKENS, n // 2 + 1):
+        unit = tokens[n - size :]
+        copies = 1
+        while copies * size + size <= n and tokens[n - (copies + 1) * size : n - copies * size] == unit:
+            copies += 1
+        if copies > 1:
+            return tokens[: n - (copies - 1) * size]
+    return tokens
+
+
+@dataclass
+class _DecodeSetup:
+    tokenizer: object  # faster_whisper.tokenizer.Tokenizer
+    prompt: list[int]
+    suppress_tokens: list[int]
+
+
 class WhisperASR:
     def __init__(self, config: AsrConfig):
         self.config = config
@@ -93,8 +203,14 @@ class WhisperASR:
         self._model = _load_whisper(config.model, config)
         self._english = _load_whisper(config.english_model, config) if config.english_model else None
         _EncoderCache(self._model)
-        # One decode at a time per model: CTranslate2 already uses every core we give it.
-        self._lock = threading.Lock()
+        # One decode at a time per process: CTranslate2 already uses every core we give it.
+        self._lock = PriorityLock()
+        self._setups: dict[tuple[int, str], _DecodeSetup] = {}
+
+    @property
+    def queue_depth(self) -> int:
+        """Decodes waiting for the model: calls skip optional (partial) decodes while there are any."""
+        return self._lock.waiting
 
     def warm_up(self) -> None:
         """The first decode of a process pays one-off costs (~1 s); pay them at start-up, not on a call."""
@@ -102,20 +218,25 @@ class WhisperASR:
         self.detect_language(noise)
         self.transcribe(noise, self.config.languages[0] if self.config.languages else "en")
 
-    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        """Most likely language among the configured ones, with its probability among them."""
+    # -- language -------------------------------------------------------------------------------
+    def _detection_features(self, audio: np.ndarray) -> np.ndarray:
+        model = self._model
+        if len(audio) < LONG_AUDIO_S * SAMPLE_RATE:
+            return _window_features(model, audio)
         from faster_whisper.audio import pad_or_trim
 
+        features = model.feature_extractor(audio)
+        # the window faster-whisper's transcribe encodes first (it drops the last frame), so the
+        # encoder cache serves both
+        frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
+        return pad_or_trim(features[:, :frames])
+
+    def _detect(self, features: np.ndarray) -> tuple[str, float]:
+        """Caller holds the lock."""
         model = self._model
         if not model.model.is_multilingual:
             return "en", 1.0
-        with self._lock:
-            features = model.feature_extractor(audio.astype(np.float32))
-            # the same window the decoder will encode first (it drops the last frame), so the
-            # encoder cache serves both
-            frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
-            encoder_output = model.encode(pad_or_trim(features[:, :frames]))
-            results = model.model.detect_language(encoder_output)[0]
+        results = model.model.detect_language(model.encode(features))[0]
         all_probs = [(token[2:-2], prob) for token, prob in results]
         allowed = {lang: p for lang, p in all_probs if lang in self.config.languages}
         if not allowed:
@@ -125,15 +246,129 @@ class WhisperASR:
         lang = max(allowed, key=allowed.get)
         return lang, float(allowed[lang] / total)
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+    def detect_language(self, audio: np.ndarray, urgent: bool = True) -> tuple[str, float]:
+        """Most likely language among the configured ones, with its probability among them."""
+        if not self._model.model.is_multilingual:
+            return "en", 1.0
+        features = self._detection_features(audio.astype(np.float32, copy=False))
+        with self._lock.hold(urgent):
+            return self._detect(features)
+
+    # -- transcription --------------------------------------------------------------------------
+    def _model_for(self, language: str):
+        return self._english if (language == "en" and self._english is not None) else self._model
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True) -> Transcript:
+        """`urgent`: a final transcript (goes before waiting non-urgent decodes such as partials)."""
         audio = audio.astype(np.float32, copy=False)
+        duration = len(audio) / SAMPLE_RATE
+        if duration >= LONG_AUDIO_S:
+            return self._transcribe_long(audio, language, urgent)
+        pinned = language
+        if _loudest_dbfs(audio) < SILENCE_DBFS:
+            return self._nothing_heard(pinned, duration)
+        prob = 1.0
+        model = self._model_for(language) if language else self._model
+        features = _window_features(model, audio)
+        with self._lock.hold(urgent):
+            if language is None:
+                language, prob = self._detect(features)  # encodes the window the decode uses
+                if self._model_for(language) is not model:
+                    model = self._model_for(language)
+                    features = _window_features(model, audio)
+            segs = self._decode_window(model, features, language, duration)
+        if segs is None:
+            return self._nothing_heard(pinned, duration)
+        return self._finish(segs, language, prob, duration)
+
+    @staticmethod
+    def _nothing_heard(language: str | None, duration: float) -> Transcript:
+        # a language detected on noise must not pin the call's language
+        return Transcript("", language or "", 1.0 if language else 0.0, round(duration, 3))
+
+    def _setup(self, model, language: str) -> _DecodeSetup:
+        key = (id(model), language)
+        if key not in self._setups:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            multilingual = model.model.is_multilingual
+            tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
+                                  language=language if multilingual else None)
+            # as faster-whisper's initial_prompt: previous-text tokens of " " + prompt
+            previous = tokenizer.encode(" " + self.config.zh_initial_prompt.strip()) if (
+                language == "zh" and multilingual and self.config.zh_initial_prompt) else []
+            # timestamps on: without them the decoder repeats the sentence on short windows
+            prompt = model.get_prompt(tokenizer, previous, without_timestamps=False)
+            self._setups[key] = _DecodeSetup(tokenizer, prompt, list(get_suppressed_tokens(tokenizer, [-1])))
+        return self._setups[key]
+
+    def _decode_window(self, model, features: np.ndarray, language: str, duration: float) -> list[Segment] | None:
+        """Greedy/beam decode of a short window; None when it is judged silence. Caller holds the lock."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        setup = self._setup(model, language)
+        tokenizer = setup.tokenizer
+        max_new = int(10 + duration * 12)  # caps a looping decoder, well above any speaking rate
+        max_length = min(model.max_length, len(setup.prompt) + max_new)
+        result = model.model.generate(
+            model.encode(features), [setup.prompt],
+            beam_size=self.config.beam_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=setup.suppress_tokens,
+            max_initial_timestamp_index=50,  # first word within 1 s, as faster-whisper
+        )[0]
+        tokens = result.sequences_ids[0]
+        # faster-whisper's silence rule (generate_with_fallback): high no-speech probability and a
+        # failed decode. We decode once (no temperature fallback), so a decode faster-whisper would
+        # retry for being repetitive (compression ratio) or that hit the length cap counts as failed.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        failed = (avg_logprob < LOG_PROB_THRESHOLD
+                  or get_compression_ratio(tokenizer.decode(tokens).strip()) > COMPRESSION_RATIO_THRESHOLD
+                  or len(tokens) >= max_length - len(setup.prompt))
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and failed:
+            log.debug("no speech (p=%.2f, avg logprob %.2f)", result.no_speech_prob, avg_logprob)
+            return None
+        return self._segments(tokens, tokenizer, duration)
+
+    @staticmethod
+    def _segments(tokens: list[int], tokenizer, duration: float) -> list[Segment]:
+        """Text between timestamp tokens; a timestamp pair closes one segment and opens the next."""
+        first_ts = tokenizer.timestamp_begin
+        spans: list[tuple[float, float, list[int]]] = []
+        start, text = 0.0, []
+        for tok in tokens:
+            if tok >= first_ts:
+                t = (tok - first_ts) * 0.02
+                if text:
+                    spans.append((start, t, text))
+                    text = []
+                start = t
+            elif tok < tokenizer.eot:
+                text.append(tok)
+        if text:
+            spans.append((start, duration, text))
+        last = math.floor(duration * 100 + 1e-6) / 100  # rounded down: segments end within the audio
+        segs: list[Segment] = []
+        for start, end, text in spans:
+            words = tokenizer.decode(_strip_repeated_tail(text)).strip()
+            if not words or (segs and words == segs[-1].text):  # a repeated segment is a loop too
+                continue
+            end = min(round(end, 2), last)
+            segs.append(Segment(min(round(start, 2), end), end, words))
+        return segs
+
+    def _transcribe_long(self, audio: np.ndarray, language: str | None, urgent: bool) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
         prob = 1.0
         if language is None:
-            language, prob = self.detect_language(audio)
-        model = self._english if (language == "en" and self._english is not None) else self._model
+            language, prob = self.detect_language(audio, urgent)
+        model = self._model_for(language)
         prompt = self.config.zh_initial_prompt if language == "zh" else None
-        with self._lock:
+        with self._lock.hold(urgent):
             segments, _info = model.transcribe(
                 audio,
                 language=language,
@@ -145,6 +380,10 @@ class WhisperASR:
                 without_timestamps=False,
             )
             segs = [Segment(round(s.start, 2), round(s.end, 2), s.text.strip()) for s in segments]
+        return self._finish(segs, language, prob, duration)
+
+    @staticmethod
+    def _finish(segs: list[Segment], language: str, prob: float, duration: float) -> Transcript:
         if language == "zh":
             segs = [Segment(s.start, s.end, to_simplified(s.text)) for s in segs]
         joiner = "" if language in ("zh", "ja") else " "

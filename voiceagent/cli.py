@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lang", default="auto", choices=LANGS)
     c.add_argument("--customer", default=None, help="the caller's customer id, when known (e.g. from caller ID)")
     c.add_argument("--fast", action="store_true", help="do not wait in real time between the caller's turns")
+    c.add_argument("--greeting", action="store_true", help="greet the caller first, as on a live call "
+                   "(off by default: recordings start speaking at once)")
     c.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
 
     t = sub.add_parser("transcribe", help="speech to text")
@@ -110,7 +112,8 @@ def cmd_call(args, config) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runtime = Runtime.load(config)
     leg = FileLeg(audio.samples, audio.sample_rate, realtime=not args.fast)
-    options = SessionOptions(language=args.lang, customer_id=args.customer, sequential=args.fast)
+    options = SessionOptions(language=args.lang, customer_id=args.customer,
+                             greeting=args.greeting)
     session = CallSession(runtime, leg, options)
     record = asyncio.run(session.run())
     track = resample(leg.agent_track(), audio.sample_rate, audio.source_rate)

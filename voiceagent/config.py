@@ -28,7 +28,14 @@ class VadConfig:
     model: str = "silero-vad"
     threshold: float = 0.5
     min_speech_ms: int = 160  # speech shorter than this is line noise, not a turn
-    min_silence_ms: int = 500  # silence that ends a turn
+    min_silence_ms: int = 500  # silence that ends a speech segment when transcribing a file
+    # Live calls end turns on evidence (voiceagent/turn_completion.py): the words heard so far
+    # choose the silence window. A finished sentence ends soonest (callers pause ~0.4 s between
+    # sentences of one turn, so not sooner); words that say neither wait a little longer; a trailing
+    # "嗯..."/"and, um" or an order number read half-way waits long, so callers are not cut off.
+    complete_silence_ms: int = 500
+    unsure_silence_ms: int = 800
+    incomplete_silence_ms: int = 1600
     speech_pad_ms: int = 120  # audio kept before the detected start
     webrtc_aggressiveness: int = 2
 
@@ -80,6 +87,23 @@ class DialogConfig:
 
 
 @dataclass
+class CallConfig:
+    """Live-call behaviour: the real-time engine's timers and turn-taking."""
+
+    greeting: bool = True  # greet the caller at the start of a live call (off for `voiceagent call`)
+    reprompt_after_s: float = 8.0  # caller silence after the agent finished speaking
+    max_reprompts: int = 2  # then a polite goodbye and hang-up
+    max_call_s: float = 1200.0  # a polite goodbye and hang-up at this length
+    barge_in: bool = True  # caller speech over the agent pauses it, and stops it unless a backchannel
+    barge_in_ms: int = 96  # caller voiced this long over the agent pauses it (then: backchannel or not)
+    backchannel_max_ms: int = 700  # caller speech longer than this over the agent is an interruption
+    dtmf_timeout_s: float = 3.0  # typed digits are a turn after this pause (or at '#')
+    partial_interval_ms: int = 1500  # decode the turn so far this often while the caller speaks
+    playout_lead_ms: int = 40  # agent audio is handed to the leg this far ahead of its play time
+    max_stage_errors: int = 3  # failures in a row (ASR, dialog, TTS) before the call is ended
+
+
+@dataclass
 class StoreConfig:
     db: str = ""  # empty: var/calls.db
 
@@ -92,6 +116,7 @@ class Config:
     tts: TtsConfig = field(default_factory=TtsConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     dialog: DialogConfig = field(default_factory=DialogConfig)
+    call: CallConfig = field(default_factory=CallConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
     @classmethod

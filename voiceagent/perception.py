@@ -14,7 +14,7 @@ _ANGER_ZH = {"怎么回事": 0.35, "太差": 0.4, "垃圾": 0.6, "投诉": 0.45,
              "什么破": 0.6, "搞什么": 0.5, "受够": 0.6, "离谱": 0.45, "欺骗": 0.6, "恶劣": 0.5, "无语": 0.35,
              "坑人": 0.6, "太过分": 0.55, "忍无可忍": 0.8, "曝光": 0.5, "差评": 0.4, "退钱": 0.4, "到底": 0.2,
              "还没": 0.1, "都是破的": 0.4, "12315": 0.6, "律师": 0.5, "起诉": 0.6, "媒体": 0.4, "滚": 0.7}
-_ANGER_EN = {"ridiculous": 0.5, "unacceptable": 0.55, "terrible": 0.45, "worst": 0.5, "angry": 0.5, "furious": 0.7,
+_ANGER_EN = {"ridicul": 0.5, "unacceptable": 0.55, "terrible": 0.45, "worst": 0.5, "angry": 0.5, "furious": 0.7,
              "scam": 0.6, "complaint": 0.35, "complain": 0.35, "nobody has answered": 0.35, "nobody answered": 0.35,
              "money back": 0.3, "useless": 0.45, "awful": 0.45, "disgusting": 0.6, "fed up": 0.55,
              "sick of": 0.55, "lawyer": 0.5, "sue ": 0.6, "report you": 0.5, "what the hell": 0.6, "damn": 0.4,

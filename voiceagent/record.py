@@ -34,6 +34,11 @@ class AgentTurn:
     reply_source: str = "template"
     grounding: list[str] = field(default_factory=list)
     handoff: bool = False
+    # "reply" answers a caller turn; "greeting", "reprompt", "goodbye" and "notice" are the agent's
+    # own (their voice_to_voice counts from what triggered them: the answer, the silence timer...)
+    kind: str = "reply"
+    interrupted: bool = False  # the caller barged in: `heard_text` is what they heard of `text`
+    heard_text: str | None = None
     role: str = "agent"
 
 
@@ -45,6 +50,7 @@ class Outcome:
     handoff_target: str | None = None
     transfer_ok: bool | None = None
     ended_by: str = "caller"  # "caller", "agent", "transfer", "error"
+    end_reason: str | None = None  # why the agent ended it: "silence", "max_duration", "stage_errors", "goodbye"
     error: str | None = None
 
 
@@ -59,6 +65,10 @@ class CallRecord:
     outcome: Outcome = field(default_factory=Outcome)
     slots: dict[str, str] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    # What the real-time engine saw: frames in, dropped (late/duplicate), silence filled for gaps,
+    # playout underruns, barge-ins, backchannels let through, stage failures.
+    stats: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -70,6 +80,8 @@ class CallRecord:
         data = self.to_dict()
         for turn in data["turns"]:
             turn["text"] = mask_pii(turn["text"])
+            if turn.get("heard_text"):
+                turn["heard_text"] = mask_pii(turn["heard_text"])
             if "slots" in turn:
                 turn["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in turn["slots"].items()}
         data["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in data["slots"].items()}

@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Iterator
 
 from ..llm import LanguageModel
 from ..textnorm import spoken_date
@@ -93,6 +94,8 @@ class Reply:
     llm_first_token_ms: float | None = None
     dialog_ms: float = 0.0
     keeps_pending: bool = False  # answered, and still open for the value it offered to take (an order number)
+    streaming: bool = False  # the caller speaks the reply as it comes: an LLM reply arrives in `pieces`
+    pieces: Iterator[str] | None = None  # checked clauses of a streamed reply; fills `text` when consumed
 
 
 class DialogEngine:
@@ -119,8 +122,10 @@ class DialogEngine:
         hit = self.cache.get(lang_hint or "auto", state.customer_tier or None, text)
         return self._from_cache(hit, state, t0) if hit is not None else None
 
-    def respond(self, text: str, state: DialogState, language: str | None = None, cache_checked: bool = False) -> Reply:
-        """One caller turn. `cache_checked`: the caller already tried respond_cached and missed."""
+    def respond(self, text: str, state: DialogState, language: str | None = None, cache_checked: bool = False,
+                stream: bool = False) -> Reply:
+        """One caller turn. `cache_checked`: the caller already tried respond_cached and missed.
+        `stream`: an LLM reply may come as `reply.pieces`, to be spoken clause by clause."""
         t0 = time.perf_counter()
         if not cache_checked and (cached := self.respond_cached(text, state, language)) is not None:
             return cached
@@ -145,7 +150,7 @@ class DialogEngine:
         decision = decide(u, angry_turns=angry_before, failed_turns=state.failed_turns)
         if decision.reason == "caller_request" and intent != "handoff.human":
             decision = HandoffDecision(False)  # the turn was read in context as something else
-        reply = Reply("", u, intent, dict(state.slots))
+        reply = Reply("", u, intent, dict(state.slots), streaming=stream)
         if decision.handoff:
             key = "handoff_angry" if decision.reason in ("angry", "sensitive_topic") or u.emotion == "angry" else "handoff"
             reply.text = templates.render(lang, key)
@@ -174,7 +179,7 @@ class DialogEngine:
         if masked:
             reply.grounding.append("safety:masked")
         reply.slots = dict(state.slots)
-        if self.cache is not None and context_free and reply.resolved and _context_free(reply):
+        if self.cache is not None and context_free and reply.resolved and reply.pieces is None and _context_free(reply):
             self.cache.put(lang_hint or "auto", tier, text,
                            CachedReply(reply.text, reply.intent, tuple(reply.grounding), reply.resolved, u,
                                        state.pending_intent if reply.keeps_pending else None))
@@ -559,28 +564,101 @@ class DialogEngine:
         fallback = templates.render(lang, key)
         if self.llm is None or lang != "en":  # the embedded LLM speaks English only
             return fallback
+        if key == "goodbye":
+            return fallback  # nothing to add to a goodbye (and a 135M model adds condolences)
+        pieces = self._small_talk_pieces(text, key, lang, reply, fallback, strict=not reply.streaming)
+        if reply.streaming:
+            reply.pieces = pieces  # the caller's session speaks each piece as soon as it is checked
+            return ""
+        return " ".join(pieces)
+
+    # A clause worth speaking on its own: a sentence, or a comma-clause of a few words (shorter ones
+    # sound choppy when synthesised apart).
+    _CLAUSE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[.!?;])$|(?<=,)\s+(?=\S)")
+
+    def _next_clause(self, buffer: str) -> tuple[str, str] | None:
+        for m in self._CLAUSE_END.finditer(buffer):
+            clause = " ".join(buffer[: m.start()].split())
+            if re.search(r"[.!?;]$", clause) or len(clause.split()) >= 4:
+                return clause, buffer[m.end():]
+        return None
+
+    def _small_talk_pieces(self, text: str, key: str, lang: str, reply: Reply, fallback: str,
+                           strict: bool = False) -> Iterator[str]:
+        """The LLM's words cut into clauses as they stream, each checked before it is let out: no
+        fact without a record behind it (the grounding checker finds any number, date, price,
+        product or policy term), at most two sentences and 30 words. A clause that fails ends the
+        LLM's part; the fixed reply covers what it did not say. `strict` (nothing is spoken until
+        the end): a failing clause discards the LLM's words altogether. Sets reply.text when consumed."""
         t0 = time.perf_counter()
-        first = None
-        pieces: list[str] = []
+        said: list[str] = []
+        out: list[str] = []
+        words = sentences = 0
+        checker = self._grounding_checker()
+
+        def admit(clause: str) -> bool:
+            nonlocal words, sentences
+            words += len(clause.split())
+            if words > 30 or sentences >= 2 or self._FACT_WORDS.search(clause):
+                return False
+            key_words = re.sub(r"\W+", " ", clause.lower()).strip()
+            if any(key_words in prev or prev in key_words for prev in (re.sub(r"\W+", " ", s.lower()).strip() for s in said)):
+                return False  # a small model looping on itself
+            if not checker.check(clause, lang, reply.grounding, caller_said=[text]).ok:
+                return False
+            sentences += bool(re.search(r"[.!?]$", clause))
+            return True
+
+        stream = self.llm.stream([{"role": "system", "content": self._LLM_SYSTEM},
+                                  {"role": "user", "content": text[:300]}])
+        buffer = ""
+        stopped = False
         try:
-            for piece in self.llm.stream([{"role": "system", "content": self._LLM_SYSTEM},
-                                          {"role": "user", "content": text[:300]}]):
-                if first is None:
-                    first = time.perf_counter()
-                pieces.append(piece)
+            for token in stream:
+                if reply.llm_first_token_ms is None:
+                    reply.llm_first_token_ms = round((time.perf_counter() - t0) * 1000, 1)
+                buffer += token
+                while (cut := self._next_clause(buffer)) is not None:
+                    clause, buffer = cut
+                    if not admit(clause):
+                        stopped = True
+                        break
+                    said.append(clause)
+                    if not strict:
+                        out.append(filter_output(clause)[0])
+                        yield out[-1]
+                if stopped:
+                    break
+            tail = " ".join(buffer.split())
+            if not stopped and tail:
+                if admit(tail):
+                    said.append(tail)
+                    if not strict:
+                        out.append(filter_output(tail)[0])
+                        yield out[-1]
+                else:
+                    stopped = True
         except Exception:  # the LLM is an optional voice: a failure falls back to the template
-            return fallback
-        reply.llm_first_token_ms = round(((first or time.perf_counter()) - t0) * 1000, 1)
-        out = " ".join(re.split(r"(?<=[.!?])\s", " ".join("".join(pieces).split()))[:2])  # two sentences at most
-        # Keep the LLM's words only when they carry no fact and steer back to the shop's business: the
-        # grounding checker finds any number, date, price, product or policy term it would state
-        # without a record behind it.
-        if not out or len(out.split()) > 30 or self._FACT_WORDS.search(out) or not self._STEERS_BACK.search(out):
-            return fallback
-        if not self._grounding_checker().check(out, lang, reply.grounding, caller_said=[text]).ok:
-            return fallback
-        reply.source = "llm"
-        return out if key != "other" else f"{out} {fallback}"
+            pass
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # a generator left half-read would keep the model locked
+            if reply.llm_first_token_ms is None:
+                reply.llm_first_token_ms = round((time.perf_counter() - t0) * 1000, 1)
+        if strict:
+            said = [] if stopped else said
+            out = [filter_output(c)[0] for c in said]
+            yield from out
+        full = " ".join(said)
+        if said:
+            reply.source = "llm"
+        # Keep to the shop's business: when the LLM's words do not steer back to it (or the turn was
+        # out of scope), the fixed reply follows.
+        if not said or key == "other" or not self._STEERS_BACK.search(full):
+            out.append(fallback)
+            yield fallback
+        reply.text = " ".join(out)
 
 
 _REASON_WORDS = [("尺码", "does_not_fit"), ("大了", "too_big"), ("小了", "too_small"), ("质量", "quality"), ("坏", "damaged"),

@@ -1,56 +1,60 @@
 """A leg driven by a recording of the caller: `voiceagent call` and the tests.
 
 Frames are released at the pace of the call's clock (real time, or fast-forward); the agent's
-audio is laid on the same timeline, so agent.wav lines up sample for sample with the input.
+audio is laid on the same timeline where the session says it is heard, so agent.wav lines up
+sample for sample with the input.
 """
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterable
 
 import numpy as np
 
-from ..audio import AudioFrame, resample
+from ..audio import AudioFrame
 from ..audio.frames import split_frames
-from .base import Clock
+from .base import Clock, DtmfDigit
 
 
 class FileLeg:
-    def __init__(self, samples: np.ndarray, sample_rate: int, realtime: bool = True, frame_ms: int = 20):
+    def __init__(self, samples: np.ndarray, sample_rate: int, realtime: bool = True, frame_ms: int = 20,
+                 dtmf: Iterable[tuple[float, str]] = ()):
         self.samples = samples
         self.sample_rate = sample_rate
         self.clock = Clock(realtime)
         self.frame_ms = frame_ms
+        self.dtmf = sorted(dtmf)  # (time, key) the caller presses, on the input's timeline
         self._agent = np.zeros(0, dtype=np.float32)
         self._play_end_s = 0.0
         self.hung_up = False
         self.transfers: list[str] = []
         self.transfer_ok = True
 
-    async def frames(self) -> AsyncIterator[AudioFrame]:
+    async def receive(self) -> AsyncIterator[AudioFrame | DtmfDigit]:
+        keys = list(self.dtmf)
         for frame in split_frames(self.samples, self.sample_rate, self.frame_ms):
             if self.hung_up:
                 return
             await self.clock.wait_until(frame.end_s)
+            while keys and keys[0][0] <= frame.start_s:
+                at, key = keys.pop(0)
+                yield DtmfDigit(key, at)
             yield frame
 
-    def play(self, samples: np.ndarray, sample_rate: int) -> float:
-        audio = resample(samples, sample_rate, self.sample_rate)
-        start_s = max(self.clock.now(), self._play_end_s)
-        start = int(round(start_s * self.sample_rate))
-        end = start + len(audio)
+    async def send(self, frame: AudioFrame) -> None:
+        start = int(round(frame.start_s * self.sample_rate))
+        end = start + len(frame.samples)
         if end > len(self._agent):
             self._agent = np.pad(self._agent, (0, end - len(self._agent)))
-        self._agent[start:end] += audio
-        self._play_end_s = end / self.sample_rate
-        return start / self.sample_rate
+        self._agent[start:end] += frame.samples
+        self._play_end_s = max(self._play_end_s, end / self.sample_rate)
 
-    def stop_playback(self) -> None:
-        now = int(self.clock.now() * self.sample_rate)
+    def clear_output(self) -> None:
+        """Audio scheduled after now is never heard: take it off the track."""
+        now = int(round(self.clock.now() * self.sample_rate))
         if now < len(self._agent):
-            self._agent[now:] = 0.0
             self._agent = self._agent[: max(now, 0)]
-        self._play_end_s = min(self._play_end_s, self.clock.now())
+        self._play_end_s = min(self._play_end_s, max(self.clock.now(), 0.0))
 
     @property
     def play_end_s(self) -> float:

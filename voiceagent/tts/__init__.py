@@ -34,6 +34,38 @@ def split_sentences(text: str) -> list[str]:
     return parts or ([text.strip()] if text.strip() else [])
 
 
+_CLAUSE_END = re.compile(r"(?<=[，,、：:])\s*")
+
+
+def split_clauses(sentence: str, min_len: int) -> list[str]:
+    """A long sentence cut at its commas into pieces of at least `min_len` characters."""
+    pieces: list[str] = []
+    for part in _CLAUSE_END.split(sentence):
+        if pieces and len(pieces[-1]) < min_len:
+            pieces[-1] = (pieces[-1] + ("" if re.search(r"[\u3000-\u9fff]", part[:1]) else " ") + part).strip()
+        elif part.strip():
+            pieces.append(part.strip())
+    if len(pieces) > 1 and len(pieces[-1]) < min_len:
+        last = pieces.pop()
+        pieces[-1] = (pieces[-1] + ("" if re.search(r"[\u3000-\u9fff]", last[:1]) else " ") + last).strip()
+    return pieces or [sentence]
+
+
+def synthesize_clauses(voice: Voice, text: str) -> Iterator[SpeechChunk]:
+    """Speech for `text` with the first audio as early as possible: sentences the voice has ready
+    (pre-synthesised) are played whole; a long sentence that has to be synthesised is made clause
+    by clause, so the first clause plays while the rest is made."""
+    has = getattr(voice, "has", None)
+    for sentence in split_sentences(text):
+        cjk = bool(re.search(r"[\u4e00-\u9fff]", sentence))
+        long = len(sentence) > (16 if cjk else 60)
+        if not long or (has is not None and has(sentence)):
+            yield from voice.synthesize(sentence)
+            continue
+        for clause in split_clauses(sentence, 6 if cjk else 20):
+            yield from voice.synthesize(clause)
+
+
 class VoiceRouter:
     """Picks the voice for the reply's language; voices load lazily and are shared."""
 

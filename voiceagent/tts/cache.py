@@ -54,6 +54,10 @@ class SpeechCache:
                 _, evicted = self._items.popitem(last=False)
                 self._bytes -= sum(c.samples.nbytes for c in evicted)
 
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            return key in self._items
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -78,6 +82,10 @@ class CachedVoice:
                 chunks = tuple(self.inner.synthesize(sentence))
                 self.cache.put(self.name, sentence, chunks)
             yield from chunks
+
+    def has(self, sentence: str) -> bool:
+        """The sentence is ready to play (no synthesis needed)."""
+        return (self.name, sentence) in self.cache
 
     def prewarm(self, texts: Iterable[str]) -> int:
         """Synthesises every sentence of `texts` not cached yet; returns how many it made."""

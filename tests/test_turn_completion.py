@@ -1,0 +1,46 @@
+"""End of turn from the words: finished sentences end soon, half-read numbers and fillers wait."""
+
+import pytest
+
+from voiceagent.config import VadConfig
+from voiceagent.turn_completion import Completion, completion, is_backchannel, silence_window_ms
+
+
+@pytest.mark.parametrize("text", [
+    "Has it shipped yet?", "你好，我的快递到哪里了？", "我要退货。", "My order number is 20241108.",
+    "订单号是20241108", "Can I speak to a real person, please?", "这件衣服有黑色的吗", "OK.", "嗯。",
+])
+def test_finished_turns_end_on_a_short_pause(text):
+    assert completion(text) is Completion.COMPLETE
+
+
+@pytest.mark.parametrize("text", [
+    "My order number is 2024.", "The order number is 551...", "订单号是2024", "我的订单号是", "我想问一下，嗯",
+    "I'd like to change my", "and, um", "It's about the, uh...", "My phone number is 138 0013", "那个……",
+    "The order number is", "然后",
+])
+def test_unfinished_turns_wait_longer(text):
+    assert completion(text) is Completion.INCOMPLETE
+
+
+def test_a_short_number_is_unfinished_only_when_one_is_expected_or_cued():
+    assert completion("38") is not Completion.INCOMPLETE  # "which size?" "38"
+    assert completion("2024", expecting_number=True) is Completion.INCOMPLETE
+    assert completion("20241108", expecting_number=True) is Completion.COMPLETE
+
+
+@pytest.mark.parametrize("text", ["嗯", "嗯嗯", "对", "好的", "ok", "Okay.", "uh-huh", "yeah yeah", "Mm-hmm.", "对对对", "是的"])
+def test_backchannels(text):
+    assert is_backchannel(text)
+
+
+@pytest.mark.parametrize("text", ["不对", "no", "wait", "等一下", "OK, but my parcel is late", "好的，我要退货", "", "hello"])
+def test_not_backchannels(text):
+    assert not is_backchannel(text)
+
+
+def test_windows_come_from_the_config():
+    config = VadConfig(complete_silence_ms=250, unsure_silence_ms=500, incomplete_silence_ms=1800)
+    assert silence_window_ms("Where is my parcel?", config) == 250
+    assert silence_window_ms("where is my parcel", config) == 500
+    assert silence_window_ms("the order number is 2024", config) == 1800
