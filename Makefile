@@ -13,7 +13,8 @@ test: setup-zh-voice
 	.venv/bin/python -m pytest -q tests
 
 bench: setup
-	.venv/bin/python benchmarks/bench_call.py
+	.venv/bin/python benchmarks/bench_realtime.py
+	.venv/bin/python benchmarks/eval_asr.py
 	.venv/bin/python benchmarks/eval_nlu.py
 	.venv/bin/python benchmarks/eval_conversations.py
 	.venv/bin/python benchmarks/bench_chat_http.py

@@ -25,6 +25,7 @@ class FileLeg:
         self.frame_ms = frame_ms
         self.dtmf = sorted(dtmf)  # (time, key) the caller presses, on the input's timeline
         self._agent = np.zeros(0, dtype=np.float32)
+        self._length = 0  # samples of _agent in use (it grows ahead)
         self._play_end_s = 0.0
         self.hung_up = False
         self.transfers: list[str] = []
@@ -44,16 +45,20 @@ class FileLeg:
     async def send(self, frame: AudioFrame) -> None:
         start = int(round(frame.start_s * self.sample_rate))
         end = start + len(frame.samples)
-        if end > len(self._agent):
-            self._agent = np.pad(self._agent, (0, end - len(self._agent)))
+        if end > len(self._agent):  # grow by half again, not by a frame: no copy of the track per frame
+            grown = np.zeros(max(end, len(self._agent) * 3 // 2), np.float32)
+            grown[: self._length] = self._agent[: self._length]
+            self._agent = grown
         self._agent[start:end] += frame.samples
+        self._length = max(self._length, end)
         self._play_end_s = max(self._play_end_s, end / self.sample_rate)
 
     def clear_output(self) -> None:
         """Audio scheduled after now is never heard: take it off the track."""
-        now = int(round(self.clock.now() * self.sample_rate))
-        if now < len(self._agent):
-            self._agent = self._agent[: max(now, 0)]
+        now = max(0, int(round(self.clock.now() * self.sample_rate)))
+        if now < self._length:
+            self._agent[now : self._length] = 0.0
+            self._length = now
         self._play_end_s = min(self._play_end_s, max(self.clock.now(), 0.0))
 
     @property
@@ -69,5 +74,6 @@ class FileLeg:
 
     def agent_track(self, min_duration_s: float = 0.0) -> np.ndarray:
         """The agent's side of the call, at the leg's rate, at least as long as the input."""
-        length = max(len(self._agent), len(self.samples), int(min_duration_s * self.sample_rate))
-        return np.pad(self._agent, (0, length - len(self._agent)))
+        agent = self._agent[: self._length]
+        length = max(len(agent), len(self.samples), int(min_duration_s * self.sample_rate))
+        return np.pad(agent, (0, length - len(agent)))
