@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -360,7 +361,12 @@ def bench_barge_in(runtime: Runtime, config: Config, trials: int, bc_trials: int
         "barge_in": {
             "trials": len(rows), "valid_trials": len(valid),
             "stop_ms": {"p50": med(stops), "max": r1(max(stops, default=None))},
-            "track_stop_ms": {"p50": med(track_stops), "max": r1(max(track_stops, default=None))},
+            "track_stop_ms": {"p50": med(track_stops), "max": r1(max(track_stops, default=None)),
+                              "over_target": sum(x > TARGET_STOP_MS for x in track_stops)},
+            "note": "stop_ms: the engine's barge_in_stop_ms (from the speech start its VAD reported for the burst "
+                    "that paused the agent, to the end of the agent audio heard). track_stop_ms: on the agent's "
+                    "track, from the interruption's first sample above 0.02 to the last agent sample above 0.02 "
+                    "before its next reply (includes audio resumed after a pause).",
             "marked_interrupted": sum(r["reply_marked_interrupted"] for r in valid),
             "missing_stop_figure": sum(r["barge_in_stop_ms"] is None for r in valid),
             "target_stop_ms": TARGET_STOP_MS,
@@ -371,6 +377,11 @@ def bench_barge_in(runtime: Runtime, config: Config, trials: int, bc_trials: int
             "trials": len(bc_rows), "during_reply": len(bc_valid),
             "wrongly_interrupted": sum(r["wrongly_interrupted"] for r in bc_valid),
             "wrongly_interrupted_all_trials": sum(r["wrongly_interrupted"] for r in bc_rows),
+            "by_phrase": {text: f"{sum(r['wrongly_interrupted'] for r in bc_rows if r['backchannel'] == text)}/"
+                                f"{sum(r['backchannel'] == text for r in bc_rows)} wrongly interrupted"
+                          for _, text in BACKCHANNELS},
+            "later_caller_turns": {r["backchannel"] + f" #{r['trial']}": [t["text"] for t in r["turns"]
+                                                               if t["role"] == "caller"][1:] for r in bc_rows},
             "target_met": bool(bc_valid) and not any(r["wrongly_interrupted"] for r in bc_rows),
             "per_trial": bc_rows,
         },
@@ -390,14 +401,36 @@ async def _line(runtime: Runtime, plan: list[tuple[str, np.ndarray, float]]) -> 
     return out
 
 
-async def _lines(runtime: Runtime, plans: list[list]) -> list:
-    return [r for line in await asyncio.gather(*(_line(runtime, p) for p in plans)) for r in line]
+async def _lines(runtime: Runtime, plans: list[list]) -> tuple[list, list[float]]:
+    """Every line at once; also how late the event loop woke a 10 ms timer meanwhile (ms): a frame of
+    agent audio is late when the loop is held up longer than the playout lead plus one frame."""
+    lags: list[float] = []
+    done = asyncio.Event()
+
+    async def monitor() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - t - 0.01) * 1000)
+
+    watcher = asyncio.create_task(monitor())
+    try:
+        lines = await asyncio.gather(*(_line(runtime, p) for p in plans))
+    finally:
+        done.set()
+        await watcher
+    return [r for line in lines for r in line], lags
 
 
-def bench_capacity(runtime: Runtime, max_calls: int, min_calls: int, seed: int, expected: dict) -> dict:
+def bench_capacity(runtime: Runtime | None, config: Config, max_calls: int, min_calls: int, seed: int,
+                   expected: dict) -> dict:
     """N lines busy at once, in one process and one event loop. Each line plays calls back to back
     (rotating through the samples) until N * ceil(min_calls / N) calls are done, so every N hears the
-    same mix of calls (with min_calls >= the number of samples) and its p95 rests on enough replies."""
+    same mix of calls (with min_calls >= the number of samples) and its p95 rests on enough replies.
+    With `runtime` None, each N gets freshly loaded models, so the speech and reply caches hold nothing
+    from earlier calls: every caller is heard for the first time, as in the first pass of the latency
+    part. Otherwise the calls share `runtime` and whatever it has cached."""
+    warm = runtime is not None
     samples = sorted(SAMPLES.glob("*.wav"))
     audio = {p.name: load_audio(p, RATE).samples for p in samples}
     names = [p.name for p in samples]
@@ -407,9 +440,12 @@ def bench_capacity(runtime: Runtime, max_calls: int, min_calls: int, seed: int, 
         per_line = max(1, -(-min_calls // n))
         plans = [[(names[(i + j * n) % len(names)], audio[names[(i + j * n) % len(names)]], rng.uniform(0.0, 2.0))
                   for j in range(per_line)] for i in range(n)]
+        step_rt = runtime if warm else Runtime.load(config)
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         with CpuMeter() as cpu:
-            results = asyncio.run(_lines(runtime, plans))
+            results, lags = asyncio.run(_lines(step_rt, plans))
+        del step_rt
+        gc.collect()
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         v2v, v2v_unqueued, failures, crashed, missing, busy_s = [], [], 0, [], 0, 0.0
         underruns = late = queued = 0
@@ -445,6 +481,8 @@ def bench_capacity(runtime: Runtime, max_calls: int, min_calls: int, seed: int, 
             "voice_to_voice_unqueued_ms": {"p50": med(v2v_unqueued), "p95": p95_unqueued},
             "underruns": underruns, "late_frames": late, "underruns_plus_late_frames": underruns + late,
             "stage_failures": failures, "crashed_calls": crashed,
+            "event_loop_lag_ms": {"p50": med(lags), "p99": r1(pct(lags, 0.99)), "max": r1(max(lags, default=None)),
+                                  "over_40ms": sum(x > 40 for x in lags), "over_60ms": sum(x > 60 for x in lags)},
             "cpu": {**cpu.as_dict(),
                     "rusage_user_s": round(ru1.ru_utime - ru0.ru_utime, 1), "rusage_sys_s": round(ru1.ru_stime - ru0.ru_stime, 1)},
             "passed": ok, "passed_unqueued": ok_unqueued, "odd_calls": odd,
@@ -452,7 +490,8 @@ def bench_capacity(runtime: Runtime, max_calls: int, min_calls: int, seed: int, 
         steps.append(step)
         print(f"  {n:>2} lines, {len(results)} calls: {len(v2v):>3} replies, v2v p50 {p50} p95 {p95} ms "
               f"(unqueued p95 {p95_unqueued}), underruns+late {underruns + late}, failures {failures}, "
-              f"CPU {cpu.cores:.2f} cores ({cpu.wall_s:.0f} s) -> {'pass' if ok else 'FAIL'}"
+              f"loop lag max {max(lags, default=0):.0f} ms, CPU {cpu.cores:.2f} cores ({cpu.wall_s:.0f} s) "
+              f"-> {'pass' if ok else 'FAIL'}"
               f"{'' if ok == ok_unqueued else ' (unqueued: ' + ('pass' if ok_unqueued else 'FAIL') + ')'}", flush=True)
         literal_ok = literal_ok and ok  # every N up to this one passed
         if literal_ok:
@@ -462,6 +501,7 @@ def bench_capacity(runtime: Runtime, max_calls: int, min_calls: int, seed: int, 
         if not ok_unqueued:
             break  # the load criterion failed: more calls only make it worse
     return {"mode": "realtime", "seed": seed, "max_calls": max_calls, "min_calls_per_step": min_calls,
+            "caches": "warm (shared with the earlier parts)" if warm else "cold (models loaded afresh for each N)",
             "p95_limit_ms": CAPACITY_P95_MS,
             "largest_passing_calls": largest_ok, "largest_passing_calls_unqueued": largest_ok_unqueued,
             "note": "passed: p95 over every reply <= limit and no underruns/late frames. passed_unqueued: the same "
@@ -485,6 +525,8 @@ def main() -> None:
     ap.add_argument("--capacity-calls", type=int, default=None,
                     help="capacity: calls played per N at least (default 12, every sample once; N with --quick)")
     ap.add_argument("--seed", type=int, default=7, help="capacity: start-stagger seed")
+    ap.add_argument("--warm", action="store_true", help="capacity: keep the models (and their speech/reply caches) "
+                                                         "of the earlier parts instead of loading them afresh per N")
     ap.add_argument("--prewarm", action="store_true", help="pre-synthesise the fixed replies first, as `serve` does")
     ap.add_argument("--simulated", action="store_true", help="latency/barge-in on simulated time (checks the script; "
                                                               "figures not written)")
@@ -526,7 +568,10 @@ def main() -> None:
         result["barge_in"] = bench_barge_in(runtime, config, trials, bc_trials, realtime)
     if args.capacity:
         print(f"== capacity: simultaneous real-time calls, up to {max_calls} (at least {min_calls} calls per N)", flush=True)
-        result["capacity"] = bench_capacity(runtime, max_calls, min_calls, args.seed, expected)
+        if not args.warm:
+            runtime = None  # each N loads its own (below): free these first
+            gc.collect()
+        result["capacity"] = bench_capacity(runtime, config, max_calls, min_calls, args.seed, expected)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     print_summary(result)
@@ -583,17 +628,20 @@ def print_summary(result: dict) -> None:
               f"{_mark(b['target_met'])}); on the track p50 {b['track_stop_ms']['p50']}, max {b['track_stop_ms']['max']}; "
               f"marked interrupted {b['marked_interrupted']}/{b['valid_trials']}")
         print(f"  backchannels: {c['wrongly_interrupted']} of {c['during_reply']} during a reply wrongly interrupted it "
-              f"({c['trials']} trials; target 0: {_mark(c['target_met'])})")
+              f"({c['trials']} trials; target 0: {_mark(c['target_met'])}): {c['by_phrase']}")
+        heard = {k: v for k, v in c["later_caller_turns"].items() if v}
+        if heard:
+            print(f"  caller turns after the question (a backchannel taken as a turn), as heard: {heard}")
     cap = result.get("capacity")
     if cap:
-        print(f"capacity (one process, one event loop, p95 limit {cap['p95_limit_ms']:.0f} ms):")
+        print(f"capacity (one process, one event loop, p95 limit {cap['p95_limit_ms']:.0f} ms, caches {cap['caches']}):")
         print(f"  {'N':>3}{'calls':>6}{'conc':>6}{'replies':>8}{'p50 ms':>9}{'p95 ms':>9}{'queued':>7}{'p95 unq':>9}"
-              f"{'underrun+late':>14}{'failures':>9}{'CPU cores':>10}{'CPU %':>7}  result (unqueued)")
+              f"{'underrun+late':>14}{'failures':>9}{'lag max':>8}{'CPU cores':>10}{'CPU %':>7}  result (unqueued)")
         for s in cap["steps"]:
             print(f"  {s['calls']:>3}{s['calls_played']:>6}{s['mean_concurrent_calls']:>6}{s['reply_turns']:>8}"
                   f"{str(s['voice_to_voice_ms']['p50']):>9}{str(s['voice_to_voice_ms']['p95']):>9}{s['queued_replies']:>7}"
                   f"{str(s['voice_to_voice_unqueued_ms']['p95']):>9}{s['underruns_plus_late_frames']:>14}"
-                  f"{s['stage_failures']:>9}{s['cpu']['cpu_cores_used']:>10}{s['cpu']['cpu_percent_of_machine']:>7}  "
+                  f"{s['stage_failures']:>9}{str(s['event_loop_lag_ms']['max']):>8}{s['cpu']['cpu_cores_used']:>10}{s['cpu']['cpu_percent_of_machine']:>7}  "
                   f"{'pass' if s['passed'] else 'FAIL'} ({'pass' if s['passed_unqueued'] else 'FAIL'})")
         print(f"  largest passing N: {cap['largest_passing_calls']} (all replies); "
               f"{cap['largest_passing_calls_unqueued']} leaving out queued replies")
