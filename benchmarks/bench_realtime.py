@@ -282,8 +282,8 @@ def track_stop(track: np.ndarray, at: int, until: int) -> tuple[bool, float | No
     before = track[max(0, at - RATE) : at]
     speaking = before.size > 0 and float(np.abs(before).max()) > VOICED
     after = np.flatnonzero(np.abs(track[at:until]) > VOICED)
-    stop_ms = (after[-1] + 1) / RATE * 1000 if after.size else 0.0
-    return speaking, round(stop_ms, 1)
+    stop_ms = float(after[-1] + 1) / RATE * 1000 if after.size else 0.0
+    return bool(speaking), round(stop_ms, 1)
 
 
 def bench_barge_in(runtime: Runtime, config: Config, trials: int, bc_trials: int, realtime: bool) -> dict:
@@ -578,9 +578,16 @@ def main() -> None:
     if realtime:
         out = ROOT / "benchmarks" / "results"
         out.mkdir(parents=True, exist_ok=True)
-        (out / "bench_realtime.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
-                                                 encoding="utf-8")
+        text = json.dumps(result, ensure_ascii=False, indent=2, default=_plain) + "\n"
+        (out / "bench_realtime.json").write_text(text, encoding="utf-8")
         print(f"written: {(out / 'bench_realtime.json').relative_to(ROOT)}")
+
+
+def _plain(value):
+    """numpy scalars (and anything else json cannot take) as plain values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
 def _mark(ok: bool) -> str:
