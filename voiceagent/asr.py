@@ -69,9 +69,6 @@ class SpeechRecognizer(Protocol):
 
     def warm_up(self) -> None:
         """The first decode of a process pays one-off costs (~1 s); pay them at start-up, not on a call."""
-        noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE).astype(np.float32)
-        self.detect_language(noise)
-        self.transcribe(noise, self.config.languages[0] if self.config.languages else "en")
 
     def detect_language(self, audio: np.ndarray, urgent: bool = True) -> tuple[str, float]: ...
 

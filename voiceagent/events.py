@@ -2,7 +2,7 @@
 
 Times named `*_s` are positions on the call's own timeline (seconds from the call's start, the leg's
 clock); `at_s` is when the event happened on it. A live call is a stream of these in both
-directions: audio in, speech started/stopped, partial and final transcripts, the intent, reply text
+directions: audio in (the legs' AudioFrames), speech started/stopped, partial and final transcripts, the intent, reply text
 chunks, audio out, interruptions, DTMF, transfer and hangup.
 """
 
@@ -10,18 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class Event:
     at_s: float
-
-
-@dataclass(frozen=True)
-class AudioIn(Event):
-    samples: np.ndarray  # 16 kHz float32, the engine's rate
-    start_s: float
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,6 @@ class FinalTranscript(Event):
     speech_end_s: float  # when the caller stopped speaking (voice-to-voice is measured from here)
     decided_s: float  # when the end of the turn was decided
     asr_ms: float  # decoding left after the end of turn was decided (the rest ran while they spoke)
-    audio_s: float = 0.0
     source: str = "voice"  # "voice" or "dtmf"
 
 
@@ -87,7 +78,6 @@ class ReplyText(Event):
 
     text: str
     turn: int
-    final: bool = False
 
 
 @dataclass(frozen=True)

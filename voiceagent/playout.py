@@ -95,8 +95,6 @@ class Playout:
         self._replies: dict[int, ReplyPlayback] = {}
         self._paused = False
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._next_due: float | None = None
         self._last_end = 0.0
         self.underruns = 0  # gaps inside a reply: the next piece was not ready in time
@@ -118,7 +116,6 @@ class Playout:
         piece = _Piece(audio, text, turn)
         playback.pieces.append(piece)
         self._queue.append(piece)
-        self._idle.clear()
         self._wake.set()
 
     def end_reply(self, turn: int) -> None:
@@ -132,10 +129,6 @@ class Playout:
     def active(self) -> bool:
         """Agent audio is playing, paused, or queued."""
         return bool(self._queue)
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     def pause(self) -> None:
         """Stop sending; what was handed over but not yet heard is taken back to play on resume."""
@@ -166,7 +159,6 @@ class Playout:
         self._next_due = None
         for playback in cut:
             playback.done.set()
-        self._idle.set()
         return cut
 
     def _take_back(self) -> None:
@@ -186,15 +178,11 @@ class Playout:
                 playback.end_s = min(playback.end_s or now, now)
         self._last_end = min(self._last_end, now)
 
-    async def idle(self) -> None:
-        await self._idle.wait()
-
     def close(self) -> None:
         self.closed = True
         self._queue.clear()
         for playback in self._replies.values():
             playback.done.set()
-        self._idle.set()
         self._wake.set()
 
     # -- the pacing loop ----------------------------------------------------------------------
@@ -203,8 +191,6 @@ class Playout:
         while not self.closed:
             if self._paused or not self._queue:
                 self._next_due = None
-                if not self._queue:
-                    self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue

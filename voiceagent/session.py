@@ -30,8 +30,9 @@ from .audio import AudioFrame, resample
 from .config import CallConfig
 from .dialog import templates
 from .dialog.engine import DialogState, Reply
-from .events import (AudioOut, Event, FinalTranscript, Hangup, IntentRecognized, Interruption, PartialTranscript,
-                     ReplyText, SpeechDiscarded, SpeechStarted, StageFailed, TransferRequested)
+from .events import (Dtmf, Event, FinalTranscript, Hangup, IntentRecognized, Interruption,
+                     PartialTranscript, PlaybackPaused, PlaybackResumed, ReplyText, SpeechDiscarded, SpeechStarted,
+                     StageFailed, TransferRequested)
 from .latency import LatencyObserver
 from .legs import CallLeg, DtmfDigit
 from .playout import Playout, ReplyPlayback
@@ -135,6 +136,7 @@ class CallSession:
             if self.call.barge_in and (self.playout.active or self._replying) and self._barge is None:
                 self.playout.pause()
                 self._barge = _BargeIn(event.start_s, event.at_s)
+                self.emit(PlaybackPaused(event.at_s))
         elif isinstance(event, PartialTranscript):
             # "嗯" and a pause: carry on speaking. (Anything else waits for the caller's turn to end, or
             # to run past a backchannel's length: partials of a few syllables are too unreliable.)
@@ -154,8 +156,6 @@ class CallSession:
                 self._interrupt()
             elif not text or (is_backchannel(text) and event.source == "voice" and self._replying):
                 return  # noise, or "ok" while the agent is still thinking
-            if not text:
-                return
             self._reprompts = 0
             self._turns.put_nowait(event)
         elif isinstance(event, StageFailed):
@@ -185,6 +185,7 @@ class CallSession:
         if discard:
             self.detector.discard_turn()
         self.playout.resume()
+        self.emit(PlaybackResumed(self.leg.clock.now()))
 
     def _expecting_number(self) -> bool:
         return self.state.pending_intent is not None and "order_id" not in self.state.slots
@@ -308,6 +309,7 @@ class CallSession:
 
     def _on_dtmf(self, key: DtmfDigit) -> None:
         digit = key.digit.upper()
+        self.emit(Dtmf(key.at_s, digit))
         self._last_activity_s = max(self._last_activity_s, key.at_s)
         if self.playout.active:  # typing over the agent: they know what they want
             self._barge = _BargeIn(key.at_s, key.at_s)

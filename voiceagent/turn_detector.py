@@ -46,7 +46,6 @@ class _Decode:
     start: int  # sample offsets into the turn's audio buffer
     end: int
     urgent: bool
-    launched_at: float  # perf_counter
     turn: int
     handled: bool = False
 
@@ -227,7 +226,7 @@ class TurnDetector:
         language = self._turn_language or self.language()
         task = asyncio.get_running_loop().create_task(
             self.clock.run_in_thread(self.asr.transcribe, audio, language, urgent))
-        decode = _Decode(task, start, end, urgent, time.perf_counter(), self._turn_id)
+        decode = _Decode(task, start, end, urgent, self._turn_id)
         self._decode = decode
         if not urgent:
             self._last_partial_at = self._buffer_len
@@ -301,5 +300,5 @@ class TurnDetector:
         self.emit(FinalTranscript(
             at_s=self.now(), text=text, language=language, language_probability=result.language_probability,
             start_s=self._start / SAMPLE_RATE, speech_end_s=self.speech_end_s, decided_s=self.now(),
-            asr_ms=round(asr_ms, 1), audio_s=round((self._last_voiced_end - self._start) / SAMPLE_RATE, 3),
+            asr_ms=round(asr_ms, 1),
         ))
