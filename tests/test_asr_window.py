@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from voiceagent.asr import LONG_AUDIO_S, SILENCE_DBFS, PriorityLock, _loudest_dbfs, _strip_repeated_tail
+from voiceagent.asr import LONG_AUDIO_S, SILENCE_DBFS, PrioritySlots, _loudest_dbfs, _strip_repeated_tail
 
 from .conftest import SAMPLES
 
@@ -57,7 +57,7 @@ def sample_turns(config, sample_scripts):
 
 def encoded_frames(asr) -> int:
     """Mel frames of the last window the encoder saw (the encoder cache keys on its shape)."""
-    return asr._model.encode._key[0][-1]
+    return asr._model.encode._last.key[0][-1]  # (this thread's)
 
 
 def normalised(text: str) -> str:
@@ -162,7 +162,7 @@ def _wait_until(predicate, timeout: float = 5.0) -> None:
 
 
 def test_urgent_waiter_goes_before_earlier_non_urgent_ones():
-    lock = PriorityLock()
+    lock = PrioritySlots()
     order: list[str] = []
 
     def worker(name: str, urgent: bool) -> None:
@@ -185,10 +185,40 @@ def test_urgent_waiter_goes_before_earlier_non_urgent_ones():
 
 
 def test_priority_lock_is_free_when_uncontended_and_refuses_a_stray_release():
-    lock = PriorityLock()
+    lock = PrioritySlots()
     with lock.hold(urgent=False):
         pass
     with lock.hold():
         pass
     with pytest.raises(RuntimeError):
         lock.release()
+
+
+def test_two_slots_run_two_decodes_at_once_and_queue_the_third_by_priority():
+    slots = PrioritySlots(2)
+    slots.acquire()
+    slots.acquire(urgent=False)  # two decodes in progress, neither waiting
+    assert slots.waiting == 0
+    order: list[str] = []
+
+    def worker(name: str, urgent: bool) -> None:
+        with slots.hold(urgent):
+            order.append(name)
+
+    threads = []
+    for name, urgent in [("partial", False), ("final", True)]:
+        t = threading.Thread(target=worker, args=(name, urgent))
+        t.start()
+        threads.append(t)
+        _wait_until(lambda n=len(threads): slots.waiting == n)
+    slots.release()  # one slot frees: the final goes first
+    _wait_until(lambda: order == ["final"] or len(order) > 1)
+    assert order[0] == "final"
+    slots.release()
+    for t in threads:
+        t.join(5)
+    assert order == ["final", "partial"] and slots.waiting == 0
+    with pytest.raises(RuntimeError):
+        slots.release()
+    with pytest.raises(ValueError):
+        PrioritySlots(0)

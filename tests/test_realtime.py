@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -81,6 +82,31 @@ def test_barge_in_stops_playback_and_drops_queued_audio(runtime, config, order_q
     assert record.stats["barge_ins"] == 1 and first.end_s <= stop_s
     # the interruption is a turn of its own, answered
     assert [t.intent for t in caller_turns(record)][-1] == "logistics.track" and rest and not rest[0].interrupted
+
+
+def test_an_interruption_opening_with_a_short_syllable_stops_the_agent_from_that_syllable(runtime, config,
+                                                                                          order_question):
+    # "Hey ... hello, where is my parcel?": the first syllable alone is too short to be a turn (it is
+    # discarded), but the agent must stay stopped from it, not talk on until the rest begins.
+    syllable = say(runtime, "Hey.")[256 : 256 + 512 * 6]  # VAD hears 128 ms: over barge_in_ms, under min_speech_ms
+    interruption = first_turn("en_multi_turn_8k.wav", config)
+    head = np.concatenate([silence(0.5), order_question, silence(4.0)])
+    head = np.concatenate([head, silence((-len(head) % 512) / RATE)])  # the syllable on a VAD chunk
+    barge_at = len(head) / RATE
+    audio = np.concatenate([head, syllable, silence(0.22), interruption, silence(6.0)])
+    events = []
+    leg = FileLeg(audio, RATE, realtime=False)
+    record = asyncio.run(CallSession(runtime, leg, SessionOptions(greeting=False), observers=[events.append]).run())
+    assert "SpeechDiscarded" in [type(e).__name__ for e in events]  # the case this test is about
+    first, *rest = agent_turns(record)
+    assert first.interrupted
+    track = leg.agent_track()
+    assert voiced(track, barge_at - 1.0, barge_at)
+    next_start = rest[0].start_s if rest else len(track) / RATE
+    assert not voiced(track, barge_at + 0.25, next_start)
+    assert record.stats["barge_in_stop_ms"] <= 250  # timed from the syllable, not from the words after it
+    interrupting = caller_turns(record)[-1]
+    assert interrupting.start_s == pytest.approx(barge_at, abs=0.1) and "parcel" in interrupting.text.lower()
 
 
 def test_a_backchannel_does_not_interrupt(runtime, order_question):
@@ -192,6 +218,34 @@ def test_a_failing_stage_is_recovered_from_and_other_calls_are_unaffected(runtim
     assert "38512074" in agent_turns(recovered)[-1].text and recovered.outcome.ended_by == "caller"
     # the call beside them never noticed
     assert len(agent_turns(healthy)) == 2 and healthy.stats["stage_failures"] == 0
+
+
+class _Slow:
+    """A recogniser on a machine so busy that each decode takes a second longer."""
+
+    def __init__(self, asr, delay_s: float = 1.0):
+        self.asr, self.delay_s, self.name = asr, delay_s, asr.name
+
+    def transcribe(self, audio, language=None, urgent=True):
+        time.sleep(self.delay_s)
+        return self.asr.transcribe(audio, language, urgent)
+
+
+def test_a_slow_recogniser_does_not_make_the_agent_deaf_to_a_caller_going_on(runtime):
+    # The caller pauses after a finished sentence and goes on 0.6 s later. The pause's transcript comes
+    # a second late: the turn must not be decided on it meanwhile (the caller had gone on), and the
+    # agent must not start talking over them.
+    first = say(runtime, "Hello, I need some help.")
+    then = say(runtime, "Where is my order 38512074?")
+    audio = np.concatenate([silence(0.5), first, silence(0.6), then, silence(8.0)])
+    slow = dataclasses.replace(runtime, asr=_Slow(runtime.asr))
+    record, leg = run_call(slow, audio)
+    callers = caller_turns(record)
+    assert len(callers) == 1, [t.text for t in callers]
+    assert callers[0].slots.get("order_id") == "38512074"
+    caller_end = 0.5 + (len(first) + len(then)) / RATE + 0.6
+    assert not voiced(leg.agent_track(), 0.0, caller_end)  # never over the caller
+    assert "38512074" in agent_turns(record)[0].text
 
 
 def test_repeated_failures_end_the_call_with_an_error(runtime, order_question):

@@ -18,6 +18,10 @@ def test_spoken_english_digits_become_a_number():
 def test_grouped_digits_are_joined():
     assert join_digit_groups("order 3851 2074 please") == "order 38512074 please"
     assert join_digit_groups("385-12074") == "38512074"
+    # a caller pausing half-way through: the recogniser ends the first half as a sentence
+    assert join_digit_groups("Where's my order 3851? 2074.") == "Where's my order 38512074."
+    assert join_digit_groups("订单号是3851。2074") == "订单号是38512074"
+    assert join_digit_groups("2024, 1108") == "20241108"
 
 
 def test_phone_numbers_are_masked_order_numbers_are_not():

@@ -46,7 +46,8 @@ class AsrConfig:
     # Optional faster model for calls pinned to English (manifest id, path or hub name).
     english_model: str | None = None
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    cpu_threads: int = 1  # threads per decode: whisper-base decodes no faster on two (see asr.py)
+    parallel_decodes: int = 2  # decodes at once (CTranslate2 workers): calls' turns do not queue
     beam_size: int = 1
     languages: list[str] = field(default_factory=lambda: ["zh", "en"])  # what auto-detection may pick
     # Simplified-Chinese prompt with the domain's everyday words: keeps output Simplified and biases
@@ -96,6 +97,9 @@ class CallConfig:
     max_call_s: float = 1200.0  # a polite goodbye and hang-up at this length
     barge_in: bool = True  # caller speech over the agent pauses it, and stops it unless a backchannel
     barge_in_ms: int = 96  # caller voiced this long over the agent pauses it (then: backchannel or not)
+    # a syllable too short to be a turn keeps the agent paused this long, in case it is the first of
+    # one ("你" of "你好..."); speech starting within it is one turn with it
+    barge_in_hold_ms: int = 300
     backchannel_max_ms: int = 700  # caller speech longer than this over the agent is an interruption
     dtmf_timeout_s: float = 3.0  # typed digits are a turn after this pause (or at '#')
     partial_interval_ms: int = 1500  # decode the turn so far this often while the caller speaks

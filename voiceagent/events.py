@@ -50,7 +50,7 @@ class FinalTranscript(Event):
     language_probability: float
     start_s: float
     speech_end_s: float  # when the caller stopped speaking (voice-to-voice is measured from here)
-    decided_s: float  # when the end of the turn was decided
+    decided_s: float  # when the end of the turn was decided (its silence window closed)
     asr_ms: float  # decoding left after the end of turn was decided (the rest ran while they spoke)
     source: str = "voice"  # "voice" or "dtmf"
 

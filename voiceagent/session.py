@@ -73,6 +73,7 @@ class _Prompt:
 class _BargeIn:
     speech_start_s: float
     paused_at: float
+    hold_until_s: float | None = None  # after a syllable too short to be a turn: resume then unless more
 
 
 @dataclass
@@ -133,7 +134,9 @@ class CallSession:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, SpeechStarted):
             self._last_activity_s = max(self._last_activity_s, event.start_s)
-            if self.call.barge_in and (self.playout.active or self._replying) and self._barge is None:
+            # (a turn waiting in the queue counts: its reply must not start over the caller either)
+            busy = self.playout.active or self._replying or not self._turns.empty()
+            if self.call.barge_in and busy and self._barge is None:
                 self.playout.pause()
                 self._barge = _BargeIn(event.start_s, event.at_s)
                 self.emit(PlaybackPaused(event.at_s))
@@ -144,8 +147,10 @@ class CallSession:
                     self.detector.speech_end_s < self._timeline_s - 0.09:
                 self._let_backchannel_through()
         elif isinstance(event, SpeechDiscarded):
+            # Too short to be a turn, but it may be the first syllable of one ("你" of "你好"): stay
+            # paused a moment; the listen loop resumes the agent if nothing follows.
             if self._barge is not None:
-                self._let_backchannel_through(discard=False)
+                self._barge.hold_until_s = self._timeline_s + self.call.barge_in_hold_ms / 1000
         elif isinstance(event, FinalTranscript):
             self._last_activity_s = max(self._last_activity_s, event.speech_end_s)
             text = event.text.strip()
@@ -279,8 +284,12 @@ class CallSession:
             if samples is None:
                 continue
             await self.detector.feed(samples)
-            if self._barge is not None and self.detector.voiced_total >= self.call.backchannel_max_ms * 16:
+            barge = self._barge
+            if barge is not None and self.detector.voiced_total >= self.call.backchannel_max_ms * 16:
                 self._interrupt()  # too long for "嗯": the caller is taking the turn
+            elif barge is not None and barge.hold_until_s is not None and not self.detector.in_speech and \
+                    self._timeline_s >= barge.hold_until_s:
+                self._let_backchannel_through(discard=False)  # a click or a lone syllable after all
             self._check_timers(self._timeline_s)
         if not self._finished.is_set():
             await self.detector.flush()

@@ -61,11 +61,11 @@ def spoken_digits_to_arabic(text: str) -> str:
 
 def join_digit_groups(text: str) -> str:
     """'3851 2074', '3851-2074' or '2024, 1108' -> '38512074' (ASR groups long numbers, and a caller
-    reading one out pauses: "2024... 1108", "2024. 1108")."""
+    reading one out pauses: "2024... 1108", "2024. 1108", "3851? 2074", "3851。2074")."""
     prev = None
     while prev != text:
         prev = text
-        text = re.sub(r"(\d)(?:[\s\-,，、]|\.{3}|…|\.(?=\s)){1,3}(?=\d)", r"\1", text)
+        text = re.sub(r"(\d)(?:[\s\-,，、。？]|\.{3}|…|[.?](?=\s)){1,3}(?=\d)", r"\1", text)
     return text
 
 

@@ -38,6 +38,7 @@ PAUSE_MS = 96  # voiced audio followed by this much silence is a pause worth dec
 COMMIT_MIN_S = 4.0  # a decoded stretch this long is kept when the caller goes on (shorter ones decode
 # better again with what follows: Whisper leans on context)
 TAIL_KEEP_S = 0.2  # trailing silence kept after the last voiced chunk (Whisper likes a little)
+CARRY_MAX_S = 1.5  # the most audio a short syllable carries into the turn that follows it
 
 
 @dataclass
@@ -74,6 +75,11 @@ class TurnDetector:
         self._pos = 0  # samples consumed on the call's timeline (16 kHz)
         self._pad = int(vad_config.speech_pad_ms * SAMPLE_RATE / 1000)
         self._history = np.zeros(0, np.float32)
+        self._carry: tuple[int, int] | None = None  # (start, until) of a short syllable kept in _history
+        # Deciding the end of a turn waits for a decode; it runs beside the frame loop, which goes on
+        # hearing the caller (a new syllable must pause the agent however busy the recogniser is).
+        self._decider: asyncio.Task | None = None
+        self._pause_no = 0
         self._reset_turn()
 
     # -- state --------------------------------------------------------------------------------
@@ -98,6 +104,8 @@ class TurnDetector:
         self._decoded: tuple[_Decode, Transcript] | None = None  # the latest finished decode
         self._last_partial_at = 0
         self._window_ms: int | None = None
+        self._decided: Transcript | None = None  # the transcript the window was chosen from
+        self._stop_deciding()
 
     @property
     def speech_end_s(self) -> float:
@@ -105,13 +113,21 @@ class TurnDetector:
 
     def discard_turn(self) -> None:
         """The session judged the open turn a backchannel: forget it."""
-        if self._decode is not None:
-            self._decode.task.cancel()
+        self._cancel_tasks()
         self._reset_turn()
 
     def close(self) -> None:
+        self._cancel_tasks()
+
+    def _cancel_tasks(self) -> None:
         if self._decode is not None:
             self._decode.task.cancel()
+        self._stop_deciding()
+
+    def _stop_deciding(self) -> None:
+        if self._decider is not None and self._decider is not asyncio.current_task():
+            self._decider.cancel()
+        self._decider = None
 
     # -- input --------------------------------------------------------------------------------
     async def feed(self, samples: np.ndarray) -> None:
@@ -124,6 +140,7 @@ class TurnDetector:
         """End of input: a turn still open ends where the audio ends."""
         if self._pending.size:
             await self.feed(np.zeros(self._chunk - len(self._pending), np.float32))
+        self._stop_deciding()
         if self.in_speech and self._confirmed:
             try:
                 await self._end_turn()
@@ -140,12 +157,20 @@ class TurnDetector:
         # while the probability stays above `threshold - 0.15` (phone audio hovers near the line).
         voiced = prob >= (self.config.threshold - 0.15 if self.in_speech else self.config.threshold)
         if not self.in_speech:
+            carry = self._carry is not None and start < self._carry[1]
             if not voiced:
-                self._history = np.concatenate([self._history, chunk])[-max(self._pad, 1):]
+                keep = int(CARRY_MAX_S * SAMPLE_RATE) if carry else max(self._pad, 1)
+                self._history = np.concatenate([self._history, chunk])[-keep:]
+                if not carry:
+                    self._carry = None
                 return
             self.in_speech = True
             self._start = start
             pad = self._history[-self._pad:] if self._pad else np.zeros(0, np.float32)
+            if carry:  # the short syllable just before is where this turn began
+                pad = self._history
+                self._start = max(self._carry[0], start - len(pad))
+            self._carry = None
             self._buffer_t0 = start - len(pad)
             self._append(pad)
             self._history = np.zeros(0, np.float32)
@@ -165,9 +190,11 @@ class TurnDetector:
         self._last_voiced_end = self._pos
         self._voiced_run += len(chunk)
         self.voiced_total += len(chunk)
-        if self._paused:
+        if self._paused:  # the caller goes on: whatever was being decided about the pause is moot
             self._paused = False
             self._window_ms = None
+            self._decided = None
+            self._stop_deciding()
         if self._voiced_run >= self.call.barge_in_ms * SAMPLE_RATE / 1000 and not self._started_emitted:
             self._started_emitted = True
             self.emit(SpeechStarted(self.now(), self._start / SAMPLE_RATE))
@@ -182,12 +209,15 @@ class TurnDetector:
         self._silence_run += len(chunk)
         if not self._confirmed:
             if self._silence_run >= 3 * len(chunk):  # a click or a breath: too short to be a turn
-                if self._started_emitted:
+                if self._started_emitted:  # a syllable, though: the first of a turn if more follows soon
                     self.emit(SpeechDiscarded(self.now(), self._start / SAMPLE_RATE))
+                    self._history = self._audio(0, self._buffer_len)[-int(CARRY_MAX_S * SAMPLE_RATE):]
+                    self._carry = (self._start, self._pos + int(self.call.barge_in_hold_ms * SAMPLE_RATE / 1000))
                 self._reset_turn()
             return
         if not self._paused and self._silence_run >= PAUSE_MS * SAMPLE_RATE / 1000:
             self._paused = True
+            self._pause_no += 1
             self._voiced_run = 0
             self.emit(SpeechStopped(self.now(), self.speech_end_s))
             if self._decode is None:
@@ -195,20 +225,42 @@ class TurnDetector:
         if self._silence_run < self.config.complete_silence_ms * SAMPLE_RATE / 1000:
             return
         # Long enough to end on a finished sentence: what was said decides the window.
+        if self._window_ms is None:
+            if self._decider is None:
+                self._decider = asyncio.get_running_loop().create_task(self._decide(self._pause_no))
+            return
+        self._end_if_due()
+
+    async def _decide(self, pause_no: int) -> None:
+        """Wait for the transcript through the pause; from its words choose the silence window."""
         try:
-            if self._window_ms is None:
-                result = await self._transcript_to_speech_end()
-                text = _join(self._committed + [result.text], result.language)
-                self._window_ms = silence_window_ms(text, self.config, self.expecting_number())
-            if self._silence_run >= self._window_ms * SAMPLE_RATE / 1000:
-                await self._end_turn()
-                self._reset_turn()
+            result = await self._transcript_to_speech_end()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the recogniser failed on this turn: say so, and listen on
-            log.exception("ASR failed on a turn")
-            self.emit(StageFailed(self.now(), "asr", f"{type(exc).__name__}: {exc}"))
-            self._reset_turn()
+            if pause_no == self._pause_no and self._paused:
+                log.exception("ASR failed on a turn")
+                self.emit(StageFailed(self.now(), "asr", f"{type(exc).__name__}: {exc}"))
+                self._reset_turn()
+            return
+        if pause_no != self._pause_no or not self._paused:
+            return  # the caller went on meanwhile
+        self._decider = None
+        self._decided = result
+        text = _join(self._committed + [result.text], result.language)
+        self._window_ms = silence_window_ms(text, self.config, self.expecting_number())
+        self._end_if_due(late=True)
+
+    def _end_if_due(self, late: bool = False) -> None:
+        if self._decided is None or self._window_ms is None:
+            return
+        over_ms = self._silence_run * 1000 / SAMPLE_RATE - self._window_ms
+        if over_ms < 0:
+            return
+        # The transcript was ready within the window unless it is only just in (late): then the
+        # caller waited on the recogniser for as long as the window has been over.
+        self._emit_final(self._decided, asr_ms=over_ms if late else 0.0)
+        self._reset_turn()
 
     # -- decoding -----------------------------------------------------------------------------
     def _audio(self, start: int, end: int) -> np.ndarray:
@@ -294,11 +346,14 @@ class TurnDetector:
     async def _end_turn(self) -> None:
         t0 = time.perf_counter()
         result = await self._transcript_to_speech_end()
-        asr_ms = (time.perf_counter() - t0) * 1000
+        self._emit_final(result, asr_ms=(time.perf_counter() - t0) * 1000)
+
+    def _emit_final(self, result: Transcript, asr_ms: float) -> None:
         language = result.language or self._turn_language or ""
         text = _join(self._committed + [result.text], language)
         self.emit(FinalTranscript(
             at_s=self.now(), text=text, language=language, language_probability=result.language_probability,
-            start_s=self._start / SAMPLE_RATE, speech_end_s=self.speech_end_s, decided_s=self.now(),
+            # decided: when the silence window closed; the transcript may have come after (asr_ms)
+            start_s=self._start / SAMPLE_RATE, speech_end_s=self.speech_end_s, decided_s=self.now() - asr_ms / 1000,
             asr_ms=round(asr_ms, 1),
         ))
