@@ -96,7 +96,9 @@ class CallConfig:
     max_reprompts: int = 2  # then a polite goodbye and hang-up
     max_call_s: float = 1200.0  # a polite goodbye and hang-up at this length
     barge_in: bool = True  # caller speech over the agent pauses it, and stops it unless a backchannel
-    barge_in_ms: int = 96  # caller voiced this long over the agent pauses it (then: backchannel or not)
+    # caller voiced this long over the agent pauses it (then: backchannel or not). Two VAD chunks: a
+    # Chinese interruption may open with a syllable the VAD hears for only 64 ms ("喂，你好...")
+    barge_in_ms: int = 64
     # a syllable too short to be a turn keeps the agent paused this long, in case it is the first of
     # one ("你" of "你好..."); speech starting within it is one turn with it
     barge_in_hold_ms: int = 300
