@@ -222,3 +222,18 @@ def test_two_slots_run_two_decodes_at_once_and_queue_the_third_by_priority():
         slots.release()
     with pytest.raises(ValueError):
         PrioritySlots(0)
+
+
+def test_an_echo_of_the_initial_prompt_is_not_taken_for_the_caller():
+    from voiceagent.asr import _echoes_prompt
+    from voiceagent.config import AsrConfig
+
+    prompt = AsrConfig().zh_initial_prompt
+    # what whisper-base wrote for a short "嗯" and "好的" spoken by the espeak voice
+    assert _echoes_prompt("语：订单号、发货、退款、尺码、", prompt)
+    assert _echoes_prompt("号、投。", prompt)
+    # a caller saying one of the prompt's words, or more than them, is heard
+    assert not _echoes_prompt("退货。", prompt)
+    assert not _echoes_prompt("我要退货、退款", prompt)
+    assert not _echoes_prompt("订单号是38512074", prompt)
+    assert not _echoes_prompt("订单号、发货", "")

@@ -21,6 +21,7 @@ import heapq
 import itertools
 import logging
 import math
+import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -182,6 +183,16 @@ def _window_features(model, audio: np.ndarray) -> np.ndarray:
     return model.feature_extractor(padded)[:, : window // HOP]
 
 
+def _echoes_prompt(text: str, prompt: str) -> bool:
+    """Whisper fed a short or unclear sound often answers with the initial prompt's own word list
+    ("订单号、发货、退款、"). A list (、 or ：) whose every item is in the prompt is that echo, not
+    the caller: a caller saying one of those words alone is transcribed without the list marks."""
+    if not prompt or not re.search(r"[、：]", text):
+        return False
+    items = [p for p in re.split(r"[\s、：，。,.!?！？]+", to_simplified(text)) if p]
+    return bool(items) and all(item in prompt for item in items)
+
+
 def _strip_repeated_tail(tokens: list[int]) -> list[int]:
     """'A B B B' -> 'A B' for a unit B of MIN_REPEAT_TOKENS tokens or more (a decoder loop)."""
     n = len(tokens)
@@ -284,6 +295,9 @@ class WhisperASR:
                     features = _window_features(model, audio)
             segs = self._decode_window(model, features, language, duration)
         if segs is None:
+            return self._nothing_heard(pinned, duration)
+        if language == "zh" and _echoes_prompt(" ".join(s.text for s in segs), self.config.zh_initial_prompt):
+            log.debug("decode only echoes the initial prompt: nothing heard")
             return self._nothing_heard(pinned, duration)
         return self._finish(segs, language, prob, duration)
 
