@@ -5,7 +5,7 @@ import pytest
 
 from voiceagent.audio import resample
 from voiceagent.config import TtsConfig
-from voiceagent.tts import create_tts, split_sentences
+from voiceagent.tts import SpeechChunk, create_tts, split_sentences, synthesize_clauses
 from voiceagent.tts.espeak import chinese_to_pinyin
 
 
@@ -18,6 +18,34 @@ def speak(voice, text) -> np.ndarray:
 def test_sentences_are_cut_for_streaming():
     assert split_sentences("您好。请问有什么可以帮您？") == ["您好。", "请问有什么可以帮您？"]
     assert split_sentences("Hello. How can I help?") == ["Hello.", "How can I help?"]
+
+
+class _Recorder:
+    """A voice that only notes the pieces it is asked to say."""
+
+    name, sample_rate = "recorder", 16000
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def synthesize(self, text):
+        self.asked.append(text)
+        yield SpeechChunk(np.zeros(160, np.float32), 16000, text)
+
+
+def test_long_sentences_are_made_piece_by_piece_with_a_long_number_apart():
+    voice = _Recorder()
+    list(synthesize_clauses(voice, "Your order 38512074, the lightweight down jacket, shipped on November 18. Thanks."))
+    assert voice.asked == ["Your order", "38512074,", "the lightweight down jacket,", "shipped on November 18.", "Thanks."]
+    voice = _Recorder()
+    list(synthesize_clauses(voice, "Your order 38512074 has been refunded."))  # short, but the digits are slow
+    assert voice.asked == ["Your order", "38512074 has been refunded."]
+    voice = _Recorder()
+    list(synthesize_clauses(voice, "您的订单38512074已经发货，预计明天送达。"))
+    assert voice.asked == ["您的订单38512074已经发货，", "预计明天送达。"]  # Mandarin: whole clauses (its voice is fast)
+    voice = _Recorder()
+    list(synthesize_clauses(voice, "Sure, let me check your order."))
+    assert voice.asked == ["Sure, let me check your order."]
 
 
 def test_pinyin_conversion_reads_numbers_and_letters():
