@@ -3,7 +3,7 @@
 import pytest
 
 from voiceagent.config import VadConfig
-from voiceagent.turn_completion import Completion, completion, is_backchannel, silence_window_ms
+from voiceagent.turn_completion import Completion, completion, is_backchannel, is_interruption, silence_window_ms
 
 
 @pytest.mark.parametrize("text", [
@@ -44,3 +44,15 @@ def test_windows_come_from_the_config():
     assert silence_window_ms("Where is my parcel?", config) == 250
     assert silence_window_ms("where is my parcel", config) == 500
     assert silence_window_ms("the order number is 2024", config) == 1800
+
+
+@pytest.mark.parametrize("text", ["不对", "等一下", "喂？", "什么？", "多少钱", "转人工", "Wait.", "No, no.", "What?",
+                                  "Hold on", "Sorry?", "hello?"])
+def test_short_utterances_that_stop_correct_or_ask_interrupt(text):
+    assert is_interruption(text)
+
+
+@pytest.mark.parametrize("text", ["嗯", "好的", "没错", "Okay.", "uh-huh",  # backchannels
+                                  "号灯、号灯", "奥迪。奥迪", "out, out", "第。第。", ""])  # what Whisper made of them
+def test_backchannels_and_garbled_short_sounds_do_not_interrupt(text):
+    assert not is_interruption(text)

@@ -40,7 +40,7 @@ from .record import AgentTurn, CallerTurn, CallRecord
 from .runtime import Runtime
 from .textnorm import mask_pii
 from .tts import split_sentences, synthesize_clauses
-from .turn_completion import is_backchannel
+from .turn_completion import is_backchannel, is_interruption
 from .turn_detector import TurnDetector
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,9 @@ class CallSession:
             self._last_activity_s = max(self._last_activity_s, event.speech_end_s)
             text = event.text.strip()
             if self._barge is not None:
-                if not text or is_backchannel(text):
+                # Still paused, so the turn was shorter than backchannel_max_ms (longer ones have
+                # interrupted already): it stops the agent only if it says so.
+                if event.source == "voice" and not is_interruption(text):
                     self._let_backchannel_through(discard=False)
                     return
                 self._interrupt()

@@ -48,6 +48,22 @@ def is_backchannel(text: str) -> bool:
     return bool(words) and all(_BACKCHANNEL.match(w) for w in _split_backchannel(words))
 
 
+# A short utterance over the agent that stops, corrects or asks something takes the turn ("不对",
+# "等一下", "wait", "what?"); anything else that short (a backchannel the recogniser garbled, a
+# cough) does not: Whisper makes little of one or two isolated syllables.
+_INTERRUPTION_CUE = re.compile(
+    r"不|别|等|停|错|喂|什么|怎么|为什么|多少|哪|吗|呢|人工|转|退|换|投诉|[?？]|"
+    r"\b(?:no|nope|not|don't|wait|stop|hold|what|why|how|where|when|which|who|hello|hey|excuse|sorry|but|"
+    r"actually|human|agent|person|operator|cancel|help|again|repeat)\b",
+    re.I,
+)
+
+
+def is_interruption(text: str) -> bool:
+    """A short utterance over the agent that should stop it (see _INTERRUPTION_CUE)."""
+    return bool(text.strip()) and not is_backchannel(text) and bool(_INTERRUPTION_CUE.search(text))
+
+
 def _split_backchannel(words: str) -> list[str]:
     # "ok ok", "嗯 对" and "好的好的" are still backchannels; whole phrases ("uh huh", "i see") too
     if _BACKCHANNEL.match(words):
