@@ -15,6 +15,7 @@ test: setup-zh-voice
 bench: setup
 	.venv/bin/python benchmarks/bench_realtime.py
 	.venv/bin/python benchmarks/eval_asr.py
+	.venv/bin/python benchmarks/bench_asr_parallel.py
 	.venv/bin/python benchmarks/eval_nlu.py
 	.venv/bin/python benchmarks/eval_conversations.py
 	.venv/bin/python benchmarks/bench_chat_http.py
