@@ -71,7 +71,7 @@ def full_window_language(asr, audio: np.ndarray) -> str:
     model = asr._model
     features = model.feature_extractor(audio)
     features = pad_or_trim(features[:, : min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)])
-    with asr._lock.hold():
+    with asr._decode_slots.hold():
         return asr._detect(features)[0]
 
 

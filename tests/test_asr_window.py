@@ -152,7 +152,7 @@ def test_english_only_model_decodes_english_turns(config, sample_turns):
     assert asr.transcribe(np.zeros(RATE, np.float32), "en").text == ""
 
 
-# -- priority lock (no models) -------------------------------------------------------------------
+# -- priority slots (no models) -------------------------------------------------------------------
 
 def _wait_until(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
@@ -184,7 +184,7 @@ def test_urgent_waiter_goes_before_earlier_non_urgent_ones():
     assert lock.waiting == 0
 
 
-def test_priority_lock_is_free_when_uncontended_and_refuses_a_stray_release():
+def test_priority_slots_are_free_when_uncontended_and_refuse_a_stray_release():
     lock = PrioritySlots()
     with lock.hold(urgent=False):
         pass

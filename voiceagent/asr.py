@@ -10,8 +10,9 @@ faster-whisper's own `transcribe`. Decodes take one of `parallel_decodes` priori
 transcripts (urgent) go before speculative partials waiting for the model.
 
 Parallel decodes, one thread each, rather than one decode on every core: on the 2-core machines we
-measured, a whisper-base turn decodes as fast on one thread as on two (533 vs 536 ms), so two at once
-nearly double the throughput (3.6 vs 1.9 turns/s) at no cost to a call on its own.
+measured (benchmarks/bench_asr_parallel.py), a whisper-base turn decodes as fast on one thread as on
+two (391 vs 404 ms), so two at once make 4.45 turns/s against 2.69 for one two-thread decoder, at no
+cost to a call on its own.
 """
 
 from __future__ import annotations
@@ -221,13 +222,13 @@ class WhisperASR:
         self._english = _load_whisper(config.english_model, config) if config.english_model else None
         _EncoderCache(self._model)
         # As many decodes at once as the model has workers (CTranslate2 replicas); the rest queue.
-        self._lock = PrioritySlots(max(1, config.parallel_decodes))
+        self._decode_slots = PrioritySlots(max(1, config.parallel_decodes))
         self._setups: dict[tuple[int, str], _DecodeSetup] = {}
 
     @property
     def queue_depth(self) -> int:
         """Decodes waiting for the model: calls skip optional (partial) decodes while there are any."""
-        return self._lock.waiting
+        return self._decode_slots.waiting
 
     def warm_up(self) -> None:
         """The first decode of a process pays one-off costs (~1 s); pay them at start-up, not on a call."""
@@ -249,7 +250,7 @@ class WhisperASR:
         return pad_or_trim(features[:, :frames])
 
     def _detect(self, features: np.ndarray) -> tuple[str, float]:
-        """Caller holds the lock."""
+        """Caller holds a decode slot."""
         model = self._model
         if not model.model.is_multilingual:
             return "en", 1.0
@@ -268,7 +269,7 @@ class WhisperASR:
         if not self._model.model.is_multilingual:
             return "en", 1.0
         features = self._detection_features(audio.astype(np.float32, copy=False))
-        with self._lock.hold(urgent):
+        with self._decode_slots.hold(urgent):
             return self._detect(features)
 
     # -- transcription --------------------------------------------------------------------------
@@ -287,7 +288,7 @@ class WhisperASR:
         prob = 1.0
         model = self._model_for(language) if language else self._model
         features = _window_features(model, audio)
-        with self._lock.hold(urgent):
+        with self._decode_slots.hold(urgent):
             if language is None:
                 language, prob = self._detect(features)  # encodes the window the decode uses
                 if self._model_for(language) is not model:
@@ -324,7 +325,7 @@ class WhisperASR:
         return self._setups[key]
 
     def _decode_window(self, model, features: np.ndarray, language: str, duration: float) -> list[Segment] | None:
-        """Greedy/beam decode of a short window; None when it is judged silence. Caller holds the lock."""
+        """Greedy/beam decode of a short window; None when it is judged silence. Caller holds a decode slot."""
         from faster_whisper.transcribe import get_compression_ratio
 
         setup = self._setup(model, language)
@@ -388,7 +389,7 @@ class WhisperASR:
             language, prob = self.detect_language(audio, urgent)
         model = self._model_for(language)
         prompt = self.config.zh_initial_prompt if language == "zh" else None
-        with self._lock.hold(urgent):
+        with self._decode_slots.hold(urgent):
             segments, _info = model.transcribe(
                 audio,
                 language=language,
