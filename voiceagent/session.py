@@ -72,7 +72,6 @@ class _Prompt:
 @dataclass
 class _BargeIn:
     speech_start_s: float
-    paused_at: float
     hold_until_s: float | None = None  # after a syllable too short to be a turn: resume then unless more
 
 
@@ -138,7 +137,7 @@ class CallSession:
             busy = self.playout.active or self._replying or not self._turns.empty()
             if self.call.barge_in and busy and self._barge is None:
                 self.playout.pause()
-                self._barge = _BargeIn(event.start_s, event.at_s)
+                self._barge = _BargeIn(event.start_s)
                 self.emit(PlaybackPaused(event.at_s))
         elif isinstance(event, PartialTranscript):
             # "嗯" and a pause: carry on speaking. (Anything else waits for the caller's turn to end, or
@@ -323,7 +322,7 @@ class CallSession:
         self.emit(Dtmf(key.at_s, digit))
         self._last_activity_s = max(self._last_activity_s, key.at_s)
         if self.playout.active:  # typing over the agent: they know what they want
-            self._barge = _BargeIn(key.at_s, key.at_s)
+            self._barge = _BargeIn(key.at_s)
             self._interrupt()
         if digit == "*":
             self._dtmf = ""

@@ -145,8 +145,7 @@ class TurnDetector:
             try:
                 await self._end_turn()
             except Exception as exc:
-                log.exception("ASR failed on the last turn")
-                self.emit(StageFailed(self.now(), "asr", f"{type(exc).__name__}: {exc}"))
+                self._asr_failed(exc)
         self._reset_turn()
 
     async def _step(self, chunk: np.ndarray) -> None:
@@ -239,8 +238,7 @@ class TurnDetector:
             raise
         except Exception as exc:  # the recogniser failed on this turn: say so, and listen on
             if pause_no == self._pause_no and self._paused:
-                log.exception("ASR failed on a turn")
-                self.emit(StageFailed(self.now(), "asr", f"{type(exc).__name__}: {exc}"))
+                self._asr_failed(exc)
                 self._reset_turn()
             return
         if pause_no != self._pause_no or not self._paused:
@@ -250,6 +248,10 @@ class TurnDetector:
         text = _join(self._committed + [result.text], result.language)
         self._window_ms = silence_window_ms(text, self.config, self.expecting_number())
         self._end_if_due(late=True)
+
+    def _asr_failed(self, exc: Exception) -> None:
+        log.error("ASR failed on a turn", exc_info=exc)
+        self.emit(StageFailed(self.now(), "asr", f"{type(exc).__name__}: {exc}"))
 
     def _end_if_due(self, late: bool = False) -> None:
         if self._decided is None or self._window_ms is None:
