@@ -53,7 +53,8 @@ def test_each_sample_call_answers_the_question(calls, sample_scripts, name):
     assert data["language"] == script["language"]
     for heard, expected in zip(caller, script["turns"]):
         assert heard["language"] == script["language"]
-        assert heard["intent"] == expected["intent"], heard["text"]
+        if "intent" in expected:
+            assert heard["intent"] == expected["intent"], heard["text"]
         if "emotion" in expected:
             assert heard["emotion"] == expected["emotion"]
     last = script["turns"][-1]
@@ -61,7 +62,10 @@ def test_each_sample_call_answers_the_question(calls, sample_scripts, name):
     if last.get("handoff"):
         assert data["outcome"]["handoff"] and data["outcome"]["handoff_reason"] in ("caller_request", "angry")
         assert any(w in reply for w in ("人工", "transferring"))
-    else:
+    elif last.get("apology"):  # first clear dissatisfaction: an apology, and the caller stays with the agent
+        assert not data["outcome"]["handoff"] and caller[-1]["escalation"]["action"] == "apologize"
+        assert any(w in reply for w in ("抱歉", "sorry")), reply
+    elif "intent" in last:
         assert not data["outcome"]["handoff"]
         assert any(w in reply.lower() for w in ABOUT[last["intent"]]), reply
         expected_order = last.get("slots", {}).get("order_id")

@@ -98,7 +98,10 @@ def test_size_question_uses_the_product_record(engine, shop):
 def test_explicit_request_hands_off_and_anger_is_detected(engine):
     reply, _ = ask(engine, "Can I speak to a real person, please?")
     assert reply.handoff and reply.handoff_reason == "caller_request"
-    reply, _ = ask(engine, "你们怎么回事！东西都是破的，我要投诉！")
+    reply, state = ask(engine, "你们怎么回事！东西都是破的，我要投诉！")
+    # the first angry turn is met with an apology (dialog/escalation.py); anger that goes on, a person
+    assert reply.understanding.emotion == "angry" and not reply.handoff and reply.escalation.action == "apologize"
+    reply, _ = ask(engine, "你们这是什么破服务，到现在都没人管！", state)
     assert reply.understanding.emotion == "angry" and reply.handoff and reply.handoff_reason == "angry"
 
 

@@ -66,6 +66,9 @@ class Transcript:
     language_probability: float
     duration_s: float
     segments: list[Segment] = field(default_factory=list)
+    # the detector's probabilities over all its languages (top few), when it ran: "yue" among them
+    # tells Cantonese apart where the model knows it (Whisper large-v3)
+    language_scores: dict[str, float] = field(default_factory=dict)
 
 
 class SpeechRecognizer(Protocol):
@@ -224,6 +227,7 @@ class WhisperASR:
         # As many decodes at once as the model has workers (CTranslate2 replicas); the rest queue.
         self._decode_slots = PrioritySlots(max(1, config.parallel_decodes))
         self._setups: dict[tuple[int, str], _DecodeSetup] = {}
+        self._detected = threading.local()  # the last detection's scores, per decode thread
 
     @property
     def queue_depth(self) -> int:
@@ -256,6 +260,7 @@ class WhisperASR:
             return "en", 1.0
         results = model.model.detect_language(model.encode(features))[0]
         all_probs = [(token[2:-2], prob) for token, prob in results]
+        self._detected.scores = {lang: round(float(p), 3) for lang, p in all_probs[:5]}
         allowed = {lang: p for lang, p in all_probs if lang in self.config.languages}
         if not allowed:
             lang, prob = all_probs[0]
@@ -286,11 +291,13 @@ class WhisperASR:
         if _loudest_dbfs(audio) < SILENCE_DBFS:
             return self._nothing_heard(pinned, duration)
         prob = 1.0
+        scores: dict[str, float] = {}
         model = self._model_for(language) if language else self._model
         features = _window_features(model, audio)
         with self._decode_slots.hold(urgent):
             if language is None:
                 language, prob = self._detect(features)  # encodes the window the decode uses
+                scores = dict(getattr(self._detected, "scores", {}))
                 if self._model_for(language) is not model:
                     model = self._model_for(language)
                     features = _window_features(model, audio)
@@ -300,7 +307,9 @@ class WhisperASR:
         if language == "zh" and _echoes_prompt(" ".join(s.text for s in segs), self.config.zh_initial_prompt):
             log.debug("decode only echoes the initial prompt: nothing heard")
             return self._nothing_heard(pinned, duration)
-        return self._finish(segs, language, prob, duration)
+        result = self._finish(segs, language, prob, duration)
+        result.language_scores = scores
+        return result
 
     @staticmethod
     def _nothing_heard(language: str | None, duration: float) -> Transcript:

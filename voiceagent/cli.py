@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lang", default="auto", choices=LANGS)
     c.add_argument("--customer", default=None, help="the caller's customer id, when known (e.g. from caller ID)")
     c.add_argument("--fast", action="store_true", help="do not wait in real time between the caller's turns")
+    c.add_argument("--transfer", choices=["ok", "busy", "no_answer", "rejected"], default="ok",
+                   help="how a transfer to a person goes in this simulation (default: it succeeds)")
     c.add_argument("--greeting", action="store_true", help="greet the caller first, as on a live call "
                    "(off by default: recordings start speaking at once)")
     c.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
@@ -112,14 +114,16 @@ def cmd_call(args, config) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runtime = Runtime.load(config)
     leg = FileLeg(audio.samples, audio.sample_rate, realtime=not args.fast)
+    leg.transfer_ok, leg.transfer_status = args.transfer == "ok", ("completed" if args.transfer == "ok" else args.transfer)
     options = SessionOptions(language=args.lang, customer_id=args.customer,
                              greeting=args.greeting)
-    session = CallSession(runtime, leg, options)
+    store = CallStore(config.store.db)
+    session = CallSession(runtime, leg, options, on_handoff=store.save_handoff)
     record = asyncio.run(session.run())
     track = resample(leg.agent_track(), audio.sample_rate, audio.source_rate)
     write_wav(out / "agent.wav", track, audio.source_rate)
     record.write(out / "call.json")
-    CallStore(config.store.db).save(record)
+    store.save(record)
     print(json.dumps({"call_id": record.call_id, "out": str(out), "turns": len(record.turns),
                       "outcome": record.outcome.__dict__}, ensure_ascii=False))
     return 0
@@ -174,6 +178,7 @@ def cmd_understand(args, config) -> int:
             "handoff": reply.handoff,
             "handoff_reason": reply.handoff_reason,
             "anger": u.anger,
+            "escalation": reply.escalation.to_dict(),
             "reply": reply.text,
         }, ensure_ascii=False), flush=True)
     return 0

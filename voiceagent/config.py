@@ -110,6 +110,37 @@ class CallConfig:
 
 
 @dataclass
+class PerceptionConfig:
+    """Hearing the caller beyond the words (voiceagent/perception/)."""
+
+    voice_emotion: bool = True  # loudness, pitch, effort and pace against the caller's own baseline
+    # optional speech-emotion model: a directory with model.onnx + labels.json, or a Hugging Face
+    # audio-classification model (needs transformers); empty: none
+    ser_model: str = ""
+    served_dialects: list[str] = field(default_factory=lambda: ["mandarin"])
+
+
+@dataclass
+class EscalationConfig:
+    """When the agent apologises, compensates or hands the caller to a person (dialog/escalation.py)."""
+
+    apologize_on_dissatisfaction: bool = True  # first clearly dissatisfied turn: an apology ...
+    compensation: bool = True  # ... and a goodwill coupon, within the shop's coupon policy
+    strong_anger: float = 0.85  # a turn this angry (0-1) goes to a person at once
+    angry_turns_to_transfer: int = 2  # angry turns among the last three that send the call to a person
+    low_confidence_turns: int = 3  # turns in a row the agent could not understand ([dialog] low_confidence)
+    failed_turns: int = 3  # unanswered turns in a row (clarifications, unknown orders) before a person
+    # topics that go to a person whatever the mood: names of dialog.escalation.TOPICS
+    sensitive_topics: list[str] = field(default_factory=lambda: ["legal", "safety", "payment_dispute"])
+    extra_sensitive_words: list[str] = field(default_factory=list)  # more words (regular expressions) for "legal"
+    max_transfer_attempts: int = 2  # after this many failed transfers the callback ticket stands
+    # where each kind of handoff goes; "default" for all the others (a SIP URI, queue or extension)
+    targets: dict[str, str] = field(default_factory=lambda: {"default": "human-queue",
+                                                             "cantonese": "cantonese-queue",
+                                                             "other_chinese": "human-queue"})
+
+
+@dataclass
 class StoreConfig:
     db: str = ""  # empty: var/calls.db
 
@@ -123,6 +154,8 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     dialog: DialogConfig = field(default_factory=DialogConfig)
     call: CallConfig = field(default_factory=CallConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
     @classmethod

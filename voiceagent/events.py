@@ -53,6 +53,9 @@ class FinalTranscript(Event):
     decided_s: float  # when the end of the turn was decided (its silence window closed)
     asr_ms: float  # decoding left after the end of turn was decided (the rest ran while they spoke)
     source: str = "voice"  # "voice" or "dtmf"
+    # the turn's audio (16 kHz, from its start to the end of speech): how it sounded, for perception
+    audio: object = field(default=None, repr=False, compare=False)
+    language_scores: dict = field(default_factory=dict, compare=False)  # the detector's, when it ran
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,11 @@ class CallerTurn:
     emotion: str
     language: str
     dialect: str | None
-    anger: float = 0.0
+    anger: float = 0.0  # 0..1, words and voice together
+    text_emotion: str = "neutral"  # from the words alone
+    emotion_from: list[str] = field(default_factory=list)  # what made it angry: "words", "voice", "model"
+    voice: dict | None = None  # the voice's measures and their change from the caller's baseline
+    escalation: dict | None = None  # the policy's decision on this turn: action, reason, detail, target
     role: str = "caller"
 
 
@@ -49,6 +53,8 @@ class Outcome:
     resolved: bool = False
     handoff_target: str | None = None
     transfer_ok: bool | None = None
+    transfer_status: str | None = None  # "completed", "busy", "no_answer", "rejected", "refused", "failed"
+    callback_ticket: str | None = None  # booked when the transfer failed
     ended_by: str = "caller"  # "caller", "agent", "transfer", "error"
     end_reason: str | None = None  # why the agent ended it: "silence", "max_duration", "stage_errors", "goodbye"
     error: str | None = None
@@ -64,6 +70,9 @@ class CallRecord:
     turns: list[CallerTurn | AgentTurn] = field(default_factory=list)
     outcome: Outcome = field(default_factory=Outcome)
     slots: dict[str, str] = field(default_factory=dict)
+    dialect: str | None = None  # the call's, steadied over the turns
+    emotion: dict = field(default_factory=dict)  # running and peak anger at the end
+    handoff: dict | None = None  # the summary handed to the human (dialog/handoff.py)
     models: dict[str, str] = field(default_factory=dict)
     # What the real-time engine saw: frames in, dropped (late/duplicate), silence filled for gaps,
     # playout underruns, barge-ins, backchannels let through, stage failures.

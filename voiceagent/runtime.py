@@ -27,6 +27,7 @@ class Runtime:
     shop: object | None = None
     kb: object | None = None
     dialog: object | None = None
+    perception: object | None = None
     load_times_s: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -78,25 +79,34 @@ class Runtime:
         from .dialog.nlu import NLU
         from .dialog.train_intents import intent_encoder
         from .embeddings import Embedder
+        from .perception.text_emotion import load_anger_classifier
 
         if self.shop is None:
             self._load_shop()
         # Two encoders: the general one searches the knowledge base (configurable); the intent
         # classifier's own is tuned on the intents and belongs to its trained weights.
         self.embedder = Embedder(self.config.dialog.embedding_model)
-        self.nlu = NLU(intent_encoder(), self.shop)
+        tuned = intent_encoder()
+        # the anger classifier was fitted on e5-small's embeddings: its own instance when the
+        # knowledge base is configured with another model
+        base = self.embedder if self.config.dialog.embedding_model == "e5-small" else Embedder("e5-small")
+        self.nlu = NLU(tuned, self.shop, anger=load_anger_classifier(base, tuned))
 
     def _load_dialog(self) -> None:
         from .dialog.cache import HotCache
         from .dialog.engine import DialogEngine
+        from .dialog.escalation import EscalationPolicy
+        from .perception import Perception
         from .shop.knowledge import KnowledgeBase
 
         if self.nlu is None:
             self._load_nlu()
         c = self.config.dialog
         self.kb = KnowledgeBase(self.embedder, self.shop, threshold=c.kb_threshold)
+        policy = EscalationPolicy(self.config.escalation, self.config.perception.served_dialects)
         self.dialog = DialogEngine(self.nlu, self.shop, self.llm, c.low_confidence, kb=self.kb,
-                                   cache=HotCache(c.cache_size) if c.cache_size else None)
+                                   cache=HotCache(c.cache_size) if c.cache_size else None, escalation=policy)
+        self.perception = Perception(self.config.perception.ser_model, self.config.perception.voice_emotion)
 
     def prewarm_speech(self, background: bool = True) -> threading.Thread | None:
         """Pre-synthesise the knowledge base's answers and the fixed replies, so that hot questions are

@@ -83,6 +83,10 @@ def create_app(config: Config, runtime=None) -> FastAPI:
 
     app = FastAPI(title="voiceagent", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
+    from .store import CallStore
+
+    store = CallStore(config.store.db)
+    app.state.store = store
     app.state.load_error = None
     sessions = _Sessions()
 
@@ -113,11 +117,40 @@ def create_app(config: Config, runtime=None) -> FastAPI:
             if reply is None:
                 reply = await asyncio.to_thread(rt.dialog.respond, req.text, state, None, True)
         u = reply.understanding
-        return JSONResponse({"reply": reply.text, "intent": reply.intent, "slots": reply.slots, "emotion": u.emotion,
-                             "handoff": reply.handoff, "handoff_reason": reply.handoff_reason,
-                             "confidence": u.confidence, "language": state.language})
+        body = {"reply": reply.text, "intent": reply.intent, "slots": reply.slots, "emotion": u.emotion,
+                "anger": u.anger, "handoff": reply.handoff, "handoff_reason": reply.handoff_reason,
+                "confidence": u.confidence, "language": state.language, "dialect": state.languages.dialect,
+                "escalation": reply.escalation.to_dict()}
+        if reply.handoff and reply.handoff_summary:
+            # the human who picks the chat up reads this at GET /api/handoffs/{handoff_id}
+            summary = dict(reply.handoff_summary, call_id=f"chat-{req.session_id}", channel="chat")
+            await asyncio.to_thread(store.save_handoff, summary)
+            body["handoff_id"] = summary["call_id"]
+        return JSONResponse(body)
 
     app.router.routes.append(Route("/api/chat", chat, methods=["POST"]))
+
+    @app.get("/api/handoffs")
+    async def handoffs(limit: int = 20):
+        """The latest handoff summaries, newest first (the human queue's inbox)."""
+        return await asyncio.to_thread(store.recent_handoffs, max(1, min(limit, 200)))
+
+    @app.get("/api/handoffs/{call_id}")
+    async def handoff(call_id: str):
+        """What the human needs before picking up: caller, order, slots, intents, emotion timeline,
+        what was tried, why (dialog/handoff.py)."""
+        found = await asyncio.to_thread(store.handoff, call_id)
+        if found is None:
+            return JSONResponse({"detail": f"no handoff for call {call_id}"}, status_code=404)
+        return found
+
+    @app.get("/api/calls/{call_id}")
+    async def call_record(call_id: str):
+        """A finished call's record (masked), as in call.json."""
+        found = await asyncio.to_thread(store.get, call_id)
+        if found is None:
+            return JSONResponse({"detail": f"no call {call_id}"}, status_code=404)
+        return found
 
     @app.get("/", response_class=HTMLResponse)
     async def index():

@@ -18,6 +18,7 @@ calls never notice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -34,7 +35,7 @@ from .events import (Dtmf, Event, FinalTranscript, Hangup, IntentRecognized, Int
                      PartialTranscript, PlaybackPaused, PlaybackResumed, ReplyText, SpeechDiscarded, SpeechStarted,
                      StageFailed, TransferRequested)
 from .latency import LatencyObserver
-from .legs import CallLeg, DtmfDigit
+from .legs import CallLeg, DtmfDigit, TransferResult
 from .playout import Playout, ReplyPlayback
 from .record import AgentTurn, CallerTurn, CallRecord
 from .runtime import Runtime
@@ -46,7 +47,6 @@ from .turn_detector import TurnDetector
 log = logging.getLogger(__name__)
 
 ENGINE_RATE = 16000
-LANGUAGE_PIN_PROBABILITY = 0.7  # auto-detected language is kept for the rest of the call above this
 MAX_GAP_FILL_S = 30.0  # a longer hole in the input restarts the timeline instead of being filled
 
 
@@ -54,7 +54,7 @@ MAX_GAP_FILL_S = 30.0  # a longer hole in the input restarts the timeline instea
 class SessionOptions:
     language: str = "auto"  # "zh", "en" or "auto"
     customer_id: str | None = None
-    handoff_target: str = "human-queue"
+    handoff_target: str | None = None  # None: [escalation] targets
     greeting: bool | None = None  # None: as configured ([call] greeting)
     call: CallConfig | None = None  # None: the runtime's [call] section
 
@@ -88,12 +88,16 @@ class _Stats:
 
 class CallSession:
     def __init__(self, runtime: Runtime, leg: CallLeg, options: SessionOptions | None = None,
-                 call_id: str | None = None, observers: list[Callable[[Event], None]] | None = None):
+                 call_id: str | None = None, observers: list[Callable[[Event], None]] | None = None,
+                 on_handoff: Callable[[dict], None] | None = None):
+        """`on_handoff`: called with the handoff summary just before a transfer (to store it where the
+        human's desk reads it, CallStore.save_handoff)."""
         self.rt = runtime
         self.leg = leg
         self.options = options or SessionOptions()
         self.call = self.options.call or runtime.config.call
         self.call_id = call_id or uuid.uuid4().hex[:12]
+        self.on_handoff = on_handoff
         pinned = self.options.language if self.options.language in ("zh", "en") else None
         self.language = pinned
         self.state = DialogState(language=pinned or runtime.config.dialog.default_language,
@@ -385,25 +389,36 @@ class CallSession:
         return self.state.language if self.state.language in ("zh", "en") else (self.language or "zh")
 
     async def _say_prompt(self, prompt: _Prompt) -> None:
-        lang = self._reply_language()
-        text = templates.render(lang, prompt.key)
-        turn = self._next_turn()
-        self.latency.begin(turn, trigger_s=prompt.trigger_s)
-        playback = await self._speak(turn, [text], lang, self._interrupt_epoch)
-        if playback is not None:
-            agent = AgentTurn(text=text, start_s=0.0, end_s=0.0, latency_ms={}, kind=prompt.kind)
-            self.record.turns.append(agent)
-            await playback.done.wait()
-            self._settle_agent_turn(agent, playback, turn)
-            if playback.interrupted:
-                return  # they spoke up after all
+        text = templates.render(self._reply_language(), prompt.key)
+        if not await self._say_text(text, prompt.kind, prompt.trigger_s):
+            return  # they spoke up after all
         if prompt.hangup:
             await self._hangup()
             self._end("agent", prompt.hangup)
 
+    async def _say_text(self, text: str, kind: str, trigger_s: float | None = None) -> bool:
+        """Say something of the agent's own; False when the caller spoke over it."""
+        lang = self._reply_language()
+        trigger_s = self.leg.clock.now() if trigger_s is None else trigger_s
+        turn = self._next_turn()
+        self.latency.begin(turn, trigger_s=trigger_s)
+        playback = await self._speak(turn, [text], lang, self._interrupt_epoch)
+        if playback is not None:
+            agent = AgentTurn(text=text, start_s=0.0, end_s=0.0, latency_ms={}, kind=kind)
+            self.record.turns.append(agent)
+            await playback.done.wait()
+            self._settle_agent_turn(agent, playback, turn)
+            if playback.interrupted:
+                return False
+        return True
+
     async def _answer(self, final: FinalTranscript) -> None:
-        if self.language is None and final.source == "voice" and final.language_probability >= LANGUAGE_PIN_PROBABILITY:
-            self.language = final.language
+        if final.source == "voice" and self.options.language not in ("zh", "en"):
+            # the call's language, steadied: one short turn in another language does not switch it
+            steady = self.state.languages.observe_language(final.language, final.language_probability,
+                                                           final.speech_end_s - final.start_s)
+            if steady is not None:
+                self.language = steady
         lang = final.language or self.language or self.state.language
         self.record.language = self.language or lang
         text = final.text.strip()
@@ -413,9 +428,14 @@ class CallSession:
         self.latency.begin(turn, final)
         t1 = time.perf_counter()
         try:
-            reply: Reply | None = self.rt.dialog.respond_cached(text, self.state, lang)
+            voice = None
+            if final.source == "voice" and final.audio is not None and self.rt.perception is not None:
+                voice = await self.leg.clock.run_in_thread(self.rt.perception.hear, final.audio, ENGINE_RATE, text)
+            reply: Reply | None = self.rt.dialog.respond_cached(text, self.state, lang, voice, final.start_s)
             if reply is None:
-                reply = await self.leg.clock.run_in_thread(self.rt.dialog.respond, text, self.state, lang, True, True)
+                reply = await self.leg.clock.run_in_thread(
+                    functools.partial(self.rt.dialog.respond, text, self.state, lang, cache_checked=True, stream=True,
+                                      voice=voice, at_s=final.start_s, language_scores=final.language_scores))
         except Exception as exc:  # a failing dialog: apologise and listen on
             self._stage_failed("dialog", exc)
             return
@@ -423,10 +443,16 @@ class CallSession:
         u = reply.understanding
         self.emit(IntentRecognized(self.leg.clock.now(), turn, reply.intent, u.confidence, dict(u.slots),
                                    round(dialog_ms, 1), reply.llm_first_token_ms))
+        emotion = reply.emotion
         self.record.turns.append(CallerTurn(
             text=text, start_s=round(final.start_s, 3), end_s=round(final.speech_end_s, 3), intent=reply.intent,
             confidence=u.confidence, slots=u.slots, emotion=u.emotion, language=lang, dialect=u.dialect, anger=u.anger,
+            text_emotion=u.text_emotion, emotion_from=emotion.sources() if emotion else [],
+            voice=emotion.voice if emotion else None, escalation=reply.escalation.to_dict(),
         ))
+        self.record.dialect = self.state.languages.dialect
+        self.record.emotion = {"running_anger": self.state.emotion.running_anger,
+                               "peak_anger": max((t.anger for _, t in self.state.emotion.timeline), default=0.0)}
         self.record.slots = dict(self.state.slots)
         agent = AgentTurn(text=reply.text, start_s=0.0, end_s=0.0, latency_ms={}, reply_source=reply.source,
                           grounding=reply.grounding, handoff=reply.handoff)
@@ -444,18 +470,45 @@ class CallSession:
         outcome = self.record.outcome
         outcome.resolved = outcome.resolved or reply.resolved
         if reply.handoff:
-            outcome.handoff, outcome.handoff_reason = True, reply.handoff_reason
-            outcome.handoff_target = self.options.handoff_target
-            self.emit(TransferRequested(self.leg.clock.now(), self.options.handoff_target, reply.handoff_reason))
+            await self._transfer(reply)
+
+    async def _transfer(self, reply: Reply) -> None:
+        """Hand the caller to a person with the summary; if the transfer fails (busy, no answer),
+        say so, book a callback, and keep the caller."""
+        outcome = self.record.outcome
+        # the transport's target, if it names one, except for a dialect: that goes where the policy says
+        # ([escalation] targets), to someone who speaks it
+        target = reply.handoff_target or "human-queue"
+        if self.options.handoff_target and reply.handoff_reason != "dialect":
+            target = self.options.handoff_target
+        summary = dict(reply.handoff_summary or {}, call_id=self.call_id, target=target)
+        outcome.handoff, outcome.handoff_reason, outcome.handoff_target = True, reply.handoff_reason, target
+        self.record.handoff = summary
+        if self.on_handoff is not None:  # stored before the transfer: the human's screen reads it as the call rings
             try:
-                ok = await self.leg.transfer(self.options.handoff_target)
-            except Exception as exc:
-                log.exception("call %s: transfer failed", self.call_id)
-                self.record.errors.append(f"transfer: {type(exc).__name__}: {exc}")
-                ok = False
-            outcome.transfer_ok = ok
-            if ok:
-                self._end("transfer")
+                self.on_handoff(summary)
+            except Exception:
+                log.exception("call %s: storing the handoff summary failed", self.call_id)
+        self.emit(TransferRequested(self.leg.clock.now(), target, reply.handoff_reason))
+        try:
+            result = TransferResult.of(await self.leg.transfer(target, summary))
+        except Exception as exc:
+            log.exception("call %s: transfer failed", self.call_id)
+            self.record.errors.append(f"transfer: {type(exc).__name__}: {exc}")
+            result = TransferResult(False, "failed")
+        outcome.transfer_ok, outcome.transfer_status = result.ok, result.status
+        if result.ok:
+            self._end("transfer")
+            return
+        log.info("call %s: transfer to %s failed (%s): the caller stays", self.call_id, target, result.status)
+        lang = self._reply_language()
+        try:
+            text = await self.leg.clock.run_in_thread(self.rt.dialog.callback_ticket, self.state, reply.handoff_reason, lang)
+        except Exception:
+            log.exception("call %s: callback ticket failed", self.call_id)
+            text = templates.render(lang, "transfer_failed_no_ticket")
+        outcome.callback_ticket = self.state.callback_ticket
+        await self._say_text(text, "notice")
 
     def _next_turn(self) -> int:
         self._turn_no += 1

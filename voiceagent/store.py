@@ -1,4 +1,6 @@
-"""Where finished calls are kept: SQLite by default, one row per call with its masked record."""
+"""Where calls are kept: SQLite by default, one row per finished call with its masked record, and
+the handoff summaries, stored the moment a transfer starts so that the human's desk can read them
+while the call rings."""
 
 from __future__ import annotations
 
@@ -23,6 +25,14 @@ CREATE TABLE IF NOT EXISTS calls (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
+CREATE TABLE IF NOT EXISTS handoffs (
+    call_id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    reason TEXT,
+    target TEXT,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS handoffs_created ON handoffs(created_at);
 """
 
 
@@ -48,6 +58,11 @@ class CallStore:
                  int(record.outcome.handoff), record.outcome.handoff_reason, int(record.outcome.resolved),
                  json.dumps(data, ensure_ascii=False)),
             )
+            if record.handoff:
+                summary = data["handoff"]
+                conn.execute("INSERT OR REPLACE INTO handoffs VALUES (?,?,?,?,?)",
+                             (record.call_id, summary.get("created_at", ""), summary.get("reason"), summary.get("target"),
+                              json.dumps(summary, ensure_ascii=False)))
 
     def get(self, call_id: str) -> dict | None:
         with self._connect() as conn:
@@ -57,4 +72,21 @@ class CallStore:
     def recent(self, limit: int = 20) -> list[dict]:
         with self._connect() as conn:
             rows = conn.execute("SELECT record FROM calls ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def save_handoff(self, summary: dict) -> None:
+        """A handoff summary (dialog/handoff.py; already masked), keyed by its call."""
+        with self._lock, self._connect() as conn:
+            conn.execute("INSERT OR REPLACE INTO handoffs VALUES (?,?,?,?,?)",
+                         (summary["call_id"], summary.get("created_at", ""), summary.get("reason"),
+                          summary.get("target"), json.dumps(summary, ensure_ascii=False)))
+
+    def handoff(self, call_id: str) -> dict | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT summary FROM handoffs WHERE call_id = ?", (call_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def recent_handoffs(self, limit: int = 20) -> list[dict]:
+        with self._connect() as conn:
+            rows = conn.execute("SELECT summary FROM handoffs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         return [json.loads(r[0]) for r in rows]

@@ -353,9 +353,11 @@ class TurnDetector:
     def _emit_final(self, result: Transcript, asr_ms: float) -> None:
         language = result.language or self._turn_language or ""
         text = _join(self._committed + [result.text], language)
+        speech = max(0, min(self._buffer_len, self._last_voiced_end - self._buffer_t0))
+        audio = self._audio(0, speech) if speech else None
         self.emit(FinalTranscript(
             at_s=self.now(), text=text, language=language, language_probability=result.language_probability,
             # decided: when the silence window closed; the transcript may have come after (asr_ms)
             start_s=self._start / SAMPLE_RATE, speech_end_s=self.speech_end_s, decided_s=self.now() - asr_ms / 1000,
-            asr_ms=round(asr_ms, 1),
+            asr_ms=round(asr_ms, 1), audio=audio, language_scores=dict(result.language_scores),
         ))

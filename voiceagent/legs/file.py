@@ -13,7 +13,7 @@ import numpy as np
 
 from ..audio import AudioFrame
 from ..audio.frames import split_frames
-from .base import Clock, DtmfDigit
+from .base import Clock, DtmfDigit, TransferResult
 
 
 class FileLeg:
@@ -30,6 +30,8 @@ class FileLeg:
         self.hung_up = False
         self.transfers: list[str] = []
         self.transfer_ok = True
+        self.transfer_status = "completed"  # what a failed transfer reports (busy, no_answer...)
+        self.handoffs: list[dict | None] = []
 
     async def receive(self) -> AsyncIterator[AudioFrame | DtmfDigit]:
         keys = list(self.dtmf)
@@ -68,9 +70,12 @@ class FileLeg:
     async def hangup(self) -> None:
         self.hung_up = True
 
-    async def transfer(self, target: str) -> bool:
+    async def transfer(self, target: str, summary: dict | None = None) -> TransferResult:
         self.transfers.append(target)
-        return self.transfer_ok
+        self.handoffs.append(summary)
+        if self.transfer_ok:
+            return TransferResult(True)
+        return TransferResult(False, self.transfer_status if self.transfer_status != "completed" else "busy")
 
     def agent_track(self, min_duration_s: float = 0.0) -> np.ndarray:
         """The agent's side of the call, at the leg's rate, at least as long as the input."""

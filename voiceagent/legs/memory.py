@@ -13,7 +13,7 @@ from typing import AsyncIterator
 import numpy as np
 
 from ..audio import AudioFrame
-from .base import Clock, DtmfDigit, LegClosed
+from .base import Clock, DtmfDigit, LegClosed, TransferResult
 
 
 class MemoryLeg:
@@ -26,6 +26,8 @@ class MemoryLeg:
         self.hung_up = False
         self.transfers: list[str] = []
         self.transfer_ok = True
+        self.transfer_status = "completed"  # what a failed transfer reports (busy, no_answer...)
+        self.handoffs: list[dict | None] = []
 
     # -- the far end --------------------------------------------------------------------------
     def push(self, item: AudioFrame | DtmfDigit) -> None:
@@ -85,6 +87,9 @@ class MemoryLeg:
         self.hung_up = True
         self._incoming.put_nowait(None)
 
-    async def transfer(self, target: str) -> bool:
+    async def transfer(self, target: str, summary: dict | None = None) -> TransferResult:
         self.transfers.append(target)
-        return self.transfer_ok
+        self.handoffs.append(summary)
+        if self.transfer_ok:
+            return TransferResult(True)
+        return TransferResult(False, self.transfer_status if self.transfer_status != "completed" else "busy")

@@ -1,0 +1,91 @@
+"""Trains the anger classifier of text_emotion.py: logistic regression on the caller's words as the
+two sentence encoders the dialog already runs see them (multilingual-e5-small, and its
+intent-tuned variant), hashed n-grams, and the cue lexicon's score.
+
+Data: perception/data/emotion_train_*.jsonl (hand-written caller turns, zh and en, labelled). The
+decision threshold is chosen on emotion_dev.jsonl, which training never sees; the repo's test set
+(tests/data/emotion/) is seen by neither.
+
+    .venv/bin/python -m voiceagent.perception.train_emotion    # writes models/perception/anger_classifier.npz
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import paths
+
+DATA = Path(__file__).with_name("data")
+MODEL_PATH = paths.PROJECT_ROOT / "models" / "perception" / "anger_classifier.npz"
+LEXICAL_WEIGHT = 1.0
+L2 = 1e-4
+
+
+def load(pattern: str) -> list[dict]:
+    rows = []
+    for path in sorted(DATA.glob(pattern)):
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows
+
+
+def fit(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 1000, lr: float = 0.5) -> tuple[np.ndarray, float]:
+    """Full-batch gradient descent with momentum, class-balanced."""
+    w = np.zeros(x.shape[1])
+    b = 0.0
+    velocity = np.zeros_like(w)
+    pos = y.mean()
+    weight = np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos))
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        g = (p - y) * weight
+        velocity = 0.9 * velocity + x.T @ g / len(y) + l2 * w
+        w -= lr * velocity
+        b -= lr * g.mean()
+    return w.astype(np.float32), float(b)
+
+
+def choose_threshold(p: np.ndarray, y: np.ndarray, langs: list[str]) -> tuple[float, float]:
+    """The threshold whose worst recall or precision over the two languages is highest."""
+    best = (0.5, -1.0)
+    for th in np.arange(0.3, 0.81, 0.01):
+        worst = 1.0
+        for lang in ("zh", "en"):
+            idx = np.array([lg == lang for lg in langs])
+            pred = p[idx] >= th
+            truth = y[idx] == 1
+            tp = (pred & truth).sum()
+            worst = min(worst, tp / max(1, truth.sum()), tp / max(1, pred.sum()))
+        if worst > best[1]:
+            best = (round(float(th), 2), float(worst))
+    return best
+
+
+def main() -> None:
+    from ..embeddings import Embedder
+    from ..dialog.train_intents import encoder_sha, intent_encoder
+    from .text_emotion import AngerClassifier
+
+    base, tuned = Embedder("e5-small", threads=2), intent_encoder(threads=2)
+    classifier = AngerClassifier(base, tuned, model=None)
+    train, dev = load("emotion_train_*.jsonl"), load("emotion_dev.jsonl")
+    x = classifier.features([r["text"] for r in train])
+    y = np.array([r["emotion"] == "angry" for r in train], dtype=np.float64)
+    w, b = fit(x, y)
+    classifier.w, classifier.b = w, b
+    p_dev = classifier.probabilities([r["text"] for r in dev])
+    threshold, worst = choose_threshold(p_dev, np.array([r["emotion"] == "angry" for r in dev]), [r["lang"] for r in dev])
+    MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(MODEL_PATH, w=w, b=np.float32(b), threshold=np.float32(threshold),
+             lexical_weight=np.float32(LEXICAL_WEIGHT), encoder_sha=encoder_sha(), base_embedder=base.name,
+             train_sha=hashlib.sha256(b"".join(p.read_bytes() for p in sorted(DATA.glob("emotion_train_*.jsonl")))).hexdigest())
+    print(f"trained on {len(train)} turns; threshold {threshold} (dev: worst of recall/precision {worst:.3f}); "
+          f"saved {MODEL_PATH}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
