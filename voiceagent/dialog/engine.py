@@ -177,10 +177,12 @@ class DialogEngine:
         emotion = self._perceive(u, state, voice, at_s)
         dialect = state.languages.observe_dialect(u.dialect, text) if lang == "zh" else state.languages.dialect
         unsure = self._unsure(u, intent) and not (state.awaiting and intent == state.pending_intent)
+        # not understood: a clarifying question, or the classifier unsure and no context to read it by
+        low = unsure or (u.confidence < self.low_confidence and intent == u.intent)
         decision = self.escalation.decide(
             wants_person=intent == "handoff.human", text=text, emotion=emotion,
             angry_recent=state.emotion.angry_turns(3), dialect=dialect,
-            unclear_in_row=state.unclear_turns + (1 if unsure else 0), failed_in_row=state.failed_turns,
+            unclear_in_row=state.unclear_turns + (1 if low else 0), failed_in_row=state.failed_turns,
             apologized=state.apologized)
         reply = Reply("", u, intent, dict(state.slots), streaming=stream, escalation=decision, emotion=emotion)
         unclear = False
@@ -197,6 +199,7 @@ class DialogEngine:
             reply.handoff_target = decision.target
         elif is_injection(text) or CODE_LIKE.search(text):
             reply.text = templates.render(lang, "injection")
+            reply.escalation = Escalation()  # an attempt on the rules earns no goodwill coupon
             state.intents[-1] = "other"  # a refused request is no question to come back to
             reply.resolved = True  # a clear answer, not a failure to understand
         elif state.pending_intent and NEVER_MIND.search(text):
@@ -210,7 +213,7 @@ class DialogEngine:
             unclear = True
         else:
             self._answer(intent, u, state, reply, lang, customer)
-        state.unclear_turns = state.unclear_turns + 1 if unclear else 0
+        state.unclear_turns = state.unclear_turns + 1 if low and not reply.handoff else 0
         if unclear:
             state.tried.append("asked to clarify")
         # Unanswered turns in a row (clarifying questions, unknown orders, out-of-scope requests,
@@ -219,7 +222,7 @@ class DialogEngine:
         if (reply.resolved and not reply.keeps_pending) or reply.handoff:
             state.pending_intent = state.awaiting = None
         reply.text = self._styled(reply, tier, lang)
-        if decision.action == "apologize":
+        if reply.escalation.action == "apologize":
             self._apologize(reply, state, customer, lang)
         reply.text, masked = filter_output(reply.text)
         if masked:

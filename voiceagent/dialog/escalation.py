@@ -83,14 +83,14 @@ class EscalationPolicy:
             return self._transfer("dialect", dialect, dialect)
         # strong: very angry, and in so many words (a raised voice alone is met with an apology first;
         # if it goes on, it is persistent anger)
-        if emotion.label == "angry" and emotion.anger >= c.strong_anger and emotion.text_anger >= ANGRY_AT:
+        if emotion.clear and emotion.anger >= c.strong_anger and emotion.text_anger >= ANGRY_AT:
             return self._transfer("angry", "strong")
-        if emotion.label == "angry" and angry_recent >= c.angry_turns_to_transfer:
+        if emotion.clear and angry_recent >= c.angry_turns_to_transfer:
             return self._transfer("angry", "persistent")
         if unclear_in_row >= c.low_confidence_turns:
             return self._transfer("low_confidence")
         if failed_in_row >= c.failed_turns:
             return self._transfer("repeated_failure")
-        if emotion.label == "angry" and not apologized and c.apologize_on_dissatisfaction:
+        if emotion.clear and not apologized and c.apologize_on_dissatisfaction:
             return Escalation("apologize", "dissatisfied", "compensate" if c.compensation else None)
         return Escalation()

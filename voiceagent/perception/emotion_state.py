@@ -17,6 +17,7 @@ from .voice_emotion import VoiceBaseline, VoiceReading
 
 RUNNING_DECAY = 0.5
 SOURCE_AT = 0.4  # evidence this strong is named as a source of a turn's anger
+CLEAR_AT = 0.62  # anger from the classifier alone is acted on from here (see TurnEmotion.clear)
 
 
 @dataclass
@@ -28,6 +29,14 @@ class TurnEmotion:
     model_anger: float | None = None
     cues: list[str] = field(default_factory=list)
     voice: dict | None = None  # the voice measures and their change from the baseline
+
+    @property
+    def clear(self) -> bool:
+        """Anger clear enough to act on (apologise, compensate, transfer): angry, and backed by an
+        anger cue in the words, by the voice or model, or well past the line. The classifier alone
+        just past its threshold labels a turn but does not spend a coupon or a colleague's time."""
+        return self.label == "angry" and (bool(self.cues) or (self.voice_anger or 0.0) >= SOURCE_AT
+                                          or (self.model_anger or 0.0) >= SOURCE_AT or self.anger >= CLEAR_AT)
 
     def sources(self) -> list[str]:
         """Which evidence made this turn angry (for the record)."""
@@ -70,8 +79,8 @@ class CallerEmotion:
         return turn
 
     def angry_turns(self, last: int = 3) -> int:
-        """Angry turns among the last `last` (this one included)."""
-        return sum(t.label == "angry" for _, t in self.timeline[-last:])
+        """Clearly angry turns among the last `last` (this one included)."""
+        return sum(t.clear for _, t in self.timeline[-last:])
 
     def ever_angry_before(self) -> bool:
         return any(t.label == "angry" for _, t in self.timeline[:-1])

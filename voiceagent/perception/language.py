@@ -55,14 +55,15 @@ class LanguageTracker:
 
     language: str | None = None
     dialect: str | None = None
-    history: list[tuple[str, float, str | None]] = field(default_factory=list)  # (language, probability, dialect)
+    history: list[tuple[str, float]] = field(default_factory=list)  # (detected language, probability) per turn
+    dialects: list[str] = field(default_factory=list)  # per Chinese turn
 
     def observe_language(self, language: str, probability: float, speech_s: float) -> str | None:
         """A turn's detection; returns the call's language after it (None while nothing is sure)."""
         if not language:
             return self.language
         previous = self.history[-1] if self.history else None
-        self.history.append((language, probability, None))
+        self.history.append((language, probability))
         if self.language is None:
             if probability >= 0.7:
                 self.language = language
@@ -74,15 +75,13 @@ class LanguageTracker:
         return self.language
 
     def observe_dialect(self, dialect: str | None, text: str) -> str | None:
-        """A turn's dialect; returns the call's dialect after it."""
+        """A Chinese turn's dialect; returns the call's dialect after it."""
         if dialect is None:
             return self.dialect
-        if self.history:
-            lang, prob, _ = self.history[-1]
-            self.history[-1] = (lang, prob, dialect)
-        recent = [d for _, _, d in self.history[-3:] if d is not None]
-        if dialect != "mandarin" and (dialect_markers(text) >= 2 or recent[-2:] == [dialect, dialect]):
+        self.dialects.append(dialect)
+        last_two = self.dialects[-2:]
+        if dialect != "mandarin" and (dialect_markers(text) >= 2 or last_two == [dialect, dialect]):
             self.dialect = dialect
-        elif self.dialect is None or (dialect == "mandarin" and recent[-2:] == ["mandarin", "mandarin"]):
-            self.dialect = dialect
+        elif self.dialect is None or (dialect == "mandarin" and last_two == ["mandarin", "mandarin"]):
+            self.dialect = "mandarin" if dialect != "mandarin" else dialect
         return self.dialect

@@ -22,7 +22,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ANGRY_AT = 0.5  # anger score from which a turn is labelled angry
-UNCUED_MARGIN = 0.02  # with no anger cue in the words, the classifier must clear the line by this much
+UNCUED_MARGIN = 0.0  # (acting on anger needs more: emotion_state.TurnEmotion.clear)
 
 # (pattern, weight). Patterns are regular expressions on the lower-cased text.
 _ANGER_ZH: list[tuple[str, float]] = [

@@ -2,7 +2,8 @@
 two sentence encoders the dialog already runs see them (multilingual-e5-small, and its
 intent-tuned variant), hashed n-grams, and the cue lexicon's score.
 
-Data: perception/data/emotion_train_*.jsonl (hand-written caller turns, zh and en, labelled). The
+Data: perception/data/emotion_train_*.jsonl (hand-written caller turns, zh and en, labelled), and
+800 everyday requests from the intent training set as calm examples. The
 decision threshold is chosen on emotion_dev.jsonl, which training never sees; the repo's test set
 (tests/data/emotion/) is seen by neither.
 
@@ -31,6 +32,19 @@ def load(pattern: str) -> list[dict]:
     for path in sorted(DATA.glob(pattern)):
         rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return rows
+
+
+def everyday_turns(n: int = 800) -> list[dict]:
+    """Ordinary requests from the intent training set ("转人工", "it doesn't fit", "你们的退货政策
+    是什么") as calm examples: the hand-written set is rich in hard cases and poor in plain ones,
+    and without these the classifier reads everyday turns as anger. Complaints are left out, and
+    any turn with strong anger cues."""
+    from ..dialog.train_intents import load_rows
+    from .text_emotion import cue_anger
+
+    rows = [r for r in load_rows("train") if r["intent"] != "aftersales.complaint" and cue_anger(r["text"]) < 0.4]
+    picked = np.random.default_rng(0).choice(len(rows), size=min(n, len(rows)), replace=False)
+    return [{"text": rows[i]["text"], "lang": rows[i].get("lang", "zh"), "emotion": "neutral"} for i in sorted(picked)]
 
 
 def fit(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 1000, lr: float = 0.5) -> tuple[np.ndarray, float]:
@@ -73,6 +87,7 @@ def main() -> None:
     base, tuned = Embedder("e5-small", threads=2), intent_encoder(threads=2)
     classifier = AngerClassifier(base, tuned, model=None)
     train, dev = load("emotion_train_*.jsonl"), load("emotion_dev.jsonl")
+    train += everyday_turns()
     x = classifier.features([r["text"] for r in train])
     y = np.array([r["emotion"] == "angry" for r in train], dtype=np.float64)
     w, b = fit(x, y)
