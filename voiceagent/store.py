@@ -59,10 +59,7 @@ class CallStore:
                  json.dumps(data, ensure_ascii=False)),
             )
             if record.handoff:
-                summary = data["handoff"]
-                conn.execute("INSERT OR REPLACE INTO handoffs VALUES (?,?,?,?,?)",
-                             (record.call_id, summary.get("created_at", ""), summary.get("reason"), summary.get("target"),
-                              json.dumps(summary, ensure_ascii=False)))
+                _insert_handoff(conn, dict(data["handoff"], call_id=record.call_id))
 
     def get(self, call_id: str) -> dict | None:
         with self._connect() as conn:
@@ -77,9 +74,7 @@ class CallStore:
     def save_handoff(self, summary: dict) -> None:
         """A handoff summary (dialog/handoff.py; already masked), keyed by its call."""
         with self._lock, self._connect() as conn:
-            conn.execute("INSERT OR REPLACE INTO handoffs VALUES (?,?,?,?,?)",
-                         (summary["call_id"], summary.get("created_at", ""), summary.get("reason"),
-                          summary.get("target"), json.dumps(summary, ensure_ascii=False)))
+            _insert_handoff(conn, summary)
 
     def handoff(self, call_id: str) -> dict | None:
         with self._connect() as conn:
@@ -90,3 +85,9 @@ class CallStore:
         with self._connect() as conn:
             rows = conn.execute("SELECT summary FROM handoffs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+
+def _insert_handoff(conn: sqlite3.Connection, summary: dict) -> None:
+    conn.execute("INSERT OR REPLACE INTO handoffs VALUES (?,?,?,?,?)",
+                 (summary["call_id"], summary.get("created_at", ""), summary.get("reason"), summary.get("target"),
+                  json.dumps(summary, ensure_ascii=False)))
