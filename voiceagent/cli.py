@@ -114,7 +114,9 @@ def cmd_call(args, config) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runtime = Runtime.load(config)
     leg = FileLeg(audio.samples, audio.sample_rate, realtime=not args.fast)
-    leg.transfer_ok, leg.transfer_status = args.transfer == "ok", ("completed" if args.transfer == "ok" else args.transfer)
+    leg.transfer_ok = args.transfer == "ok"
+    if not leg.transfer_ok:
+        leg.transfer_status = args.transfer
     options = SessionOptions(language=args.lang, customer_id=args.customer,
                              greeting=args.greeting)
     store = CallStore(config.store.db)

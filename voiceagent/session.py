@@ -503,7 +503,7 @@ class CallSession:
         log.info("call %s: transfer to %s failed (%s): the caller stays", self.call_id, target, result.status)
         lang = self._reply_language()
         try:
-            text = await self.leg.clock.run_in_thread(self.rt.dialog.callback_ticket, self.state, reply.handoff_reason, lang)
+            text = await self.leg.clock.run_in_thread(self.rt.dialog.callback_ticket, self.state, summary, lang)
         except Exception:
             log.exception("call %s: callback ticket failed", self.call_id)
             text = templates.render(lang, "transfer_failed_no_ticket")

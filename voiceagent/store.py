@@ -61,15 +61,17 @@ class CallStore:
             if record.handoff:
                 _insert_handoff(conn, dict(data["handoff"], call_id=record.call_id))
 
-    def get(self, call_id: str) -> dict | None:
+    def _documents(self, sql: str, args: tuple) -> list[dict]:
+        """The JSON documents (records, summaries) a query selects."""
         with self._connect() as conn:
-            row = conn.execute("SELECT record FROM calls WHERE call_id = ?", (call_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+            return [json.loads(row[0]) for row in conn.execute(sql, args).fetchall()]
+
+    def get(self, call_id: str) -> dict | None:
+        found = self._documents("SELECT record FROM calls WHERE call_id = ?", (call_id,))
+        return found[0] if found else None
 
     def recent(self, limit: int = 20) -> list[dict]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT record FROM calls ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return self._documents("SELECT record FROM calls ORDER BY started_at DESC LIMIT ?", (limit,))
 
     def save_handoff(self, summary: dict) -> None:
         """A handoff summary (dialog/handoff.py; already masked), keyed by its call."""
@@ -77,15 +79,11 @@ class CallStore:
             _insert_handoff(conn, summary)
 
     def handoff(self, call_id: str) -> dict | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT summary FROM handoffs WHERE call_id = ?", (call_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        found = self._documents("SELECT summary FROM handoffs WHERE call_id = ?", (call_id,))
+        return found[0] if found else None
 
     def recent_handoffs(self, limit: int = 20) -> list[dict]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT summary FROM handoffs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
+        return self._documents("SELECT summary FROM handoffs ORDER BY created_at DESC LIMIT ?", (limit,))
 
 def _insert_handoff(conn: sqlite3.Connection, summary: dict) -> None:
     conn.execute("INSERT OR REPLACE INTO handoffs VALUES (?,?,?,?,?)",

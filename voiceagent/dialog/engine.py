@@ -305,14 +305,14 @@ class DialogEngine:
             e = reply.escalation
             reply.handoff_summary = build_summary(state, self.shop, e.reason, e.detail, e.target)
 
-    def callback_ticket(self, state: DialogState, reason: str | None, lang: str) -> str:
-        """The transfer failed: book a callback (once a call) and say so; the caller stays with the agent."""
+    def callback_ticket(self, state: DialogState, summary: dict, lang: str) -> str:
+        """The transfer failed: book a callback (once a call) carrying the handoff summary's brief,
+        and say so; the caller stays with the agent."""
         state.transfer_failures += 1
         if state.callback_ticket is None:
             try:
                 order = self.shop.order(state.slots["order_id"]) if "order_id" in state.slots else None
-                summary = build_summary(state, self.shop, reason, None, None)
-                ticket = self.shop.create_ticket("callback", order, reason, detail=summary["brief"])
+                ticket = self.shop.create_ticket("callback", order, summary.get("reason"), detail=summary.get("brief", ""))
                 state.callback_ticket = ticket.ticket_id
                 state.tried.append(f"callback {ticket.ticket_id}")
             except Exception:  # no ticket system: still tell the caller, and keep them

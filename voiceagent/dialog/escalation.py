@@ -46,12 +46,13 @@ class Escalation:
         return {"action": self.action, "reason": self.reason, "detail": self.detail, "target": self.target}
 
 
-def sensitive_topic(text: str, topics: list[str], extra_words: list[str] = ()) -> str | None:
+def sensitive_topic(text: str, topics: list[str], extra: re.Pattern | None = None) -> str | None:
+    """The first of `topics` the turn raises; `extra` (operator's words) counts as "legal"."""
     for name in topics:
         pattern = TOPICS.get(name)
         if pattern is not None and pattern.search(text):
             return name
-    if extra_words and re.search("|".join(f"(?:{w})" for w in extra_words), text, re.I):
+    if extra is not None and extra.search(text):
         return "legal"
     return None
 
@@ -60,6 +61,8 @@ class EscalationPolicy:
     def __init__(self, config: EscalationConfig | None = None, served_dialects: list[str] | None = None):
         self.config = config or EscalationConfig()
         self.served_dialects = served_dialects if served_dialects is not None else ["mandarin"]
+        words = self.config.extra_sensitive_words
+        self._extra = re.compile("|".join(f"(?:{w})" for w in words), re.I) if words else None
 
     def target(self, key: str) -> str:
         targets = self.config.targets
@@ -76,7 +79,7 @@ class EscalationPolicy:
         c = self.config
         if wants_person:
             return self._transfer("caller_request")
-        topic = sensitive_topic(text, c.sensitive_topics, c.extra_sensitive_words)
+        topic = sensitive_topic(text, c.sensitive_topics, self._extra)
         if topic:
             return self._transfer("sensitive_topic", topic)
         if dialect is not None and dialect not in self.served_dialects:

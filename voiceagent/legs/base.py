@@ -119,6 +119,22 @@ class CallLeg(Protocol):
         human's side). Not ok when the transfer failed and the caller is still here."""
 
 
+class ScriptedTransfer:
+    """transfer() for the legs without a far end (file, memory): records what was asked and
+    answers as scripted (`transfer_ok`, and `transfer_status` when it fails)."""
+
+    def _init_transfers(self) -> None:
+        self.transfers: list[str] = []
+        self.handoffs: list[dict | None] = []
+        self.transfer_ok = True
+        self.transfer_status = "busy"  # what a failed transfer reports (busy, no_answer, rejected...)
+
+    async def transfer(self, target: str, summary: dict | None = None) -> "TransferResult":
+        self.transfers.append(target)
+        self.handoffs.append(summary)
+        return TransferResult(True) if self.transfer_ok else TransferResult(False, self.transfer_status)
+
+
 @dataclass(frozen=True)
 class TransferResult:
     """How a transfer went. `status`: "completed"; or, with the caller still on the line, "busy",

@@ -13,10 +13,10 @@ import numpy as np
 
 from ..audio import AudioFrame
 from ..audio.frames import split_frames
-from .base import Clock, DtmfDigit, TransferResult
+from .base import Clock, DtmfDigit, ScriptedTransfer
 
 
-class FileLeg:
+class FileLeg(ScriptedTransfer):
     def __init__(self, samples: np.ndarray, sample_rate: int, realtime: bool = True, frame_ms: int = 20,
                  dtmf: Iterable[tuple[float, str]] = ()):
         self.samples = samples
@@ -28,10 +28,7 @@ class FileLeg:
         self._length = 0  # samples of _agent in use (it grows ahead)
         self._play_end_s = 0.0
         self.hung_up = False
-        self.transfers: list[str] = []
-        self.transfer_ok = True
-        self.transfer_status = "completed"  # what a failed transfer reports (busy, no_answer...)
-        self.handoffs: list[dict | None] = []
+        self._init_transfers()
 
     async def receive(self) -> AsyncIterator[AudioFrame | DtmfDigit]:
         keys = list(self.dtmf)
@@ -69,13 +66,6 @@ class FileLeg:
 
     async def hangup(self) -> None:
         self.hung_up = True
-
-    async def transfer(self, target: str, summary: dict | None = None) -> TransferResult:
-        self.transfers.append(target)
-        self.handoffs.append(summary)
-        if self.transfer_ok:
-            return TransferResult(True)
-        return TransferResult(False, self.transfer_status if self.transfer_status != "completed" else "busy")
 
     def agent_track(self, min_duration_s: float = 0.0) -> np.ndarray:
         """The agent's side of the call, at the leg's rate, at least as long as the input."""

@@ -13,10 +13,10 @@ from typing import AsyncIterator
 import numpy as np
 
 from ..audio import AudioFrame
-from .base import Clock, DtmfDigit, LegClosed, TransferResult
+from .base import Clock, DtmfDigit, LegClosed, ScriptedTransfer
 
 
-class MemoryLeg:
+class MemoryLeg(ScriptedTransfer):
     def __init__(self, sample_rate: int = 16000, realtime: bool = True):
         self.sample_rate = sample_rate
         self.clock = Clock(realtime)
@@ -24,10 +24,7 @@ class MemoryLeg:
         self.sent: list[AudioFrame] = []
         self.closed = False
         self.hung_up = False
-        self.transfers: list[str] = []
-        self.transfer_ok = True
-        self.transfer_status = "completed"  # what a failed transfer reports (busy, no_answer...)
-        self.handoffs: list[dict | None] = []
+        self._init_transfers()
 
     # -- the far end --------------------------------------------------------------------------
     def push(self, item: AudioFrame | DtmfDigit) -> None:
@@ -86,10 +83,3 @@ class MemoryLeg:
     async def hangup(self) -> None:
         self.hung_up = True
         self._incoming.put_nowait(None)
-
-    async def transfer(self, target: str, summary: dict | None = None) -> TransferResult:
-        self.transfers.append(target)
-        self.handoffs.append(summary)
-        if self.transfer_ok:
-            return TransferResult(True)
-        return TransferResult(False, self.transfer_status if self.transfer_status != "completed" else "busy")

@@ -81,6 +81,3 @@ class CallerEmotion:
     def angry_turns(self, last: int = 3) -> int:
         """Clearly angry turns among the last `last` (this one included)."""
         return sum(t.clear for _, t in self.timeline[-last:])
-
-    def ever_angry_before(self) -> bool:
-        return any(t.label == "angry" for _, t in self.timeline[:-1])

@@ -35,9 +35,7 @@ def detect_dialect(text: str, language: str, language_scores: dict[str, float] |
         return "cantonese"
     strong = len(_CANTONESE_STRONG.findall(text))
     weak = len(_CANTONESE_WEAK.findall(text))
-    if strong >= 1 and strong + weak >= 2 or strong >= 2:
-        return "cantonese"
-    if strong == 1 or weak >= 2:
+    if strong or weak >= 2:
         return "cantonese"
     if _OTHER_CHINESE.search(text):
         return "other_chinese"
