@@ -51,9 +51,11 @@ def split_clauses(sentence: str, min_len: int) -> list[str]:
     return pieces or [sentence]
 
 
-# A long number is read digit by digit (a second or more of speech): it is a piece of its own, so the
-# words before it play while it is made ("Your order" | "38512074, ...": first audio ~60 vs ~260 ms).
-_BEFORE_NUMBER = re.compile(r"(?<=[A-Za-z])\s+(?=\d{5,})")
+# A long number is read digit by digit (a second or more of speech): it goes in a piece of its own, so
+# the words before it play while it is made ("Your order number" | "is 38512074, ..."). The piece keeps
+# the word before the number: piper starting an utterance on the digits blurs the first one ("three"
+# heard as "free" in 5 of 20 syntheses of "38512074, ...", 0 of 20 of "order 38512074, ...").
+_BEFORE_NUMBER = re.compile(r"(?<=[A-Za-z,])\s+(?=[A-Za-z']+\s+\d{5,})")
 _NUMBER_HEAD_MIN = 8  # characters of words before the number worth a piece of their own
 
 
