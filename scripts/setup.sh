@@ -8,12 +8,16 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-stamp
-APT_PACKAGES=(espeak-ng sox libsndfile1 wrk)  # wrk: the HTTP load generator of benchmarks/
+APT_PACKAGES=(espeak-ng sox libsndfile1 wrk baresip-core kamailio sip-tester)
+# wrk: the HTTP load generator of benchmarks/; baresip-core, kamailio, sip-tester (sipp): the real SIP
+# phone, registrar/proxy and load generator that tests/peers/ drives in the SIP tests.
 
 log() { printf '[setup] %s\n' "$*"; }
 
 # 1. Debian packages (espeak-ng for Mandarin TTS, sox for audio tools, libsndfile for soundfile, wrk for
-#    the HTTP benchmark).
+#    the HTTP benchmark, baresip/kamailio/sipp for the SIP tests). Kamailio's package installs a system
+#    service on 5060: the tests run their own kamailio in the foreground, so the service is stopped
+#    and disabled (it would hold the SIP port the agent listens on).
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -23,6 +27,10 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" kamailio "* ]]; then
+    $SUDO systemctl disable kamailio >/dev/null 2>&1 || true
+    $SUDO service kamailio stop >/dev/null 2>&1 || true
+  fi
 fi
 
 # 2. Virtual environment with pinned packages. The stamp holds a hash of what was installed from,

@@ -30,6 +30,10 @@ def _host_port(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}") from None
 
 
+def _sip_listen(value: str) -> tuple[str, int] | None:
+    return None if value == "off" else _host_port(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="voiceagent", description="Offline call-center voice agent for e-commerce customer service.")
     p.add_argument("--version", action="version", version=f"voiceagent {__version__}")
@@ -40,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="answer calls and serve the HTTP API")
     s.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     s.add_argument("--http", default="127.0.0.1:8080", type=_host_port, help="HOST:PORT for HTTP (default 127.0.0.1:8080)")
-    s.add_argument("--sip", default="127.0.0.1:5060", type=_host_port, help="HOST:PORT for SIP (not yet served)")
+    s.add_argument("--sip", default="127.0.0.1:5060", type=_sip_listen,
+                   help="HOST:PORT for SIP over UDP and TCP (default 127.0.0.1:5060; 'off' for none)")
     s.add_argument("--audiosocket", default=None, type=_host_port, help="HOST:PORT for Asterisk AudioSocket (not yet served)")
 
     c = sub.add_parser("call", help="simulate a whole call from a recording of the caller")
@@ -54,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--greeting", action="store_true", help="greet the caller first, as on a live call "
                    "(off by default: recordings start speaking at once)")
     c.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    d = sub.add_parser("dial", help="place one outbound SIP call with the agent on it")
+    d.add_argument("target", help="SIP URI to call, e.g. sip:alice@192.0.2.10:5060")
+    d.add_argument("--sip", default="127.0.0.1:0", type=_host_port,
+                   help="HOST:PORT the agent's SIP side listens on for this call (default 127.0.0.1, any port)")
+    d.add_argument("--out", default=None, help="directory for call.json")
+    d.add_argument("--lang", default="auto", choices=LANGS)
+    d.add_argument("--customer", default=None, help="the called customer's id (personalises the call)")
+    d.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
 
     t = sub.add_parser("transcribe", help="speech to text")
     t.add_argument("input")
@@ -79,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         from .config import Config
 
         config = Config.load(getattr(args, "sub_config", None) or args.config)
-        handler = {"serve": cmd_serve, "call": cmd_call, "transcribe": cmd_transcribe,
+        handler = {"serve": cmd_serve, "call": cmd_call, "dial": cmd_dial, "transcribe": cmd_transcribe,
                    "understand": cmd_understand, "models": cmd_models}[args.command]
         return handler(args, config) or 0
     except (BadInput, ConfigError) as exc:
@@ -212,11 +226,46 @@ def cmd_models(args, config) -> int:
 def cmd_serve(args, config) -> int:
     from .server import serve
 
-    logging.getLogger(__name__).info(
-        "serving HTTP on %s:%s; the SIP (%s) and AudioSocket transports come with their own issues",
-        args.http[0], args.http[1], "%s:%s" % args.sip)
-    serve(config, host=args.http[0], port=args.http[1])
+    serve(config, host=args.http[0], port=args.http[1], sip=args.sip)
     return 0
+
+
+def cmd_dial(args, config) -> int:
+    from telephony.sip.address import AddressError, SipUri
+
+    from .phone import CallFailed, PhoneService
+    from .runtime import Runtime
+    from .session import SessionOptions
+    from .store import CallStore
+
+    try:
+        SipUri.parse(args.target)
+    except AddressError as exc:
+        raise BadInput(f"not a SIP URI: {args.target} ({exc})") from None
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} exists and is not a directory")
+    runtime = Runtime.load(config)
+
+    async def run() -> dict:
+        phone = PhoneService(config, runtime, CallStore(config.store.db), host=args.sip[0], port=args.sip[1])
+        await phone.start()
+        try:
+            record = await phone.dial(args.target, SessionOptions(language=args.lang, customer_id=args.customer,
+                                                                  greeting=True))
+        except CallFailed as exc:
+            return {"target": args.target, "answered": False, "outcome": exc.outcome, "sip_status": exc.status}
+        finally:
+            await phone.stop()
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            record.write(out / "call.json")
+        return {"target": args.target, "answered": True, "call_id": record.call_id, "turns": len(record.turns),
+                "outcome": record.outcome.__dict__}
+
+    result = asyncio.run(run())
+    print(json.dumps(result, ensure_ascii=False))
+    return 0 if result["answered"] else 1
 
 
 if __name__ == "__main__":

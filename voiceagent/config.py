@@ -141,6 +141,32 @@ class EscalationConfig:
 
 
 @dataclass
+class SipConfig:
+    """The SIP transport (telephony/sip): what `voiceagent serve --sip` and `voiceagent dial` use."""
+
+    user: str = "agent"  # the user part of our Contact and From
+    transports: list[str] = field(default_factory=lambda: ["udp", "tcp"])
+    max_calls: int = 4  # simultaneous calls; beyond, 486 Busy Here (4 hold their latency on 2 cores)
+    rtp_host: str = ""  # the address RTP binds to and SDP announces; empty: the SIP host
+    rtp_port_min: int = 10000
+    rtp_port_max: int = 20000
+    rtp_timeout_s: float = 30.0  # no RTP from the caller this long (not on hold): the call is hung up
+    codecs: list[str] = field(default_factory=lambda: ["PCMU", "PCMA"])  # in our order of preference
+    ring_timeout_s: float = 30.0  # outbound calls (and bridged transfers) not answered by then: CANCEL
+    # handoff targets ([escalation] targets) -> SIP URIs, e.g. human-queue = "sip:queue@pbx.example.com"
+    queues: dict[str, str] = field(default_factory=dict)
+    # glob patterns a transfer target must match (toll-fraud guard); the queues' URIs are always allowed
+    transfer_allow: list[str] = field(default_factory=list)
+    transfer_method: str = "refer"  # "refer" (blind transfer, bridged if the peer refuses) or "bridge"
+    registrar: str = ""  # sip:host:port to REGISTER with; empty: no registration
+    aor: str = ""  # address of record to register, e.g. sip:agent@pbx.example.com
+    username: str = ""  # digest credentials (registrar and challenged outbound INVITEs)
+    password: str = ""
+    register_expires_s: int = 300
+    outbound_proxy: str = ""  # sip:host:port every outbound request goes through (e.g. Kamailio)
+
+
+@dataclass
 class StoreConfig:
     db: str = ""  # empty: var/calls.db
 
@@ -157,6 +183,7 @@ class Config:
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Config":

@@ -74,6 +74,7 @@ class CallRecord:
     emotion: dict = field(default_factory=dict)  # running and peak anger at the end
     handoff: dict | None = None  # the summary handed to the human (dialog/handoff.py)
     models: dict[str, str] = field(default_factory=dict)
+    channel: dict = field(default_factory=dict)  # the transport's side: SIP peer (masked), codec, RTP counters, transfers
     # What the real-time engine saw: frames in, dropped (late/duplicate), silence filled for gaps,
     # playout underruns, barge-ins, backchannels let through, stage failures.
     stats: dict[str, float] = field(default_factory=dict)

@@ -62,7 +62,9 @@ class _Sessions:
         return state, lock
 
 
-def create_app(config: Config, runtime=None) -> FastAPI:
+def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None) -> FastAPI:
+    """`sip`: HOST, PORT to answer phone calls on (SIP over UDP and TCP), in the same process and
+    event loop, with the same models."""
     def load() -> None:
         from .runtime import Runtime
 
@@ -79,10 +81,22 @@ def create_app(config: Config, runtime=None) -> FastAPI:
         # Load in the background: the port answers at once and /healthz says "loading" until ready.
         if app.state.runtime is None:
             threading.Thread(target=load, name="model-loader", daemon=True).start()
-        yield
+        phone = None
+        if sip is not None:
+            from .phone import PhoneService
+
+            phone = PhoneService(config, lambda: app.state.runtime, store, host=sip[0], port=sip[1])
+            await phone.start()  # answers 503 until the models are loaded
+            app.state.phone = phone
+        try:
+            yield
+        finally:
+            if phone is not None:
+                await phone.stop()  # calls in progress end with BYE
 
     app = FastAPI(title="voiceagent", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.phone = None  # the SIP side, when serving it
     from .store import CallStore
 
     store = CallStore(config.store.db)
@@ -159,7 +173,7 @@ def create_app(config: Config, runtime=None) -> FastAPI:
     return app
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, sip: tuple[str, int] | None = None) -> None:
     import signal
 
     import uvicorn
@@ -171,6 +185,6 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 8080) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop_signals.append(signum))
     # No per-request access log: at thousands of requests a second it costs more than the answers.
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False,
+    uvicorn.run(create_app(config, sip=sip), host=host, port=port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=10)
     log.info("stopped (%s)", ", ".join(signal.Signals(s).name for s in stop_signals) or "server exited")

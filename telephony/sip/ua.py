@@ -1,0 +1,301 @@
+"""The SIP user agent: answers and places calls, registers, transfers. The transaction user of
+endpoint.py, and the owner of every SipCall.
+
+Inbound: INVITE -> 100 Trying -> (486 Busy Here at capacity, 503 while not taking calls, 488 for an
+SDP it cannot answer) -> 200 with the SDP answer -> ACK -> the `on_call` handler runs the call.
+Outbound (`invite`): INVITE with our offer, digest authentication when challenged, CANCEL after the
+ring timeout; the final status becomes an outcome: answered, busy, no_answer, rejected, failed.
+Out of dialog: OPTIONS is answered (keepalive pings from proxies and trunks), other methods get 405
+or 501, requests for a dialog we do not have get 481.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from telephony.rtp.sdp import SdpError, SdpSession
+from telephony.rtp.stream import RtpStream
+
+from .address import AddressError, NameAddress, SipUri
+from .auth import Challenge, authorization
+from .call import SipCall, failure_outcome
+from .dialog import Dialog, DialogError
+from .endpoint import SipEndpoint, SipTimeout
+from .message import SipRequest, SipResponse, make_response, new_call_id, new_tag
+from .transaction import ServerTransaction
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
+KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"}  # understood, not served
+
+
+@dataclass
+class Credentials:
+    username: str
+    password: str
+
+
+class CallFailed(Exception):
+    def __init__(self, outcome: str, status: int | None = None, reason: str = ""):
+        super().__init__(f"{outcome}" + (f" ({status} {reason})" if status else ""))
+        self.outcome = outcome
+        self.status = status
+
+
+class UserAgent:
+    def __init__(self, host: str = "127.0.0.1", port: int = 5060, *, user: str = "agent",
+                 transports: tuple[str, ...] = ("udp", "tcp"), max_calls: int = 8,
+                 on_call: Callable[[SipCall], Awaitable[None]] | None = None,
+                 rtp_host: str | None = None, rtp_ports: tuple[int, int] = (10000, 20000),
+                 transfer_allow: tuple[str, ...] = (), credentials: Credentials | None = None,
+                 outbound_proxy: str | None = None, rtp_timeout_s: float = 30.0, codecs: tuple[str, ...] = ("PCMU", "PCMA")):
+        self.endpoint = SipEndpoint(self, host, port, transports, user)
+        self.user = user
+        self.max_calls = max_calls
+        self.on_call = on_call
+        self.rtp_host = rtp_host or host
+        self.rtp_ports = rtp_ports
+        self.transfer_allow = transfer_allow
+        self.credentials = credentials
+        self.outbound_proxy = SipUri.parse(outbound_proxy) if outbound_proxy else None
+        self.rtp_timeout_s = rtp_timeout_s
+        self.codecs = codecs
+        self.accepting = True
+        self.calls: dict[tuple[str, str], SipCall] = {}  # (Call-ID, our tag)
+        self._tasks: set[asyncio.Task] = set()
+        self.stats = {"inbound": 0, "outbound": 0, "busy": 0, "rejected": 0}
+
+    async def start(self) -> None:
+        await self.endpoint.start()
+
+    async def close(self) -> None:
+        """Stop taking calls, end those in progress with BYE, close the sockets."""
+        self.accepting = False
+        await asyncio.gather(*(call.bye("shutdown") for call in list(self.calls.values())), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.endpoint.close()
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
+
+    def capabilities(self) -> list[tuple[str, str]]:
+        return [("Allow", ALLOW), ("Accept", "application/sdp, application/dtmf-relay, message/sipfrag"),
+                ("Supported", "replaces")]
+
+    def via_host_port(self, transport: str) -> tuple[str, int]:
+        return self.endpoint._uri_host(), self.endpoint.port
+
+    def forget(self, call: SipCall) -> None:
+        if call.dialog is not None:
+            self.calls.pop((call.dialog.call_id, call.dialog.local_tag), None)
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def transfer_allowed(self, target: str) -> bool:
+        """The toll-fraud guard: transfers go only to targets matching the allow-list (glob patterns
+        over the whole URI, e.g. "sip:*@pbx.example.com" or "sip:queue-*@10.0.0.5:5060")."""
+        return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.transfer_allow)
+
+    # -- the transaction user ------------------------------------------------------------------
+    def on_request(self, request: SipRequest, txn: ServerTransaction | None, transport: str, source) -> None:
+        to_tag = request.to_addr.tag
+        if to_tag:  # inside a dialog
+            call = self.calls.get((request.call_id or "", to_tag))
+            if call is None:
+                if txn is not None:
+                    self.endpoint.respond(txn, make_response(request, 481, "Call/Transaction Does Not Exist"))
+                return
+            call.on_request(request, txn, source)
+            return
+        if txn is None:
+            return  # an ACK outside any dialog: nothing to do
+        method = request.method
+        if method == "INVITE":
+            self._on_invite(request, txn, transport, source)
+        elif method == "OPTIONS":
+            self.endpoint.respond(txn, make_response(request, 200, headers=self.capabilities()))
+        elif method in ("BYE", "INFO", "NOTIFY", "REFER"):
+            self.endpoint.respond(txn, make_response(request, 481, "Call/Transaction Does Not Exist"))
+        elif method in KNOWN_METHODS:
+            self.endpoint.respond(txn, make_response(request, 405, headers=[("Allow", ALLOW)]))
+        else:
+            self.endpoint.respond(txn, make_response(request, 501, headers=[("Allow", ALLOW)]))
+
+    def on_cancel(self, invite_txn: ServerTransaction) -> None:
+        request = invite_txn.request
+        for call in list(self.calls.values()):
+            if call._invite_txn is invite_txn:
+                call.reject(487, "Request Terminated")
+                return
+        self.endpoint.respond(invite_txn, make_response(request, 487, "Request Terminated", to_tag=new_tag()))
+
+    def on_stray_response(self, response: SipResponse, transport: str, source) -> None:
+        """A 2xx to an INVITE resent because our ACK was lost: ACK it again."""
+        cseq = response.cseq
+        if cseq is None or cseq[1] != "INVITE" or not 200 <= response.status < 300:
+            return
+        call = self.calls.get((response.call_id or "", response.from_addr.tag or ""))
+        if call is not None and call.dialog is not None:
+            ack = call.dialog.next_request("ACK", *self.via_host_port(call.transport), cseq=cseq[0])
+            self.endpoint.send(ack, call.dialog.destination(), call.transport)
+
+    # -- inbound calls ------------------------------------------------------------------------
+    def _on_invite(self, request: SipRequest, txn: ServerTransaction, transport: str, source) -> None:
+        if not self.accepting or self.on_call is None:
+            self.endpoint.respond(txn, make_response(request, 503, "Service Unavailable", headers=[("Retry-After", "5")]))
+            return
+        if len(self.calls) >= self.max_calls:
+            self.stats["busy"] += 1
+            self.endpoint.respond(txn, make_response(request, 486, "Busy Here"))
+            return
+        if request.body and (request.content_type or "application/sdp") != "application/sdp":
+            self.endpoint.respond(txn, make_response(request, 415, headers=[("Accept", "application/sdp")]))
+            return
+        try:
+            request.request_uri
+            if request.contact is None:
+                raise DialogError("no Contact")
+        except (AddressError, DialogError, ValueError) as exc:
+            self.endpoint.respond(txn, make_response(request, 400, f"Bad Request ({exc})"[:80]))
+            return
+        self.endpoint.respond(txn, make_response(request, 100))
+        self.spawn(self._answer(request, txn, transport, source))
+
+    async def _answer(self, request: SipRequest, txn: ServerTransaction, transport: str, source) -> None:
+        tag = new_tag()
+        dialog = Dialog.as_uas(request, tag, self.endpoint.contact(transport), transport)
+        try:
+            rtp = await RtpStream.open(self.rtp_host, self.rtp_ports)
+        except OSError:
+            log.exception("no RTP port free")
+            self.endpoint.respond(txn, make_response(request, 503, "No Media Port", to_tag=tag))
+            return
+        rtp.timeout_s = self.rtp_timeout_s
+        call = SipCall(self, dialog, rtp, SdpSession(self.rtp_host, rtp.local_port, self.codecs), "inbound",
+                       transport, remote=str(request.from_addr), invite=request, source=source)
+        call._invite_txn = txn
+        self.calls[(dialog.call_id, tag)] = call
+        self.stats["inbound"] += 1
+        if await call.answer():
+            self.spawn(call.watch_media())
+            try:
+                await self.on_call(call)
+            except Exception:
+                log.exception("call %s: handler failed", call.call_id)
+            finally:
+                if call.active and call.bridged_to is None:
+                    await call.bye("agent_bye")
+        else:
+            await rtp.close()
+
+    # -- outbound calls -----------------------------------------------------------------------
+    async def invite(self, target: str, *, from_user: str | None = None, ring_timeout_s: float = 30.0,
+                     transport: str | None = None, headers: list[tuple[str, str]] | None = None) -> SipCall:
+        """Call `target` (a SIP URI). Returns the answered call, or raises CallFailed with the outcome
+        (busy, no_answer, rejected, failed)."""
+        uri = SipUri.parse(target)
+        transport = transport or uri.transport or "udp"
+        hop = self.outbound_proxy or uri
+        dest = hop.host_port()
+        rtp = await RtpStream.open(self.rtp_host, self.rtp_ports)
+        rtp.timeout_s = self.rtp_timeout_s
+        sdp = SdpSession(self.rtp_host, rtp.local_port, self.codecs)
+        local = NameAddress(SipUri(user=from_user or self.user, host=self.endpoint._uri_host(),
+                                   port=self.endpoint.port), params={"tag": new_tag()})
+        call_id = new_call_id(self.endpoint.host)
+        offer = sdp.offer().encode()
+        cseq = 1
+        authorized: list[tuple[str, str]] = []
+        self.stats["outbound"] += 1
+        try:
+            while True:
+                request = SipRequest("INVITE", str(uri))
+                request.headers.add("Via", self.endpoint.via(transport))
+                if self.outbound_proxy is not None:
+                    request.headers.add("Route", f"<{self.outbound_proxy};lr>")
+                request.headers.add("Max-Forwards", "70")
+                request.headers.add("From", str(local))
+                request.headers.add("To", f"<{uri}>")
+                request.headers.add("Call-ID", call_id)
+                request.headers.add("CSeq", f"{cseq} INVITE")
+                request.headers.add("Contact", self.endpoint.contact(transport, local.uri.user))
+                for name, value in [*self.capabilities(), *authorized, *(headers or [])]:
+                    request.headers.add(name, value)
+                request.headers.add("Content-Type", "application/sdp")
+                request.body = offer
+                response = await self._invite_once(request, dest, transport, ring_timeout_s)
+                if response.status in (401, 407) and not authorized and self.credentials is not None:
+                    authorized = [self._authorize(request, response)]
+                    cseq += 1
+                    continue
+                break
+            if response.status >= 300:
+                raise CallFailed(failure_outcome(response.status), response.status, response.reason)
+            dialog = Dialog.as_uac(request, response, request.headers.get("Contact") or "", transport)
+            ack = dialog.next_request("ACK", *self.via_host_port(transport), cseq=cseq)
+            self.endpoint.send(ack, dialog.destination(), transport)
+            call = SipCall(self, dialog, rtp, sdp, "outbound", transport, remote=str(uri), invite=request)
+            self.calls[(dialog.call_id, dialog.local_tag)] = call
+            try:
+                rtp.start(sdp.accept_answer(response.body.decode("utf-8", "replace")))
+                call.media_started = True
+                self.spawn(call.watch_media())
+            except SdpError as exc:
+                await call.bye("bad_sdp")
+                raise CallFailed("failed", 488, str(exc)) from exc
+            return call
+        except SipTimeout as exc:
+            await rtp.close()
+            raise CallFailed("no_answer" if "INVITE" in str(exc) else "failed") from exc
+        except CallFailed:
+            await rtp.close()
+            raise
+        except (OSError, ConnectionError, DialogError) as exc:
+            await rtp.close()
+            raise CallFailed("failed", reason=str(exc)) from exc
+
+    async def _invite_once(self, request: SipRequest, dest, transport: str, ring_timeout_s: float) -> SipResponse:
+        """One INVITE transaction; CANCEL it when nobody answers in time (the 487 is the answer)."""
+        ringing = asyncio.Event()
+        task = asyncio.ensure_future(self.endpoint.request(request, dest, transport,
+                                                           on_provisional=lambda r: ringing.set()))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), ring_timeout_s)
+        except asyncio.TimeoutError:
+            if not ringing.is_set():  # no provisional at all: CANCEL is not allowed (9.1); give up
+                task.cancel()
+                raise SipTimeout("no answer to INVITE")
+            cancel = SipRequest("CANCEL", request.uri)
+            cancel.headers.add("Via", request.headers.get_all("Via")[0])
+            for route in request.headers.get_all("Route"):
+                cancel.headers.add("Route", route)
+            for name in ("Max-Forwards", "From", "To", "Call-ID"):
+                cancel.headers.add(name, request.headers.get(name))
+            cancel.headers.add("CSeq", f"{request.cseq[0]} CANCEL")
+            try:
+                await self.endpoint.request(cancel, dest, transport)
+                response = await asyncio.wait_for(task, 32.0)
+            except (SipTimeout, asyncio.TimeoutError):
+                raise SipTimeout("no answer to INVITE")
+            if 200 <= response.status < 300:  # answered as we cancelled: take the call after all
+                return response
+            raise CallFailed("no_answer", response.status, response.reason)
+
+    def _authorize(self, request: SipRequest, response: SipResponse) -> tuple[str, str]:
+        assert self.credentials is not None
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenge = Challenge.parse(response.headers.get(header) or "")
+        value = authorization(challenge, request.method, request.uri, self.credentials.username,
+                              self.credentials.password)
+        return ("Authorization" if response.status == 401 else "Proxy-Authorization"), value

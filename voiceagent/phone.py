@@ -1,0 +1,135 @@
+"""Phone calls over SIP with the agent on them: the glue between the SIP user agent (telephony/sip)
+and the real-time engine (session.py). Each answered call gets a SipLeg and a CallSession; its record
+is stored like any other call, with the SIP side of it (peer, codec, RTP counters, transfers).
+
+    caller ──SIP/RTP──► UserAgent ─► SipCall ─► SipLeg ─► CallSession ─► CallStore
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Callable
+
+from telephony.sip.call import SipCall
+from telephony.sip.leg import SipLeg
+from telephony.sip.register import Registrar, Registration
+from telephony.sip.ua import CallFailed, Credentials, UserAgent
+
+from .config import Config
+from .record import CallRecord
+from .runtime import Runtime
+from .session import CallSession, SessionOptions
+from .store import CallStore
+from .textnorm import mask_pii
+
+log = logging.getLogger(__name__)
+
+
+class PhoneService:
+    def __init__(self, config: Config, runtime: Runtime | Callable[[], Runtime | None], store: CallStore | None = None,
+                 host: str = "127.0.0.1", port: int = 5060):
+        """`runtime`: the loaded models, or a function returning them once loaded (until then calls
+        get 503 Service Unavailable with Retry-After)."""
+        self.config = config
+        self.sip = config.sip
+        self._runtime = runtime if callable(runtime) else (lambda: runtime)
+        self.store = store
+        sip = config.sip
+        credentials = Credentials(sip.username, sip.password) if sip.username else None
+        queues = {k: v for k, v in sip.queues.items() if v}
+        self.queues = queues
+        self.ua = UserAgent(host, port, user=sip.user, transports=tuple(sip.transports), max_calls=sip.max_calls,
+                            on_call=self._on_call, rtp_host=sip.rtp_host or host,
+                            rtp_ports=(sip.rtp_port_min, sip.rtp_port_max),
+                            transfer_allow=(*sip.transfer_allow, *queues.values()), credentials=credentials,
+                            outbound_proxy=sip.outbound_proxy or None, rtp_timeout_s=sip.rtp_timeout_s,
+                            codecs=tuple(sip.codecs))
+        self.registrar: Registrar | None = None
+        self.records: list[CallRecord] = []  # the finished calls of this process (newest last), for tests
+        self._ready_task: asyncio.Task | None = None
+
+    @property
+    def port(self) -> int:
+        return self.ua.port
+
+    async def start(self) -> None:
+        self.ua.accepting = self._runtime() is not None
+        await self.ua.start()
+        if not self.ua.accepting:
+            self._ready_task = asyncio.get_running_loop().create_task(self._wait_ready())
+        if self.sip.registrar:
+            self.registrar = Registrar(self.ua.endpoint, Registration(
+                self.sip.registrar, self.sip.aor or f"sip:{self.sip.user}@{self.sip.registrar.split(':', 1)[1]}",
+                self.sip.username or None, self.sip.password or None, self.sip.register_expires_s,
+                "tcp" if self.sip.transports == ["tcp"] else "udp"))
+            self.registrar.start()
+
+    async def _wait_ready(self) -> None:
+        while self._runtime() is None:
+            await asyncio.sleep(0.2)
+        self.ua.accepting = True
+        log.info("SIP: models loaded, taking calls")
+
+    async def stop(self) -> None:
+        if self._ready_task is not None:
+            self._ready_task.cancel()
+        if self.registrar is not None:
+            await self.registrar.stop()
+        await self.ua.close()
+
+    # -- calls --------------------------------------------------------------------------------
+    async def _on_call(self, call: SipCall) -> None:
+        await self.run_call(call)
+
+    async def run_call(self, call: SipCall, options: SessionOptions | None = None) -> CallRecord:
+        runtime = self._runtime()
+        assert runtime is not None  # the user agent takes no calls before
+        leg = SipLeg(call, self.ua, targets=self.queues, bridge_ring_timeout_s=self.sip.ring_timeout_s)
+        if options is None:
+            options = SessionOptions(customer_id=self._customer_for(runtime, call))
+        if options.call is None:
+            options.call = self.config.call  # this service's [call] settings (greeting, timers)
+        session = CallSession(runtime, leg, options, on_handoff=self.store.save_handoff if self.store else None)
+        log.info("call %s (SIP %s): %s %s", session.call_id, call.call_id, call.direction, mask_pii(call.remote))
+        try:
+            record = await session.run()
+        finally:
+            if call.active and call.bridged_to is None and call.end_reason is None:
+                await call.bye("agent_bye")
+        record.channel = {
+            "kind": "sip", "direction": call.direction, "sip_call_id": call.call_id, "transport": call.transport,
+            "remote": mask_pii(call.remote), "end_reason": call.end_reason,
+            "codec": call.rtp.codec_name, "rtp": call.rtp.stats_dict(), "transfers": leg.transfer_log,
+        }
+        self.records.append(record)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.save, record)
+        return record
+
+    def _customer_for(self, runtime: Runtime, call: SipCall) -> str | None:
+        """Caller ID to a known customer (their tier and orders personalise the call)."""
+        number = re.sub(r"\D", "", _user_part(call.remote))
+        shop = runtime.shop
+        if len(number) < 5 or shop is None:
+            return None
+        try:
+            customer = shop.customer_by_phone(number)
+        except Exception:
+            log.exception("customer lookup failed")
+            return None
+        return customer.customer_id if customer else None
+
+    async def dial(self, target: str, options: SessionOptions | None = None) -> CallRecord:
+        """Place one outbound call and run the agent on it (it speaks first). Raises CallFailed."""
+        call = await self.ua.invite(target, ring_timeout_s=self.sip.ring_timeout_s)
+        return await self.run_call(call, options or SessionOptions(greeting=True))
+
+
+def _user_part(remote: str) -> str:
+    m = re.search(r"sips?:([^@;>]+)@", remote)
+    return m.group(1) if m else ""
+
+
+__all__ = ["PhoneService", "CallFailed"]
