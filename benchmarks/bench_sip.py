@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Voice to voice over real SIP phone calls, measured from the caller's own phone.
+
+    .venv/bin/python benchmarks/bench_sip.py                 # latency (every sample once) and capacity
+    .venv/bin/python benchmarks/bench_sip.py --latency --repeat 2
+    .venv/bin/python benchmarks/bench_sip.py --capacity --max-calls 6
+
+The agent answers SIP in this process (PhoneService, the offline models, the greeting off since the
+sample callers start talking at once); each caller is a real baresip phone in its own process,
+playing a sample recording (8 kHz, PCMU) and recording what it hears. For every caller turn:
+
+    voice_to_voice = first sample of the agent's reply on the phone's recording
+                     - the end of the caller's speech in what the phone sent
+
+The two recordings (baresip's `-enc` and `-dec` dumps) both run until the call closes, so they are
+aligned on their ends. A turn counts when the agent was silent when the caller stopped and answered
+within 6 s. The engine's own figure for the same replies (call.json) is printed beside it.
+
+1. latency: the sample calls one at a time: p50/p95 over the turns (target: at least 20 turns).
+2. capacity: N phones calling at once (N = 1, 2, 3, 4, 6...), each playing two samples in turn;
+   a step passes with p95 voice_to_voice <= 1500 ms. Reports the largest N that passes.
+
+Figures go to stdout and benchmarks/results/bench_sip.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.peers.baresip import Baresip  # noqa: E402
+from voiceagent.audio import load_audio, resample, write_wav  # noqa: E402
+from voiceagent.config import Config  # noqa: E402
+from voiceagent.phone import PhoneService  # noqa: E402
+from voiceagent.runtime import Runtime  # noqa: E402
+from voiceagent.transcription import speech_segments  # noqa: E402
+
+SAMPLES = ROOT / "samples" / "audio"
+RATE = 8000
+FRAME = RATE // 50
+VOICED_RMS = 0.01  # a 20 ms frame above this on the phone's recording is the agent speaking
+MAX_WAIT_S = 6.0
+TAIL_S = 14.0  # silence after a sample's last turn: time for the last answer before the phone hangs up
+CAPACITY_P95_MS = 1500.0
+CAPACITY_STEPS = (1, 2, 3, 4, 6, 8)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(round(q * (len(values) - 1))))], 1)
+
+
+def caller_file(name: str, config: Config, out_dir: Path) -> tuple[Path, list[float]]:
+    """The sample at 8 kHz with a short lead-in and a tail, and the ends of its turns' speech (s)."""
+    audio = load_audio(SAMPLES / name, RATE).samples
+    padded = np.concatenate([np.zeros(RATE // 2, np.float32), audio, np.zeros(int(TAIL_S * RATE), np.float32)])
+    path = out_dir / name
+    write_wav(path, padded, RATE)
+    turns = speech_segments(resample(padded, RATE, 16000), config.vad)
+    return path, [t.speech_end_s for t in turns]
+
+
+def voice_to_voice(sent: np.ndarray, heard: np.ndarray, turn_ends_s: list[float]) -> list[float]:
+    """Per caller turn, ms from the end of its speech to the agent's first voiced frame after it."""
+    offset = len(sent) - len(heard)  # both dumps end when the call closes: align them on their ends
+    n = len(heard) // FRAME
+    rms = np.sqrt(np.mean(heard[: n * FRAME].reshape(n, FRAME) ** 2, axis=1))
+    voiced = rms > VOICED_RMS
+    out = []
+    for end_s in turn_ends_s:
+        frame = int((end_s * RATE - offset) // FRAME)
+        if frame <= 0 or frame >= n or voiced[max(0, frame - 2): frame + 1].any():
+            continue  # the agent was still talking when the caller stopped: not a clean turn
+        later = np.flatnonzero(voiced[frame: frame + int(MAX_WAIT_S * 50)])
+        if later.size:
+            out.append(round(later[0] * 20.0, 1))
+    return out
+
+
+async def one_call(phone: PhoneService, name: str, path: Path, ends: list[float], work: Path) -> dict:
+    before = len(phone.records)
+    with Baresip(f"c{abs(hash((name, time.time()))) % 10**6}", audio_source=str(path), workdir=work) as caller:
+        await asyncio.to_thread(caller.dial, f"sip:agent@127.0.0.1:{phone.port}")
+        await caller.await_for("CALL_ESTABLISHED", 15)
+        await caller.await_for("CALL_CLOSED", 180)
+        sent, heard = caller.sent_audio(), caller.heard_audio()
+    for _ in range(100):  # the agent's side finishes its record a moment after the BYE
+        if len(phone.records) > before:
+            break
+        await asyncio.sleep(0.1)
+    v2v = voice_to_voice(sent, heard, ends)
+    return {"sample": name, "v2v_ms": v2v}
+
+
+def engine_v2v(records) -> list[float]:
+    return [t.latency_ms["voice_to_voice"] for r in records for t in r.turns
+            if t.role == "agent" and t.kind == "reply" and (t.latency_ms or {}).get("voice_to_voice") is not None]
+
+
+async def run(args) -> dict:
+    config = Config.load(args.config) if args.config else Config()
+    config.call.greeting = False
+    config.sip.max_calls = max(config.sip.max_calls, *(CAPACITY_STEPS if args.capacity else (1,)))
+    config.sip.rtp_port_min, config.sip.rtp_port_max = 36000, 37999
+    runtime = Runtime.load(config)
+    runtime.prewarm_speech(background=False)
+    phone = PhoneService(config, runtime, host="127.0.0.1", port=0)
+    await phone.start()
+    work = Path(tempfile.mkdtemp(prefix="bench-sip-"))
+    names = sorted(p.name for p in SAMPLES.glob(args.samples))
+    files = {n: caller_file(n, config, work) for n in names}
+    results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": "2-core CPU",
+                     "method": "baresip recordings, enc/dec aligned on their ends"}
+    try:
+        if args.latency:
+            print(f"== latency: {len(names)} sample calls x {args.repeat}, one at a time, real baresip phone")
+            v2v: list[float] = []
+            first = len(phone.records)
+            for _ in range(args.repeat):
+                for name in names:
+                    call = await one_call(phone, name, *files[name], work)
+                    print(f"  {name:28s} v2v ms: {', '.join(str(int(x)) for x in call['v2v_ms']) or '-'}", flush=True)
+                    v2v += call["v2v_ms"]
+            engine = engine_v2v(phone.records[first:])
+            results["latency"] = {"turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
+                                  "max_ms": max(v2v) if v2v else None,
+                                  "engine_p50_ms": pct(engine, 0.5), "engine_p95_ms": pct(engine, 0.95)}
+            lat = results["latency"]
+            print(f"voice_to_voice at the phone: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over {lat['turns']} turns"
+                  f" (the engine's own figure: p50 {lat['engine_p50_ms']}, p95 {lat['engine_p95_ms']})")
+        if args.capacity:
+            steps = []
+            for n in [s for s in CAPACITY_STEPS if s <= args.max_calls]:
+                rotation = [names[(i * 2 + k) % len(names)] for i in range(n) for k in range(2)]
+
+                async def line(i: int) -> list[float]:
+                    out = []
+                    await asyncio.sleep(i * 0.7)  # staggered, as calls arrive
+                    for name in rotation[i * 2: i * 2 + 2]:
+                        out += (await one_call(phone, name, *files[name], work))["v2v_ms"]
+                    return out
+
+                first = len(phone.records)
+                started = time.monotonic()
+                per_line = await asyncio.gather(*(line(i) for i in range(n)))
+                v2v = [x for xs in per_line for x in xs]
+                step = {"calls": n, "turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
+                        "engine_p95_ms": pct(engine_v2v(phone.records[first:]), 0.95),
+                        "seconds": round(time.monotonic() - started, 1)}
+                step["pass"] = step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS
+                steps.append(step)
+                print(f"  {n} calls at once: {step['turns']} turns, p50 {step['p50_ms']} ms, p95 {step['p95_ms']} ms "
+                      f"(engine p95 {step['engine_p95_ms']}): {'pass' if step['pass'] else 'FAIL'}", flush=True)
+                if not step["pass"]:
+                    break
+            passing = [s["calls"] for s in steps if s["pass"]]
+            results["capacity"] = {"steps": steps, "max_calls_passing": max(passing) if passing else 0}
+            print(f"simultaneous SIP calls holding p95 voice_to_voice <= {CAPACITY_P95_MS:.0f} ms: "
+                  f"{results['capacity']['max_calls_passing']}")
+    finally:
+        await phone.stop()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--latency", action="store_true", help="part 1 (both parts run when none is named)")
+    ap.add_argument("--capacity", action="store_true", help="part 2")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--max-calls", type=int, default=6)
+    ap.add_argument("--samples", default="*.wav", help="which sample callers (a glob in samples/audio)")
+    ap.add_argument("--config")
+    args = ap.parse_args()
+    if not (args.latency or args.capacity):
+        args.latency = args.capacity = True
+    logging.basicConfig(level=logging.WARNING)
+    results = asyncio.run(run(args))
+    out = ROOT / "benchmarks" / "results" / "bench_sip.json"
+    out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    print(f"written {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
