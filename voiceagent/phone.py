@@ -86,7 +86,8 @@ class PhoneService:
     async def run_call(self, call: SipCall, options: SessionOptions | None = None) -> CallRecord:
         runtime = self._runtime()
         assert runtime is not None  # the user agent takes no calls before
-        leg = SipLeg(call, self.ua, targets=self.queues, bridge_ring_timeout_s=self.sip.ring_timeout_s)
+        leg = SipLeg(call, self.ua, targets=self.queues, bridge_ring_timeout_s=self.sip.ring_timeout_s,
+                     transfer_method=self.sip.transfer_method)
         if options is None:
             options = SessionOptions(customer_id=self._customer_for(runtime, call))
         if options.call is None:

@@ -329,6 +329,15 @@ class SipEndpoint:
     def _reject_malformed(self, data: bytes, exc: SipParseError, transport: str, source: Address) -> None:
         """Answer a malformed request with its error, when its Via, From, To, Call-ID and CSeq can
         still be read line by line; otherwise nothing can be addressed and it is dropped."""
+        if isinstance(exc.message, SipRequest):  # the head parsed; a later check failed
+            try:
+                if exc.message.method != "ACK" and exc.message.top_via is not None:
+                    response = make_response(exc.message, exc.status, exc.reason[:100])
+                    self.stats["rejected"] += 1
+                    self.send(response, source, transport)
+                return
+            except (SipParseError, ValueError):
+                pass  # not even that much is usable: read the lines below
         text = data[:8192].decode("utf-8", "replace")
         first, _, rest = text.partition("\n")
         if not re.match(r"[A-Za-z]+ \S+ SIP/", first.strip()) or first.startswith("SIP/"):

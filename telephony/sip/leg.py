@@ -25,7 +25,7 @@ class SipLeg:
     sample_rate = RATE
 
     def __init__(self, call: SipCall, ua: UserAgent, targets: dict[str, str] | None = None,
-                 bridge_ring_timeout_s: float = 30.0):
+                 bridge_ring_timeout_s: float = 30.0, transfer_method: str = "refer"):
         """`targets` maps the dialog's transfer targets ("human-queue") to SIP URIs; a target that
         is already a URI is used as it is. Both must pass the user agent's allow-list."""
         self.call = call
@@ -33,6 +33,7 @@ class SipLeg:
         self.clock = Clock(realtime=True)
         self.targets = targets or {}
         self.bridge_ring_timeout_s = bridge_ring_timeout_s
+        self.transfer_method = transfer_method  # "refer" (bridged when the peer refuses) or "bridge"
         self.transfer_log: list[dict] = []
         self._transferred = asyncio.Event()
         call.rtp.clock = self.clock.now  # media times on the call's own timeline
@@ -96,8 +97,11 @@ class SipLeg:
             entry["status"] = "refused"
             return TransferResult(False, "refused")
         await self._drain_output()
-        outcome = await self.call.refer(uri)
-        entry.update(method="refer", status=outcome.status, sip_status=outcome.sip_status)
+        if self.transfer_method == "bridge":
+            outcome = TransferOutcome(False, "refused_by_peer")
+        else:
+            outcome = await self.call.refer(uri)
+            entry.update(method="refer", status=outcome.status, sip_status=outcome.sip_status)
         if outcome.status == "refused_by_peer":
             outcome = await self._bridge(uri, summary)
             entry.update(method="bridge", status=outcome.status, sip_status=outcome.sip_status)

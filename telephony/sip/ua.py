@@ -77,6 +77,8 @@ class UserAgent:
         """Stop taking calls, end those in progress with BYE, close the sockets."""
         self.accepting = False
         await asyncio.gather(*(call.bye("shutdown") for call in list(self.calls.values())), return_exceptions=True)
+        if self._tasks:  # let the calls' handlers finish their records before anything is cancelled
+            await asyncio.wait(list(self._tasks), timeout=5.0)
         for task in list(self._tasks):
             task.cancel()
         await self.endpoint.close()
@@ -155,6 +157,8 @@ class UserAgent:
         if not self.accepting or self.on_call is None:
             self.endpoint.respond(txn, make_response(request, 503, "Service Unavailable", headers=[("Retry-After", "5")]))
             return
+        if self._is_retransmission(request):
+            return  # an INVITE we answered already (our 200 crossed it): the 200 is being resent anyway
         if len(self.calls) >= self.max_calls:
             self.stats["busy"] += 1
             self.endpoint.respond(txn, make_response(request, 486, "Busy Here"))
@@ -172,6 +176,14 @@ class UserAgent:
         self.endpoint.respond(txn, make_response(request, 100))
         self.spawn(self._answer(request, txn, transport, source))
 
+    def _is_retransmission(self, request: SipRequest) -> bool:
+        """RFC 3261 leaves the INVITE transaction once the 2xx is sent, so a late copy of the INVITE
+        arrives as a new request; it must not become a second call (RFC 6026's problem)."""
+        from_tag = request.from_addr.tag
+        return any(call.invite is not None and call.direction == "inbound" and call.invite.call_id == request.call_id
+                   and call.dialog is not None and call.dialog.remote_tag == from_tag
+                   and call.invite.cseq == request.cseq for call in self.calls.values())
+
     async def _answer(self, request: SipRequest, txn: ServerTransaction, transport: str, source) -> None:
         tag = new_tag()
         dialog = Dialog.as_uas(request, tag, self.endpoint.contact(transport), transport)
@@ -180,6 +192,9 @@ class UserAgent:
         except OSError:
             log.exception("no RTP port free")
             self.endpoint.respond(txn, make_response(request, 503, "No Media Port", to_tag=tag))
+            return
+        if txn.state.value != "proceeding":  # cancelled while the media port was being opened
+            await rtp.close()
             return
         rtp.timeout_s = self.rtp_timeout_s
         call = SipCall(self, dialog, rtp, SdpSession(self.rtp_host, rtp.local_port, self.codecs), "inbound",
