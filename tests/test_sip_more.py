@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import random
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -159,6 +162,12 @@ async def call_up(ua: UserAgent, peer: RawPeer, handler, cseq: int = 1):
     return ok, tag, handler.calls[-1]
 
 
+async def hang_up(peer: RawPeer, tag: str, cseq: int = 99) -> None:
+    """The peer ends the call (so that closing the agent does not wait on a BYE nobody answers)."""
+    peer.send(peer.request("BYE", cseq=cseq, to_tag=tag))
+    await peer.expect(200)
+
+
 def port_is_free(port: int) -> bool:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -231,6 +240,22 @@ def test_tcp_options_framing_a_whole_call_and_garbage_closing_only_its_connectio
             await a.expect(200)
             await asyncio.wait_for(call.ended.wait(), 2)
             assert call.end_reason == "remote_bye" and not ua.calls
+
+            # a second call on the connection, ended by the agent: the caller's Contact is the
+            # connection's own address (nobody listens there), so the BYE must come down this one
+            a.send(a.request("INVITE", cseq=1, call_id="second-" + a.call_id,
+                             body=SDP.format(port=a.rtp_port, direction="sendrecv")))
+            ok = await a.expect(200)
+            a.send(a.request("ACK", cseq=1, call_id="second-" + a.call_id, to_tag=ok.to_addr.tag))
+            await asyncio.sleep(0.2)
+            handler.release.set()  # the agent's handler returns: it hangs up
+            bye = await a.expect(method="BYE")
+            assert bye.call_id == "second-" + a.call_id and bye.top_via.transport.upper() == "TCP"
+            a.send(make_response(bye, 200).to_bytes())
+            await asyncio.wait_for(handler.calls[1].ended.wait(), 2)
+            assert handler.calls[1].end_reason == "agent_bye"
+            await asyncio.sleep(0.1)
+            assert not ua.calls
         finally:
             handler.release.set()
             for peer in (a, b, c, udp):
@@ -310,6 +335,7 @@ def test_info_dtmf_reaches_the_leg_and_an_unknown_info_body_is_refused(run):
             await asyncio.sleep(0.2)
             assert [d.digit for d in digits] == ["5", "7", "#"]
             assert call.active
+            await hang_up(peer, tag)
         finally:
             if reader is not None:
                 reader.cancel()
@@ -360,6 +386,7 @@ def test_rfc4733_presses_reach_the_leg_once_each_and_the_clock_switch_keeps_jitt
             assert [d.digit for d in digits] == ["4", "2", "2"]
             # steady 20 ms packets: the jitter is a few ms, not the distance between the two clocks
             assert call.rtp.stats.jitter_ms < 30, call.rtp.stats
+            await hang_up(peer, tag)
         finally:
             if reader is not None:
                 reader.cancel()
@@ -436,7 +463,7 @@ def test_outbound_final_refusals_become_outcomes_acked_with_no_leak(run, status,
         try:
             attempt = asyncio.ensure_future(ua.invite(f"sip:callee@127.0.0.1:{peer.port}", ring_timeout_s=5.0))
             invite = await peer.expect(method="INVITE")
-            rtp_port = int(invite.body.decode().split("m=audio ")[1].split()[0])
+            rtp_port = media_port(invite)
             assert not port_is_free(rtp_port)  # the offer's port is held while the call is tried
             reply(peer, invite, 100)
             final = reply(peer, invite, status, tag="callee1")
@@ -459,7 +486,7 @@ def test_outbound_ringing_too_long_is_cancelled_then_no_answer(run):
             started = time.monotonic()
             attempt = asyncio.ensure_future(ua.invite(f"sip:callee@127.0.0.1:{peer.port}", ring_timeout_s=1.0))
             invite = await peer.expect(method="INVITE")
-            rtp_port = int(invite.body.decode().split("m=audio ")[1].split()[0])
+            rtp_port = media_port(invite)
             reply(peer, invite, 100)
             reply(peer, invite, 180, tag="ringing")
             cancel = await peer.expect(method="CANCEL", timeout=3.0)
@@ -490,7 +517,7 @@ def test_outbound_to_a_peer_that_never_answers_gives_up_at_the_ring_timeout(run)
             started = time.monotonic()
             attempt = asyncio.ensure_future(ua.invite(f"sip:callee@127.0.0.1:{peer.port}", ring_timeout_s=1.0))
             invite = await peer.expect(method="INVITE")
-            rtp_port = int(invite.body.decode().split("m=audio ")[1].split()[0])
+            rtp_port = media_port(invite)
             with pytest.raises(CallFailed) as failed:
                 await asyncio.wait_for(attempt, 2.5)
             assert time.monotonic() - started < 2.0
@@ -566,7 +593,8 @@ def test_outbound_wrong_credentials_are_not_retried_forever(run):
             assert (failed.value.outcome, failed.value.status) == ("rejected", 401)
             with pytest.raises(AssertionError):
                 await peer.expect(method="INVITE", timeout=0.5)  # a third try would loop
-            assert not ua.calls
+            rtp_port = media_port(invite)
+            assert not ua.calls and port_is_free(rtp_port)
         finally:
             peer.close()
             await ua.close()
@@ -655,6 +683,7 @@ def test_an_invite_with_garbage_sdp_is_refused_and_leaves_no_call(run):
             # still answering calls afterwards
             _, tag, call = await call_up(ua, peer, handler)
             assert call.active
+            await hang_up(peer, tag)
         finally:
             handler.release.set()
             peer.close()
@@ -715,9 +744,9 @@ def _mutate(text: str, rng: random.Random) -> bytes:
 
 def test_garbage_and_mutated_invites_while_a_call_is_up_do_not_disturb_it(run, caplog):
     async def scenario():
-        ua, handler = await agent()
+        ua, handler = await agent(max_calls=64)  # mutated INVITEs that still parse go all the way through
         peer = RawPeer(ua.port)
-        rng = random.Random(20240611)
+        rng = random.Random(int(os.environ.get("SIP_FUZZ_SEED", "20240611")))  # fixed; set it to explore
         pump = None
         try:
             ok, tag, call = await call_up(ua, peer, handler)
@@ -743,11 +772,10 @@ def test_garbage_and_mutated_invites_while_a_call_is_up_do_not_disturb_it(run, c
                     junk = b"INVITE sip:agent@127.0.0.1 SIP/2.0\r\n" + junk
                 peer.send(junk)
                 await asyncio.sleep(0.005)
-            fuzz_ids = set()
             for i in range(50):
-                call_id = f"fuzz-{i}-{uuid.uuid4().hex[:8]}"
-                fuzz_ids.add(call_id)
-                text = peer.request("INVITE", call_id=call_id, body=SDP.format(port=peer.rtp_port + 2, direction="sendrecv"))
+                call_id = f"fuzz-{i}-{rng.getrandbits(32):08x}"
+                text = peer.request("INVITE", call_id=call_id,
+                                    body=SDP.format(port=peer.rtp_port + 2, direction="sendrecv"))
                 peer.send(_mutate(text, rng))
                 await asyncio.sleep(0.01)
             await asyncio.sleep(1.0)
@@ -759,10 +787,11 @@ def test_garbage_and_mutated_invites_while_a_call_is_up_do_not_disturb_it(run, c
             answers = await _drain_responses(peer)
             assert not [r for r in answers if r.status == 500], "the agent failed on some input"
             accepted = [r for r in answers if r.status == 200 and r.cseq and r.cseq[1] == "INVITE"
-                        and r.call_id in fuzz_ids]
-            for r in {r.call_id: r for r in accepted}.values():
-                peer.send(peer.request("ACK", call_id=r.call_id, to_tag=r.to_addr.tag))
-                peer.send(peer.request("BYE", cseq=2, call_id=r.call_id, to_tag=r.to_addr.tag))
+                        and r.call_id != call.call_id]
+            for r in {(r.call_id, r.to_addr.tag): r for r in accepted}.values():
+                # echo the 200's own From/To/Call-ID: the mutation may have hit any of them
+                peer.send(_in_dialog(peer, "ACK", r, r.cseq[0]))
+                peer.send(_in_dialog(peer, "BYE", r, r.cseq[0] + 1))
             pump.cancel()
             peer.send(peer.request("BYE", cseq=2, to_tag=tag))
             await asyncio.wait_for(call.ended.wait(), 2)
@@ -781,9 +810,19 @@ def test_garbage_and_mutated_invites_while_a_call_is_up_do_not_disturb_it(run, c
             await ua.close()
     with caplog.at_level("WARNING", logger="telephony"):
         run(scenario())
-    failures = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")
-                or "handling" in r.getMessage() or r.getMessage().startswith("sip: <")]
-    assert not failures, [r.getMessage() for r in failures]
+    # an exception anywhere in the SIP layers is logged at ERROR ("handling ... failed") or by the
+    # endpoint's task reaper (_task_done)
+    failures = [r for r in caplog.records if r.levelno >= 40 or r.funcName == "_task_done"]
+    assert not failures, "\n".join(r.getMessage() + "\n" + (logging.Formatter().formatException(r.exc_info)
+                                                              if r.exc_info else "") for r in failures)
+
+
+def _in_dialog(peer: RawPeer, method: str, ok: SipResponse, cseq: int) -> str:
+    """A request in the dialog that the 200 `ok` set up, its From/To/Call-ID copied from it."""
+    return (f"{method} sip:agent@127.0.0.1:{peer.agent[1]} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: {ok.header('From')}\r\nTo: {ok.header('To')}\r\n"
+            f"Call-ID: {ok.call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n")
 
 
 async def _drain_responses(peer: RawPeer) -> list[SipResponse]:
@@ -800,3 +839,181 @@ async def _drain_responses(peer: RawPeer) -> list[SipResponse]:
             continue
         if isinstance(msg, SipResponse):
             out.append(msg)
+
+
+def test_a_control_character_in_a_header_is_dropped_quietly(run, caplog):
+    """The error response of a malformed request echoes its Via/From/To/Call-ID/CSeq; one of them
+    holding a control character cannot be echoed: the request is dropped without an exception
+    escaping the socket's callback (which asyncio logs as an error, once per datagram)."""
+    async def scenario():
+        ua, _ = await agent()
+        peer = RawPeer(ua.port)
+        try:
+            for header in ("To: <sip:agent@127.0.0.1>", "Call-ID: " + peer.call_id):
+                peer.send(peer.request("OPTIONS").replace(header, header + "\x01"))
+            await asyncio.sleep(0.2)
+            assert ua.endpoint.stats["malformed"] == 2
+            peer.send(peer.request("OPTIONS"))
+            await peer.expect(200)
+        finally:
+            peer.close()
+            await ua.close()
+    with caplog.at_level("WARNING"):
+        run(scenario())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def test_shutdown_ends_calls_with_bye_without_waiting_for_a_peer_that_is_gone(run):
+    """Closing the agent (SIGTERM on `voiceagent serve`) sends BYE on every call, but a caller who
+    vanished never answers it: that must not hold the shutdown for the BYE's 32 s timeout."""
+    async def scenario():
+        async def until_ended(call):
+            await call.ended.wait()
+
+        ua = UserAgent("127.0.0.1", 0, on_call=until_ended, rtp_ports=(30000, 31000))
+        await ua.start()
+        peer = RawPeer(ua.port)
+        try:
+            peer.send(peer.request("INVITE", body=SDP.format(port=peer.rtp_port, direction="sendrecv")))
+            ok = await peer.expect(200)
+            peer.send(peer.request("ACK", to_tag=ok.to_addr.tag))
+            await asyncio.sleep(0.3)
+            assert len(ua.calls) == 1
+            started = time.monotonic()
+            await ua.close()
+            took = time.monotonic() - started
+            bye = await peer.expect(method="BYE", timeout=0.5)  # it was said; nobody answered it
+            assert bye.call_id == peer.call_id
+            assert took < 5.0, f"close() took {took:.1f} s"
+            assert not ua.calls
+        finally:
+            peer.close()
+    run(scenario())
+
+
+# -- 5. The CLI over SIP (subprocesses, real models) --------------------------------------------
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples)))) if len(samples) else 0.0
+
+
+def _http_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:  # 503 while loading, 404...
+        return exc.code, json.load(exc)
+
+
+def _last_json_line(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+async def _options(port: int) -> SipResponse:
+    peer = RawPeer(port)
+    try:
+        peer.send(peer.request("OPTIONS"))
+        return await peer.expect(200)
+    finally:
+        peer.close()
+
+
+@needs_baresip
+def test_cli_serve_answers_sip_beside_http_and_exits_0_on_sigterm(tmp_path):
+    http_port, sip_port = free_port("tcp"), free_port("sip")
+    var = tmp_path / "var"
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([VOICEAGENT, "serve", "--http", f"127.0.0.1:{http_port}", "--sip", f"127.0.0.1:{sip_port}"],
+                                stdout=log, stderr=subprocess.STDOUT, env=cli_env(VOICEAGENT_VAR=str(var)))
+    base = f"http://127.0.0.1:{http_port}"
+
+    def log_tail() -> str:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+
+    try:
+        deadline, health = time.monotonic() + 90, None
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{log_tail()}"
+            try:
+                health = _http_json(f"{base}/healthz", 2)[1].get("status")
+            except OSError:
+                health = None  # not listening yet
+            if health == "ok":
+                break
+            time.sleep(0.5)
+        assert health == "ok", log_tail()
+        time.sleep(0.5)  # the SIP side polls for the models every 0.2 s: until then INVITEs get 503
+
+        ok = asyncio.run(_options(sip_port))
+        assert "INVITE" in [m.strip() for m in (ok.headers.get("Allow") or "").split(",")]
+
+        audio = caller_audio(tmp_path, "en_order_status_16k.wav", lead_s=1.0, tail_s=8.0)
+        with Baresip("caller", audio_source=audio) as caller:
+            caller.dial(f"sip:agent@127.0.0.1:{sip_port}")
+            caller.wait_for("CALL_ESTABLISHED", 10)
+            closed = caller.wait_for("CALL_CLOSED", 40)
+            assert closed["param"] == "end of file"  # the caller hung up, not the agent
+            heard = caller.heard_audio()
+        assert _rms(heard) > 0.01, "the agent's voice did not reach the caller"
+
+        # the call was stored; the HTTP API serves its record
+        store, records = CallStore(var / "calls.db"), []
+        deadline = time.monotonic() + 20
+        while not records and time.monotonic() < deadline:
+            records = store.recent(5)
+            time.sleep(0.2)
+        assert len(records) == 1, log_tail()
+        status, record = _http_json(f"{base}/api/calls/{records[0]['call_id']}")
+        assert status == 200
+        assert record["channel"]["kind"] == "sip" and record["channel"]["transport"] == "udp"
+        assert record["channel"]["direction"] == "inbound" and record["channel"]["end_reason"] == "remote_bye"
+        assert any(t["role"] == "agent" for t in record["turns"])
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log_tail()
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+@needs_baresip
+def test_cli_dial_calls_a_phone_and_writes_the_record(tmp_path):
+    out = tmp_path / "out"
+    audio = caller_audio(tmp_path, "en_order_status_16k.wav", lead_s=6.0, tail_s=4.0)
+    with Baresip("customer", audio_source=audio) as callee:
+        result = subprocess.run([VOICEAGENT, "dial", callee.uri, "--out", str(out), "--lang", "en"],
+                                capture_output=True, text=True, timeout=120,
+                                env=cli_env(VOICEAGENT_VAR=str(tmp_path / "var")))
+        assert result.returncode == 0, result.stderr[-3000:]
+        callee.wait_for("CALL_ESTABLISHED", 1)
+        heard = callee.heard_audio()
+    summary = _last_json_line(result.stdout)
+    assert summary["answered"] is True and summary["target"] == callee.uri and summary["turns"] >= 1
+    record = json.loads((out / "call.json").read_text())
+    assert record["call_id"] == summary["call_id"]
+    agent_turns = [t for t in record["turns"] if t["role"] == "agent"]
+    assert agent_turns and agent_turns[0]["kind"] == "greeting"
+    assert record["channel"]["direction"] == "outbound" and record["channel"]["kind"] == "sip"
+    assert _rms(heard) > 0.01, "the callee heard nothing"
+
+
+def test_cli_dial_failures_exit_1_with_the_outcome_and_2_for_a_bad_uri(tmp_path):
+    env = cli_env(VOICEAGENT_VAR=str(tmp_path / "var"))
+    bad = subprocess.run([VOICEAGENT, "dial", "not-a-uri"], capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and not bad.stdout
+    assert len(bad.stderr.strip().splitlines()) == 1 and "not-a-uri" in bad.stderr
+
+    config = tmp_path / "fast.toml"
+    config.write_text("[sip]\nring_timeout_s = 2.0\n")
+    closed = free_port("sip")  # nobody listens there
+    started = time.monotonic()
+    result = subprocess.run([VOICEAGENT, "--config", str(config), "dial", f"sip:nobody@127.0.0.1:{closed}"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    summary = _last_json_line(result.stdout)
+    assert summary["answered"] is False and summary["outcome"] == "no_answer"
+    assert time.monotonic() - started < 60  # the ring timeout, not the 32 s of timer B

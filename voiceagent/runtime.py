@@ -29,6 +29,8 @@ class Runtime:
     dialog: object | None = None
     perception: object | None = None
     load_times_s: dict[str, float] = field(default_factory=dict)
+    _prewarm_stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _prewarm_thread: threading.Thread | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, config: Config, parts: tuple[str, ...] = ("vad", "asr", "dialog", "llm", "tts")) -> "Runtime":
@@ -121,10 +123,12 @@ class Runtime:
             answers = [p.answer for p in self.kb.passages if p.lang == lang] if self.kb is not None else []
             texts[lang] = templates.fixed_replies(lang) + answers
 
+        stop = self._prewarm_stop = threading.Event()  # each run its own: a stopped one stays stopped
+
         def run() -> None:
             t0 = time.perf_counter()
             try:
-                made = self.tts.prewarm(texts)
+                made = self.tts.prewarm(texts, stop)
             except Exception:  # a voice that fails here fails loudly on the first call instead
                 log.exception("pre-synthesis failed")
                 return
@@ -134,8 +138,20 @@ class Runtime:
             run()
             return None
         thread = threading.Thread(target=run, name="speech-prewarm", daemon=True)
+        self._prewarm_thread = thread
         thread.start()
         return thread
+
+    def stop_prewarm(self, timeout_s: float = 5.0) -> None:
+        """Stop the background pre-synthesis (after the sentence it is on) and wait for it. A server
+        shutting down calls this: a daemon thread still inside the TTS's native code when the
+        interpreter finalises is killed mid-call (pthread_exit as it takes the GIL back), and the
+        forced unwind through the C++ frames aborts the process (std::terminate, exit status -6
+        instead of 0 after a SIGTERM)."""
+        self._prewarm_stop.set()
+        thread = self._prewarm_thread
+        if thread is not None:
+            thread.join(timeout_s)
 
     def model_names(self) -> dict[str, str]:
         c = self.config

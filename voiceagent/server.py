@@ -69,7 +69,10 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None)
         from .runtime import Runtime
 
         try:
-            app.state.runtime = Runtime.load(config)
+            runtime = Runtime.load(config)
+            if app.state.stopping:  # shut down while loading: start no more native work
+                return
+            app.state.runtime = runtime
             log.info("models loaded: %s", app.state.runtime.load_times_s)
             app.state.runtime.prewarm_speech()  # hot answers spoken from memory
         except Exception as exc:  # reported by /healthz; the process stays up to say why
@@ -79,7 +82,8 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Load in the background: the port answers at once and /healthz says "loading" until ready.
-        if app.state.runtime is None:
+        loading_here = app.state.runtime is None
+        if loading_here:
             threading.Thread(target=load, name="model-loader", daemon=True).start()
         phone = None
         if sip is not None:
@@ -91,8 +95,13 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None)
         try:
             yield
         finally:
+            app.state.stopping = True
             if phone is not None:
                 await phone.stop()  # calls in progress end with BYE
+            if loading_here and app.state.runtime is not None:
+                # before the interpreter finalises: see Runtime.stop_prewarm (a SIGTERM mid-prewarm
+                # ended in std::terminate, exit -6)
+                await asyncio.to_thread(app.state.runtime.stop_prewarm)
 
     app = FastAPI(title="voiceagent", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
@@ -102,6 +111,7 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None)
     store = CallStore(config.store.db)
     app.state.store = store
     app.state.load_error = None
+    app.state.stopping = False
     sessions = _Sessions()
 
     @app.get("/healthz")

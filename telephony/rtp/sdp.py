@@ -123,7 +123,16 @@ def _connection(value: str) -> str:
     parts = value.split()
     if len(parts) < 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
         raise SdpError(f"bad c= line: {value!r}")
-    return parts[2].split("/")[0]  # multicast TTL / count suffix
+    address = parts[2].split("/")[0]  # multicast TTL / count suffix
+    # Only address literals: RFC 4566 allows a host name here, but the stream would then hand the
+    # name to sendto() for every 20 ms packet (a blocking DNS lookup on the event loop, stalling every
+    # call) and could never match a packet's source to it. Phones and trunks send addresses; a name
+    # (or junk) is refused with 488 up front instead.
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise SdpError(f"c= address is not an IP address: {address!r}") from None
+    return address
 
 
 def _parse(text: str) -> _Description:

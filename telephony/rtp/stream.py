@@ -125,6 +125,11 @@ class ReceptionStats:
             self.jitter += (abs(d) - self.jitter) / 16
         self._transit = (timestamp, arrival_s)
 
+    def reset_transit(self) -> None:
+        """Arrival times are about to come from another clock: the next transit time starts the
+        jitter estimate over instead of being compared with one on the old clock."""
+        self._transit = None
+
     @property
     def extended_max(self) -> int:
         return self.cycles + self.max_seq
@@ -238,8 +243,13 @@ class RtpReceiver:
         return self._buffer.next_deadline()
 
     def reset_timeline(self) -> None:
-        """The call clock was replaced: place the next packets anew."""
+        """The call clock was replaced: place the next packets anew. The jitter estimate compares
+        arrival times too: without the reset, the first packet after the switch counted the distance
+        between the two clocks (the stream's monotonic time and the call's, which starts at 0) as
+        jitter, so jitter_ms read hundreds of seconds in RTCP and in the call's record."""
         self._mapper.reset()
+        if self._reception is not None:
+            self._reception.reset_transit()
 
     def on_sender_report(self, ntp_timestamp: int, now: float) -> None:
         self._last_sr = ((ntp_timestamp >> 16) & 0xFFFFFFFF, now)

@@ -356,8 +356,14 @@ class SipEndpoint:
         if not {"Via", "From", "To", "Call-ID", "CSeq"} <= names:
             return
         response = SipResponse(exc.status, exc.reason[:100].replace("\r", " ").replace("\n", " "))
-        for name, value in found:
-            response.headers.add(name, value)
+        try:
+            for name, value in found:
+                response.headers.add(name, value)
+        except ValueError:
+            # a control character in one of them (often why the message was malformed): it cannot
+            # be echoed, so there is nothing to address a response with. Raised from here it escaped
+            # the datagram callback and asyncio logged an error for every such datagram.
+            return
         self.stats["rejected"] += 1
         self.send(response, source, transport)
 

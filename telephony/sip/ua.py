@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
 KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"}  # understood, not served
+SHUTDOWN_BYE_WAIT_S = 2.0  # how long closing waits for the answers to its BYEs
 
 
 @dataclass
@@ -76,12 +77,20 @@ class UserAgent:
     async def close(self) -> None:
         """Stop taking calls, end those in progress with BYE, close the sockets."""
         self.accepting = False
-        await asyncio.gather(*(call.bye("shutdown") for call in list(self.calls.values())), return_exceptions=True)
+        byes = [asyncio.ensure_future(call.bye("shutdown")) for call in list(self.calls.values())]
+        if byes:
+            # Each call is over once its BYE is sent (bye() ends it first). A caller who is gone
+            # never answers, and waiting for that BYE's transaction held the shutdown for its 32 s
+            # timeout (timer F): wait a little, then let the endpoint's closing end the rest.
+            await asyncio.wait(byes, timeout=SHUTDOWN_BYE_WAIT_S)
         if self._tasks:  # let the calls' handlers finish their records before anything is cancelled
             await asyncio.wait(list(self._tasks), timeout=5.0)
         for task in list(self._tasks):
             task.cancel()
         await self.endpoint.close()
+        for bye in byes:
+            bye.cancel()
+        await asyncio.gather(*byes, return_exceptions=True)
 
     @property
     def port(self) -> int:
@@ -114,6 +123,11 @@ class UserAgent:
         to_tag = request.to_addr.tag
         if to_tag:  # inside a dialog
             call = self.calls.get((request.call_id or "", to_tag))
+            if call is not None and call.dialog is not None and (request.from_addr.tag or "") != call.dialog.remote_tag:
+                # A dialog is named by the Call-ID and both tags (RFC 3261 12): the Call-ID and our tag
+                # alone are in every response we sent, so without the peer's tag a BYE from anyone who
+                # saw them (a forked leg, a stale or forged request) would end the call.
+                call = None
             if call is None:
                 if txn is not None:
                     self.endpoint.respond(txn, make_response(request, 481, "Call/Transaction Does Not Exist"))

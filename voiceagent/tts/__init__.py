@@ -4,6 +4,7 @@ sentence so that the first sentence can play while the rest is still being made.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Iterator, Protocol
 
@@ -105,13 +106,16 @@ class VoiceRouter:
             self._voices[lang] = voice
         return self._voices[lang]
 
-    def prewarm(self, texts_by_language: dict[str, list[str]]) -> int:
-        """Pre-synthesises what the agent says most (the knowledge base, the fixed replies)."""
+    def prewarm(self, texts_by_language: dict[str, list[str]], stop: threading.Event | None = None) -> int:
+        """Pre-synthesises what the agent says most (the knowledge base, the fixed replies); stops
+        between sentences once `stop` is set."""
         made = 0
         for lang, texts in texts_by_language.items():
+            if stop is not None and stop.is_set():
+                break
             voice = self.voice(lang)
             if hasattr(voice, "prewarm"):
-                made += voice.prewarm(texts)
+                made += voice.prewarm(texts, stop)
         return made
 
     def _load(self, lang: str) -> Voice:

@@ -87,11 +87,14 @@ class CachedVoice:
         """The sentence is ready to play (no synthesis needed)."""
         return (self.name, sentence) in self.cache
 
-    def prewarm(self, texts: Iterable[str]) -> int:
-        """Synthesises every sentence of `texts` not cached yet; returns how many it made."""
+    def prewarm(self, texts: Iterable[str], stop: threading.Event | None = None) -> int:
+        """Synthesises every sentence of `texts` not cached yet; returns how many it made. Stops
+        between sentences once `stop` is set."""
         made = 0
         for text in texts:
             for sentence in split_sentences(text):
+                if stop is not None and stop.is_set():
+                    return made
                 if self.cache.get(self.name, sentence) is None:
                     self.cache.put(self.name, sentence, tuple(self.inner.synthesize(sentence)))
                     made += 1
