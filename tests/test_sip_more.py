@@ -532,6 +532,32 @@ def test_outbound_to_a_peer_that_never_answers_gives_up_at_the_ring_timeout(run)
     run(scenario())
 
 
+def test_a_late_answer_after_giving_up_is_acked_and_hung_up(run):
+    """The INVITE given up on is still being retransmitted; if the callee picks up after all, the
+    agent ACKs and sends BYE, so the callee is not left holding a dead call."""
+    async def scenario():
+        ua, _ = await agent()
+        peer = outbound_peer(ua)
+        try:
+            attempt = asyncio.ensure_future(ua.invite(f"sip:callee@127.0.0.1:{peer.port}", ring_timeout_s=1.0))
+            invite = await peer.expect(method="INVITE")
+            with pytest.raises(CallFailed):
+                await asyncio.wait_for(attempt, 2.5)
+            answer = SDP.format(port=peer.rtp_port, direction="sendrecv")
+            reply(peer, invite, 200, tag="late", headers=[("Contact", f"<sip:callee@127.0.0.1:{peer.port}>")],
+                  body=answer)
+            ack = await peer.expect(method="ACK")
+            assert ack.to_addr.tag == "late" and ack.cseq == (invite.cseq[0], "ACK")
+            bye = await peer.expect(method="BYE")
+            assert bye.call_id == invite.call_id and bye.to_addr.tag == "late"
+            reply(peer, bye, 200)
+            assert not ua.calls
+        finally:
+            peer.close()
+            await ua.close()
+    run(scenario())
+
+
 def test_outbound_digest_challenge_is_answered_and_the_call_set_up(run):
     async def scenario():
         ua, _ = await agent(credentials=Credentials("agent", "s3cret"))

@@ -31,6 +31,7 @@ from .transaction import ServerTransaction
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
+ABANDONED_INVITE = "sip-abandoned-invite"  # the task that watches an outbound INVITE given up on
 KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"}  # understood, not served
 SHUTDOWN_BYE_WAIT_S = 2.0  # how long closing waits for the answers to its BYEs
 
@@ -83,6 +84,9 @@ class UserAgent:
             # never answers, and waiting for that BYE's transaction held the shutdown for its 32 s
             # timeout (timer F): wait a little, then let the endpoint's closing end the rest.
             await asyncio.wait(byes, timeout=SHUTDOWN_BYE_WAIT_S)
+        for task in self._tasks:
+            if task.get_name() == ABANDONED_INVITE:  # nobody is waiting for those any more
+                task.cancel()
         if self._tasks:  # let the calls' handlers finish their records before anything is cancelled
             await asyncio.wait(list(self._tasks), timeout=5.0)
         for task in list(self._tasks):
@@ -303,15 +307,9 @@ class UserAgent:
             return await asyncio.wait_for(asyncio.shield(task), ring_timeout_s)
         except asyncio.TimeoutError:
             if not ringing.is_set():  # no provisional at all: CANCEL is not allowed (9.1); give up
-                task.cancel()
+                self.spawn(self._abandon(task, request, dest, transport, ringing)).set_name(ABANDONED_INVITE)
                 raise SipTimeout("no answer to INVITE")
-            cancel = SipRequest("CANCEL", request.uri)
-            cancel.headers.add("Via", request.headers.get_all("Via")[0])
-            for route in request.headers.get_all("Route"):
-                cancel.headers.add("Route", route)
-            for name in ("Max-Forwards", "From", "To", "Call-ID"):
-                cancel.headers.add(name, request.headers.get(name))
-            cancel.headers.add("CSeq", f"{request.cseq[0]} CANCEL")
+            cancel = _cancel_for(request)
             try:
                 await self.endpoint.request(cancel, dest, transport)
                 response = await asyncio.wait_for(task, 32.0)
@@ -321,6 +319,39 @@ class UserAgent:
                 return response
             raise CallFailed("no_answer", response.status, response.reason)
 
+    async def _abandon(self, task: asyncio.Future, request: SipRequest, dest, transport: str,
+                       ringing: asyncio.Event) -> None:
+        """An INVITE given up on before any answer goes on being retransmitted until timer B, so it
+        may still be answered: CANCEL it if it starts ringing, and ACK then BYE a late 2xx, so that
+        the callee is not left holding a call nobody is on."""
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, even if we are cancelled
+        ring = asyncio.ensure_future(ringing.wait())
+        try:
+            await asyncio.wait({task, ring}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ring.cancel()
+        if not task.done():
+            try:
+                await self.endpoint.request(_cancel_for(request), dest, transport)
+            except SipTimeout:
+                pass
+        try:
+            response = await task
+        except (SipTimeout, asyncio.CancelledError):
+            return
+        if 200 <= response.status < 300:
+            try:
+                dialog = Dialog.as_uac(request, response, request.headers.get("Contact") or "", transport)
+            except DialogError:
+                return
+            self.endpoint.send(dialog.next_request("ACK", *self.via_host_port(transport), cseq=request.cseq[0]),
+                               dialog.destination(), transport)
+            try:
+                await self.endpoint.request(dialog.next_request("BYE", *self.via_host_port(transport)),
+                                            dialog.destination(), transport)
+            except SipTimeout:
+                pass
+
     def _authorize(self, request: SipRequest, response: SipResponse) -> tuple[str, str]:
         assert self.credentials is not None
         header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
@@ -328,3 +359,16 @@ class UserAgent:
         value = authorization(challenge, request.method, request.uri, self.credentials.username,
                               self.credentials.password)
         return ("Authorization" if response.status == 401 else "Proxy-Authorization"), value
+
+
+def _cancel_for(request: SipRequest) -> SipRequest:
+    """CANCEL of a pending INVITE (9.1): its Request-URI, top Via (same branch), Route, From, To,
+    Call-ID, and CSeq number."""
+    cancel = SipRequest("CANCEL", request.uri)
+    cancel.headers.add("Via", request.headers.get_all("Via")[0])
+    for route in request.headers.get_all("Route"):
+        cancel.headers.add("Route", route)
+    for name in ("Max-Forwards", "From", "To", "Call-ID"):
+        cancel.headers.add(name, request.headers.get(name))
+    cancel.headers.add("CSeq", f"{request.cseq[0]} CANCEL")
+    return cancel
