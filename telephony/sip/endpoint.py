@@ -122,7 +122,6 @@ class SipEndpoint:
             request.headers.prepend("Via", self.via(transport))
         now = self.clock()
         txn = ClientTransaction(request, dest, now, reliable=transport == "tcp")
-        txn.transport = transport  # type: ignore[attr-defined]
         future = asyncio.get_running_loop().create_future()
         self._clients[txn.key] = txn
         self._waiters[txn] = (future, on_provisional)
@@ -133,7 +132,7 @@ class SipEndpoint:
             self._waiters.pop(txn, None)
 
     def respond(self, txn: ServerTransaction, response: SipResponse) -> None:
-        self._spawn(self._run(txn, txn.respond(response, self.clock()), txn.transport))  # type: ignore[attr-defined]
+        self._spawn(self._run(txn, txn.respond(response, self.clock()), txn.transport))
 
     def send(self, message: SipRequest | SipResponse, dest: Address, transport: str = "udp") -> None:
         """Outside any transaction: an ACK to a 2xx, a retransmitted 2xx."""
@@ -219,7 +218,7 @@ class SipEndpoint:
             for txn in [*self._clients.values(), *self._servers.values()]:
                 deadline = txn.next_deadline()
                 if deadline is not None and deadline <= now:
-                    await self._run(txn, txn.tick(now), getattr(txn, "transport", "udp"))
+                    await self._run(txn, txn.tick(now), txn.transport)
                 elif txn.done:
                     self._forget(txn)
 
@@ -312,7 +311,6 @@ class SipEndpoint:
             self.handler.on_request(request, None, transport, source)  # ACK for a 2xx: the dialog's
             return
         txn = ServerTransaction(request, source, now, reliable=transport == "tcp")
-        txn.transport = transport  # type: ignore[attr-defined]
         if key is not None:
             self._servers[key] = txn
         self.handler.on_request(request, txn, transport, source)

@@ -78,26 +78,19 @@ def server_key(request: SipRequest) -> tuple[str, str, str] | None:
     return via.branch, sent_by, method
 
 
-class ClientTransaction:
-    """One request we sent, until its final response (17.1)."""
+class _Transaction:
+    """What both kinds share: the request, its timers, and termination."""
 
-    def __init__(self, request: SipRequest, dest: Address, now: float, reliable: bool = False):
+    def __init__(self, request: SipRequest, reliable: bool):
         self.request = request
-        self.dest = dest
-        self.reliable = reliable
+        self.reliable = reliable  # over TCP nothing is retransmitted and the wait states last 0 s
         self.invite = request.method == "INVITE"
-        self.state = State.CALLING if self.invite else State.TRYING
-        via = request.top_via
-        self.key = client_key(via.branch if via else "", request.method)
-        self.final: SipResponse | None = None
-        self._ack: SipRequest | None = None
+        self.transport = "tcp" if reliable else "udp"
         self._interval = T1
-        self._retransmit_at = None if reliable else now + T1  # timer A / E
-        self._give_up_at = now + TIMEOUT  # timer B / F
-        self._end_at: float | None = None  # timer D / K
-
-    def start(self) -> list[Action]:
-        return [Send(self.request, self.dest)]
+        self._retransmit_at: float | None = None  # timer A / E (client), G (server)
+        self._give_up_at: float | None = None  # timer B / F (client), H (server)
+        self._end_at: float | None = None  # timer D / K (client), I / J (server)
+        self.state = State.TRYING
 
     @property
     def done(self) -> bool:
@@ -106,6 +99,28 @@ class ClientTransaction:
     def next_deadline(self) -> float | None:
         times = [t for t in (self._retransmit_at, self._give_up_at, self._end_at) if t is not None]
         return min(times) if times and not self.done else None
+
+    def _terminate(self) -> None:
+        self.state = State.TERMINATED
+        self._retransmit_at = self._give_up_at = self._end_at = None
+
+
+class ClientTransaction(_Transaction):
+    """One request we sent, until its final response (17.1)."""
+
+    def __init__(self, request: SipRequest, dest: Address, now: float, reliable: bool = False):
+        super().__init__(request, reliable)
+        self.dest = dest
+        self.state = State.CALLING if self.invite else State.TRYING
+        via = request.top_via
+        self.key = client_key(via.branch if via else "", request.method)
+        self.final: SipResponse | None = None
+        self._ack: SipRequest | None = None
+        self._retransmit_at = None if reliable else now + T1  # timer A / E
+        self._give_up_at = now + TIMEOUT  # timer B / F
+
+    def start(self) -> list[Action]:
+        return [Send(self.request, self.dest)]
 
     def receive(self, response: SipResponse, now: float) -> list[Action]:
         if self.done:
@@ -161,10 +176,6 @@ class ClientTransaction:
         self._terminate()
         return [Timeout()]
 
-    def _terminate(self) -> None:
-        self.state = State.TERMINATED
-        self._retransmit_at = self._give_up_at = self._end_at = None
-
     def _ack_for(self, response: SipResponse) -> SipRequest:
         """The ACK of a non-2xx final response (17.1.1.3): same branch and Request-URI as the INVITE,
         the response's To (with its tag), the INVITE's Route headers."""
@@ -181,29 +192,15 @@ class ClientTransaction:
         return ack
 
 
-class ServerTransaction:
+class ServerTransaction(_Transaction):
     """One request we received, until our final response is safely delivered (17.2)."""
 
     def __init__(self, request: SipRequest, source: Address, now: float, reliable: bool = False):
-        self.request = request
+        super().__init__(request, reliable)
         self.source = source
-        self.reliable = reliable
-        self.invite = request.method == "INVITE"
         self.state = State.PROCEEDING if self.invite else State.TRYING
         self.key = server_key(request)
         self.last_response: SipResponse | None = None
-        self._interval = T1
-        self._retransmit_at: float | None = None  # timer G
-        self._give_up_at: float | None = None  # timer H
-        self._end_at: float | None = None  # timers I and J
-
-    @property
-    def done(self) -> bool:
-        return self.state is State.TERMINATED
-
-    def next_deadline(self) -> float | None:
-        times = [t for t in (self._retransmit_at, self._give_up_at, self._end_at) if t is not None]
-        return min(times) if times and not self.done else None
 
     def respond(self, response: SipResponse, now: float) -> list[Action]:
         """The TU's response. A 2xx to an INVITE ends the transaction: the TU retransmits it."""
@@ -250,7 +247,3 @@ class ServerTransaction:
             self._retransmit_at = now + self._interval
             return [Send(self.last_response, self.source)]
         return []
-
-    def _terminate(self) -> None:
-        self.state = State.TERMINATED
-        self._retransmit_at = self._give_up_at = self._end_at = None
