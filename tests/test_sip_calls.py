@@ -29,7 +29,7 @@ from voiceagent.phone import PhoneService
 from voiceagent.session import SessionOptions
 
 from .conftest import SAMPLES
-from .test_sip_ua import SDP, RawPeer
+from .test_sip_ua import RawPeer, call_up, media_port
 
 
 def _need(available: bool, what: str):
@@ -180,13 +180,10 @@ def test_refer_refused_falls_back_to_bridging_and_the_allow_list_guards_transfer
             await ua.start()
             peer = RawPeer(ua.port)
             try:
-                peer.send(peer.request("INVITE", body=SDP.format(port=peer.rtp_port, direction="sendrecv")))
-                ok = await peer.expect(200)
-                tag = ok.to_addr.tag
-                peer.send(peer.request("ACK", to_tag=tag))
-                agent_rtp = ("127.0.0.1", int(ok.body.decode().split("m=audio ")[1].split()[0]))
+                ok, tag, call = await call_up(peer, calls)
+                agent_rtp = ("127.0.0.1", media_port(ok))
                 await asyncio.sleep(0.2)
-                leg = SipLeg(calls[0], ua)
+                leg = SipLeg(call, ua)
                 refused = await leg.transfer("sip:premium@198.51.100.7")  # toll fraud: not allowed
                 assert (refused.ok, refused.status) == (False, "refused")
 

@@ -39,7 +39,7 @@ from voiceagent.store import CallStore
 
 from .conftest import VOICEAGENT, cli_env
 from .test_sip_calls import caller_audio, needs_baresip, service_config, wait_records
-from .test_sip_ua import SDP, RawPeer, agent, run  # noqa: F401  (run: the fixture)
+from .test_sip_ua import SDP, RawPeer, agent, call_up, media_port, run  # noqa: F401  (run: the fixture)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -135,10 +135,6 @@ def rtp_packet(seq: int, ts: int, payload: bytes, pt: int = 0, marker: bool = Fa
 SILENCE_PCMU = ulaw_encode(np.zeros(160, np.float32))
 
 
-def media_port(message) -> int:
-    return int(message.body.decode().split("m=audio ")[1].split()[0])
-
-
 def drain(sock: socket.socket) -> int:
     n = 0
     while True:
@@ -147,19 +143,6 @@ def drain(sock: socket.socket) -> int:
             n += 1
         except BlockingIOError:
             return n
-
-
-async def call_up(ua: UserAgent, peer: RawPeer, handler, cseq: int = 1):
-    """Peer calls the agent, gets the 200, ACKs it; returns (200 OK, our To tag, the SipCall)."""
-    peer.send(peer.request("INVITE", cseq=cseq, body=SDP.format(port=peer.rtp_port, direction="sendrecv")))
-    ok = await peer.expect(200)
-    tag = ok.to_addr.tag
-    peer.send(peer.request("ACK", cseq=cseq, to_tag=tag))
-    for _ in range(100):
-        if handler.calls:
-            break
-        await asyncio.sleep(0.01)
-    return ok, tag, handler.calls[-1]
 
 
 async def hang_up(peer: RawPeer, tag: str, cseq: int = 99) -> None:
@@ -317,7 +300,7 @@ def test_info_dtmf_reaches_the_leg_and_an_unknown_info_body_is_refused(run):
         peer = RawPeer(ua.port)
         reader = None
         try:
-            _, tag, call = await call_up(ua, peer, handler)
+            _, tag, call = await call_up(peer, handler.calls)
             leg = SipLeg(call, ua)
             digits: list[DtmfDigit] = []
             reader = asyncio.ensure_future(collect_digits(leg, digits))
@@ -351,7 +334,7 @@ def test_rfc4733_presses_reach_the_leg_once_each_and_the_clock_switch_keeps_jitt
         peer = RawPeer(ua.port)
         reader = None
         try:
-            ok, tag, call = await call_up(ua, peer, handler)
+            ok, tag, call = await call_up(peer, handler.calls)
             assert "telephone-event" in ok.body.decode()
             dest = ("127.0.0.1", media_port(ok))
             seq, ts = 1000, 5000
@@ -634,7 +617,7 @@ def test_forged_bye_old_cseq_and_glare_inside_a_call(run):
         ua, handler = await agent()
         peer = RawPeer(ua.port)
         try:
-            _, tag, call = await call_up(ua, peer, handler)
+            _, tag, call = await call_up(peer, handler.calls)
             # a BYE naming the call (Call-ID, our tag) but another caller's From tag: not this dialog
             forged = peer.request("BYE", cseq=2, to_tag=tag).replace(f"tag={peer.tag}", "tag=forged1")
             peer.send(forged)
@@ -707,7 +690,7 @@ def test_an_invite_with_garbage_sdp_is_refused_and_leaves_no_call(run):
             await asyncio.sleep(0.3)
             assert not ua.calls and not handler.calls
             # still answering calls afterwards
-            _, tag, call = await call_up(ua, peer, handler)
+            _, tag, call = await call_up(peer, handler.calls)
             assert call.active
             await hang_up(peer, tag)
         finally:
@@ -775,7 +758,7 @@ def test_garbage_and_mutated_invites_while_a_call_is_up_do_not_disturb_it(run, c
         rng = random.Random(int(os.environ.get("SIP_FUZZ_SEED", "20240611")))  # fixed; set it to explore
         pump = None
         try:
-            ok, tag, call = await call_up(ua, peer, handler)
+            ok, tag, call = await call_up(peer, handler.calls)
             dest = ("127.0.0.1", media_port(ok))
             sent = [0]
             received = [0]

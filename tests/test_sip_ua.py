@@ -91,6 +91,25 @@ class Calls:
         await self.release.wait()
 
 
+def media_port(message) -> int:
+    """The audio port an SDP body (of a request or response) offers or answers with."""
+    return int(message.body.decode().split("m=audio ")[1].split()[0])
+
+
+async def call_up(peer: RawPeer, calls: list, cseq: int = 1):
+    """The peer calls the agent, gets the 200, ACKs it; returns (the 200, our To tag, the SipCall
+    the agent's handler received into `calls`)."""
+    peer.send(peer.request("INVITE", cseq=cseq, body=SDP.format(port=peer.rtp_port, direction="sendrecv")))
+    ok = await peer.expect(200)
+    tag = ok.to_addr.tag
+    peer.send(peer.request("ACK", cseq=cseq, to_tag=tag))
+    for _ in range(100):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    return ok, tag, calls[-1]
+
+
 @pytest.fixture
 def run():
     def runner(coro):
@@ -166,7 +185,7 @@ def test_inbound_call_answer_ack_media_and_bye_from_the_caller(run):
             assert len(handler.calls) == 1 and handler.calls[0].active
             call = handler.calls[0]
             # the agent's RTP reaches the caller's port (silence while it says nothing: continuous RTP)
-            agent_port = int(answer.split("m=audio ")[1].split()[0])
+            agent_port = media_port(ok)
             await asyncio.sleep(0.3)
             packets = []
             while True:
@@ -212,9 +231,7 @@ def test_busy_here_at_capacity_and_cancel_before_answer(run):
         ua, handler = await agent(max_calls=1)
         a, b = RawPeer(ua.port), RawPeer(ua.port)
         try:
-            a.send(a.request("INVITE", body=SDP.format(port=a.rtp_port, direction="sendrecv")))
-            ok = await a.expect(200)
-            a.send(a.request("ACK", to_tag=ok.to_addr.tag))
+            await call_up(a, handler.calls)
             b.send(b.request("INVITE", body=SDP.format(port=b.rtp_port, direction="sendrecv")))
             await b.expect(486)
             assert ua.stats["busy"] == 1
@@ -250,10 +267,7 @@ def test_reinvite_puts_the_call_on_hold_and_back(run):
         ua, handler = await agent()
         peer = RawPeer(ua.port)
         try:
-            peer.send(peer.request("INVITE", body=SDP.format(port=peer.rtp_port, direction="sendrecv")))
-            ok = await peer.expect(200)
-            tag = ok.to_addr.tag
-            peer.send(peer.request("ACK", to_tag=tag))
+            _, tag, _ = await call_up(peer, handler.calls)
             peer.send(peer.request("INVITE", cseq=2, to_tag=tag, body=SDP.format(port=peer.rtp_port, direction="sendonly")))
             held = await peer.expect(200)
             assert "a=recvonly" in held.body.decode()
@@ -287,12 +301,9 @@ def test_garbage_rtp_and_rtp_from_a_stranger_do_not_disturb_the_call_and_silence
         peer = RawPeer(ua.port)
         stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            peer.send(peer.request("INVITE", body=SDP.format(port=peer.rtp_port, direction="sendrecv")))
-            ok = await peer.expect(200)
-            peer.send(peer.request("ACK", to_tag=ok.to_addr.tag))
-            agent_rtp = ("127.0.0.1", int(ok.body.decode().split("m=audio ")[1].split()[0]))
+            ok, _, call = await call_up(peer, handler.calls)
+            agent_rtp = ("127.0.0.1", media_port(ok))
             await asyncio.sleep(0.2)
-            call = handler.calls[0]
             for junk in (b"", b"\x80", b"\x00" * 11, b"\xff" * 172, bytes(range(256))):
                 peer.rtp.sendto(junk, agent_rtp)
             header = bytes([0x80, 0x00, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4])

@@ -42,9 +42,9 @@ class SipLeg:
         call = self.call
         ended = asyncio.ensure_future(call.ended.wait())
         transferred = asyncio.ensure_future(self._transferred.wait())
+        media = asyncio.ensure_future(call.rtp.receive())
+        key = asyncio.ensure_future(call.keys.get())
         try:
-            media = asyncio.ensure_future(call.rtp.receive())
-            key = asyncio.ensure_future(call.keys.get())
             while True:
                 done, _ = await asyncio.wait({media, key, ended, transferred}, return_when=asyncio.FIRST_COMPLETED)
                 if key in done:
@@ -65,12 +65,8 @@ class SipLeg:
                 if (ended in done or transferred in done) and media not in done:
                     return
         finally:
-            for f in (ended, transferred):
-                f.cancel()
-            for name in ("media", "key"):
-                f = locals().get(name)
-                if f is not None and not f.done():
-                    f.cancel()
+            for waiting in (media, key, ended, transferred):
+                waiting.cancel()
 
     async def send(self, frame: AudioFrame) -> None:
         if not self.call.active or self._transferred.is_set():
@@ -138,9 +134,8 @@ async def relay(a: SipCall, b: SipCall) -> None:
             item = await src.rtp.receive()
             if item is None:
                 return
-            if isinstance(item, AudioFrame):
-                dst.rtp.send(item.samples if item.sample_rate == RATE else resample(item.samples, item.sample_rate, RATE),
-                             dst.rtp.clock())
+            if isinstance(item, AudioFrame):  # RTP frames are already 8 kHz
+                dst.rtp.send(item.samples, dst.rtp.clock())
             else:
                 dst.rtp.send_dtmf(item.digit)
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from .address import SipUri
+from .address import AddressError, NameAddress, SipUri
 from .auth import Challenge, authorization
 from .endpoint import SipEndpoint, SipTimeout
 from .message import SipRequest, SipResponse, new_call_id, new_tag
@@ -119,11 +119,12 @@ class Registrar:
 def _granted_expires(response: SipResponse, asked: int) -> int:
     """The registrar may shorten the time: its Contact's expires, else its Expires header."""
     for value in response.headers.get_all("Contact"):
-        if "expires=" in value:
-            try:
-                return int(value.split("expires=")[1].split(";")[0].split(",")[0].strip().strip('"'))
-            except ValueError:
-                pass
+        try:
+            expires = NameAddress.parse(value).params.get("expires")
+            if expires is not None:
+                return int(expires.strip('"'))
+        except (AddressError, ValueError):
+            pass
     try:
         return int(response.headers.get("Expires") or asked)
     except ValueError:

@@ -104,6 +104,29 @@ class _Transaction:
         self.state = State.TERMINATED
         self._retransmit_at = self._give_up_at = self._end_at = None
 
+    # the longest retransmission interval (None: doubling without a cap, the client INVITE's timer A)
+    _max_interval: float | None = T2
+
+    def _resend(self) -> Send:
+        raise NotImplementedError
+
+    def tick(self, now: float) -> list[Action]:
+        if self.done:
+            return []
+        if self._end_at is not None and now >= self._end_at:
+            self._terminate()
+            return []
+        if self._give_up_at is not None and now >= self._give_up_at:
+            self._terminate()
+            return [Timeout()]  # client: no final response (B, F); server: no ACK (H)
+        if self._retransmit_at is not None and now >= self._retransmit_at:
+            self._interval *= 2
+            if self._max_interval is not None:
+                self._interval = min(self._interval, self._max_interval)
+            self._retransmit_at = now + self._interval
+            return [self._resend()]
+        return []
+
 
 class ClientTransaction(_Transaction):
     """One request we sent, until its final response (17.1)."""
@@ -111,6 +134,8 @@ class ClientTransaction(_Transaction):
     def __init__(self, request: SipRequest, dest: Address, now: float, reliable: bool = False):
         super().__init__(request, reliable)
         self.dest = dest
+        if self.invite:
+            self._max_interval = None  # timer A doubles until timer B (17.1.1.2)
         self.state = State.CALLING if self.invite else State.TRYING
         via = request.top_via
         self.key = client_key(via.branch if via else "", request.method)
@@ -154,20 +179,8 @@ class ClientTransaction(_Transaction):
             self._end_at = now + (0 if self.reliable else T4)  # timer K
         return actions
 
-    def tick(self, now: float) -> list[Action]:
-        if self.done:
-            return []
-        if self._end_at is not None and now >= self._end_at:
-            self._terminate()
-            return []
-        if self._give_up_at is not None and now >= self._give_up_at:
-            self._terminate()
-            return [Timeout()]
-        if self._retransmit_at is not None and now >= self._retransmit_at:
-            self._interval = min(self._interval * 2, T2) if not self.invite else self._interval * 2
-            self._retransmit_at = now + self._interval
-            return [Send(self.request, self.dest)]
-        return []
+    def _resend(self) -> Send:
+        return Send(self.request, self.dest)
 
     def transport_failed(self) -> list[Action]:
         """The message could not be sent (connection refused, unreachable): as a timeout (17.1.4)."""
@@ -233,17 +246,5 @@ class ServerTransaction(_Transaction):
             return [Send(self.last_response, self.source)]
         return []
 
-    def tick(self, now: float) -> list[Action]:
-        if self.done:
-            return []
-        if self._end_at is not None and now >= self._end_at:
-            self._terminate()
-            return []
-        if self._give_up_at is not None and now >= self._give_up_at:
-            self._terminate()
-            return [Timeout()]  # the ACK never came
-        if self._retransmit_at is not None and now >= self._retransmit_at:
-            self._interval = min(self._interval * 2, T2)
-            self._retransmit_at = now + self._interval
-            return [Send(self.last_response, self.source)]
-        return []
+    def _resend(self) -> Send:
+        return Send(self.last_response, self.source)
