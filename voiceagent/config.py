@@ -167,6 +167,24 @@ class SipConfig:
 
 
 @dataclass
+class WebRtcConfig:
+    """The browser widget (telephony/webrtc): `voiceagent serve` takes WebRTC offers on its HTTP port."""
+
+    enabled: bool = True
+    max_sessions: int = 4  # simultaneous browser calls; beyond, 503 with Retry-After
+    # pages on other sites that may embed the widget (scheme://host[:port]); the server's own origin
+    # is always allowed. "*" allows any origin (a demo, never a shop).
+    allowed_origins: list[str] = field(default_factory=list)
+    # addresses our ICE candidates offer; empty: every interface's, or 127.0.0.1 when serving on loopback
+    ice_host_addresses: list[str] = field(default_factory=list)
+    ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs; none by default (no network)
+    codecs: list[str] = field(default_factory=lambda: ["opus", "PCMU", "PCMA"])  # in our order of preference
+    connect_timeout_s: float = 15.0  # ICE + DTLS must complete by then, or the session is dropped
+    media_timeout_s: float = 10.0  # no audio from the page this long (tab closed, frozen): the call ends
+    max_offer_bytes: int = 65536
+
+
+@dataclass
 class StoreConfig:
     db: str = ""  # empty: var/calls.db
 
@@ -184,6 +202,7 @@ class Config:
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     sip: SipConfig = field(default_factory=SipConfig)
+    webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Config":

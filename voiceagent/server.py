@@ -1,17 +1,20 @@
 """The HTTP side of `voiceagent serve`: health, the text chat API over the same dialog engine as
-voice, and the demo page. Models load in the background; /healthz says "loading" until then."""
+voice, browser calls (WebRTC signalling), the voice widget and the demo shop page. Models load in
+the background; /healthz says "loading" until then."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from contextlib import asynccontextmanager
+import re
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +22,7 @@ from starlette.routing import Route
 
 from .config import Config
 from .dialog.engine import DialogState
+from .textnorm import mask_pii
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +36,17 @@ class ChatRequest(BaseModel):
     customer_id: str | None = Field(default=None, max_length=64)
 
 
-PAGE = """<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>voiceagent</title>
-<style>body{font-family:sans-serif;max-width:40rem;margin:2rem auto}#log p{margin:.3rem 0}</style></head>
-<body><h1>voiceagent demo shop</h1><p>Text chat with the agent (the voice widget comes with the WebRTC transport).</p>
-<div id="log"></div><form id="f"><input id="t" size="50" placeholder="我的订单什么时候发货？ / Where is my parcel?">
-<button>Send</button></form><script>
-const sid=Math.random().toString(36).slice(2);const log=document.getElementById('log');
-document.getElementById('f').onsubmit=async e=>{e.preventDefault();const t=document.getElementById('t');
-const p=document.createElement('p');p.textContent='You: '+t.value;log.append(p);
-const r=await fetch('/api/chat',{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify({session_id:sid,text:t.value})});
-const j=await r.json();const a=document.createElement('p');a.textContent='Agent: '+(j.reply||j.detail);log.append(a);t.value='';};
-</script></body></html>"""
+WEB = Path(__file__).parent / "web"  # the widget and the demo shop page
+
+
+class CallbackRequest(BaseModel):
+    """The widget's "call me back" form, when no human could take the call (or the chat)."""
+
+    phone: str = Field(min_length=5, max_length=32, pattern=r"^\+?[0-9][0-9 ()-]{3,30}$")
+    session_id: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(default=None, max_length=80)
+    note: str | None = Field(default=None, max_length=500)
+    language: str | None = Field(default=None, max_length=8)
 
 
 class _Sessions:
@@ -62,9 +66,10 @@ class _Sessions:
         return state, lock
 
 
-def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None) -> FastAPI:
+def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None, http_host: str = "127.0.0.1") -> FastAPI:
     """`sip`: HOST, PORT to answer phone calls on (SIP over UDP and TCP), in the same process and
-    event loop, with the same models."""
+    event loop, with the same models. `http_host`: where the HTTP side listens (a loopback server
+    offers 127.0.0.1 as its WebRTC address)."""
     def load() -> None:
         from .runtime import Runtime
 
@@ -92,10 +97,16 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None)
             phone = PhoneService(config, lambda: app.state.runtime, store, host=sip[0], port=sip[1])
             await phone.start()  # answers 503 until the models are loaded
             app.state.phone = phone
+        if config.webrtc.enabled:
+            from .browser import BrowserService
+
+            app.state.browser = BrowserService(config, lambda: app.state.runtime, store, phone=phone, http_host=http_host)
         try:
             yield
         finally:
             app.state.stopping = True
+            if app.state.browser is not None:
+                await app.state.browser.close()
             if phone is not None:
                 await phone.stop()  # calls in progress end with BYE
             if loading_here and app.state.runtime is not None:
@@ -106,6 +117,7 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None)
     app = FastAPI(title="voiceagent", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     app.state.phone = None  # the SIP side, when serving it
+    app.state.browser = None  # browser calls (WebRTC), when enabled
     from .store import CallStore
 
     store = CallStore(config.store.db)
@@ -176,10 +188,106 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None)
             return JSONResponse({"detail": f"no call {call_id}"}, status_code=404)
         return found
 
+    # -- browser calls ------------------------------------------------------------------------
+    def _origin_refused(request: Request) -> JSONResponse | None:
+        browser = app.state.browser
+        origin = request.headers.get("origin")
+        if browser is not None and not browser.origin_allowed(origin, request.headers.get("host")):
+            log.warning("webrtc: origin %s refused", origin)
+            return JSONResponse({"detail": f"origin {origin} may not use this agent ([webrtc] allowed_origins)"},
+                                status_code=403)
+        return None
+
+    async def webrtc_offer(request: Request) -> Response:
+        """`{"sdp", "type": "offer", "language"?}` → `{"sdp", "type": "answer", "session_id"}`: a
+        voice call with the agent. The offer carries its gathered ICE candidates (no trickle)."""
+        from telephony.webrtc.offer import OfferError, parse_offer
+
+        from .browser import ServiceUnavailable
+
+        browser = app.state.browser
+        if browser is None:
+            return JSONResponse({"detail": "browser calls are off ([webrtc] enabled = false)"}, status_code=404)
+        refused = _origin_refused(request)
+        if refused is not None:
+            return refused
+        limit = config.webrtc.max_offer_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:  # refused before reading it
+            return JSONResponse({"detail": f"offer too large: {declared} bytes (at most {limit})"}, status_code=413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return JSONResponse({"detail": f"offer too large (at most {limit} bytes)"}, status_code=413)
+        try:
+            offer = parse_offer(bytes(body), limit)
+            session_id, answer = await browser.open(offer, origin=request.headers.get("origin", ""),
+                                                    remote=request.client.host if request.client else "")
+        except OfferError as exc:
+            return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+        except ServiceUnavailable as exc:
+            return JSONResponse({"detail": exc.reason}, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
+        return JSONResponse({"sdp": answer, "type": "answer", "session_id": session_id})
+
+    app.router.routes.append(Route("/api/webrtc/offer", webrtc_offer, methods=["POST"]))
+
+    @app.delete("/api/webrtc/{session_id}")
+    async def webrtc_hangup(session_id: str):
+        """The page hangs up (also possible over its data channel)."""
+        browser = app.state.browser
+        if browser is None or not await browser.hangup(session_id):
+            return JSONResponse({"detail": f"no browser call {session_id}"}, status_code=404)
+        return {"status": "ending"}
+
+    @app.get("/api/webrtc")
+    async def webrtc_status():
+        """Browser lines in use and what happened to offers so far."""
+        browser = app.state.browser
+        return browser.status() if browser is not None else {"enabled": False}
+
+    async def callback_request(request: Request) -> Response:
+        """The widget's "call me back": a callback ticket for the human team, with the browser call it
+        follows (the phone number is stored for the team; logs see it masked)."""
+        refused = _origin_refused(request)
+        if refused is not None:
+            return refused
+        try:
+            req = CallbackRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            return JSONResponse({"detail": e.errors(include_url=False, include_context=False, include_input=False)},
+                                status_code=422)
+        rt = app.state.runtime
+        if rt is None or rt.shop is None:
+            return JSONResponse({"detail": "the shop is not loaded yet"}, status_code=503)
+        browser = app.state.browser
+        call = browser.calls.get(req.session_id) if browser is not None and req.session_id else None
+        call_id = (call.call_id if call else None) or next(
+            (r.call_id for r in (browser.records if browser else []) if r.channel.get("session_id") == req.session_id), None)
+        phone = re.sub(r"[^0-9+]", "", req.phone)
+        detail = "; ".join(x for x in (f"phone {phone}", req.name and f"name {req.name}",
+                                       call_id and f"call {call_id}", req.language and f"language {req.language}",
+                                       req.note and f"note {req.note}") if x)
+        ticket = await asyncio.to_thread(rt.shop.create_ticket, "callback", None, "web callback request", detail)
+        log.info("callback %s requested for %s (call %s)", ticket.ticket_id, mask_pii(phone), call_id or "-")
+        return JSONResponse({"ticket_id": ticket.ticket_id, "call_id": call_id}, status_code=201)
+
+    app.router.routes.append(Route("/api/callbacks", callback_request, methods=["POST"]))
+
+    @app.get("/widget.js")
+    async def widget():
+        return FileResponse(WEB / "widget.js", media_type="text/javascript; charset=utf-8",
+                            headers={"Cache-Control": "no-cache"})
+
     @app.get("/", response_class=HTMLResponse)
     async def index():
-        return PAGE
+        return FileResponse(WEB / "index.html", media_type="text/html; charset=utf-8")
 
+    if config.webrtc.allowed_origins:  # other sites embed the widget: let their pages call the API
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.webrtc.allowed_origins,
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Content-Type"])
     return app
 
 
@@ -195,6 +303,6 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, sip: tuple[
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop_signals.append(signum))
     # No per-request access log: at thousands of requests a second it costs more than the answers.
-    uvicorn.run(create_app(config, sip=sip), host=host, port=port, log_level="info", access_log=False,
+    uvicorn.run(create_app(config, sip=sip, http_host=host), host=host, port=port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=10)
     log.info("stopped (%s)", ", ".join(signal.Signals(s).name for s in stop_signals) or "server exited")

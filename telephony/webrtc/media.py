@@ -1,0 +1,120 @@
+"""Audio between aiortc and the engine: the browser's decoded frames (Opus at 48 kHz stereo, or
+G.711 at 8 kHz) to mono float at the engine's rate, and the agent's audio as a paced outgoing track.
+
+aiortc pulls an outgoing track (`recv()` once per frame, and sends what it returns at once), so the
+track itself keeps the 20 ms pace, like a sound card: it hands out the agent's queued audio, or
+silence when there is none. aiortc's encoders resample from our rate to the codec's (48 kHz for
+Opus), so the agent's audio is resampled once, inside the codec."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from typing import Callable
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voiceagent.audio.resample import StreamResampler
+
+RATE = 16000  # the engine's rate: what the leg receives and sends
+FRAME = RATE // 50  # 20 ms
+_SILENCE = np.zeros(FRAME, dtype="<i2")
+
+
+def to_mono(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame as mono float32 in [-1, 1] at the frame's own rate."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if data.dtype != np.int16:
+        raise ValueError(f"unexpected sample format {frame.format.name}")
+    if frame.format.is_planar:  # (channels, samples)
+        mono = data.astype(np.float32).mean(axis=0) if channels > 1 else data[0].astype(np.float32)
+    else:  # packed: (1, samples * channels), interleaved
+        flat = data.reshape(-1)
+        mono = flat.reshape(-1, channels).astype(np.float32).mean(axis=1) if channels > 1 else flat.astype(np.float32)
+    return mono / 32768.0
+
+
+class InboundAudio:
+    """Decoded browser frames to 16 kHz mono, without clicks at frame borders. The rate may change
+    mid-call (a renegotiated codec): the resampler follows it."""
+
+    def __init__(self):
+        self._rate = 0
+        self._resampler: StreamResampler | None = None
+
+    def convert(self, frame: av.AudioFrame) -> np.ndarray:
+        if frame.sample_rate != self._rate:
+            self._rate = frame.sample_rate
+            self._resampler = StreamResampler(self._rate, RATE)
+        return self._resampler.process(to_mono(frame))
+
+
+class AgentAudioTrack(MediaStreamTrack):
+    """The agent's voice to the browser: queued 16 kHz PCM out every 20 ms, silence in between.
+
+    `on_playing(True/False)` is called when the agent starts and stops being heard, which the page
+    shows as "speaking" / "listening"."""
+
+    kind = "audio"
+
+    def __init__(self, on_playing: Callable[[bool], None] | None = None):
+        super().__init__()
+        self._queue: deque[np.ndarray] = deque()
+        self._start: float | None = None
+        self._pts = 0
+        self._playing = False
+        self._quiet = 15
+        self.on_playing = on_playing
+        self.frames_sent = 0
+        self.frames_spoken = 0
+
+    def push(self, samples: np.ndarray) -> None:
+        """Queue agent audio (float32 at 16 kHz), cut into 20 ms frames; the last is zero-padded."""
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+        for i in range(0, len(pcm), FRAME):
+            chunk = pcm[i:i + FRAME]
+            if len(chunk) < FRAME:
+                chunk = np.pad(chunk, (0, FRAME - len(chunk)))
+            self._queue.append(chunk)
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    def queued_s(self) -> float:
+        return len(self._queue) * FRAME / RATE
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            self._pts += FRAME
+            due = self._start + self._pts / RATE
+            if due > now:
+                await asyncio.sleep(due - now)
+            elif now - due > 0.2:  # the loop was stalled: start a new pace rather than burst to catch up
+                self._start, self._pts = now, 0
+        chunk = self._queue.popleft() if self._queue else _SILENCE
+        # a gap between two sentences is still speaking; 300 ms of nothing is listening again
+        self._quiet = 0 if chunk is not _SILENCE else self._quiet + 1
+        self._set_playing(self._quiet < 15)
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        self.frames_sent += 1
+        self.frames_spoken += chunk is not _SILENCE
+        return frame
+
+    def _set_playing(self, playing: bool) -> None:
+        if playing != self._playing:
+            self._playing = playing
+            if self.on_playing is not None:
+                self.on_playing(playing)
