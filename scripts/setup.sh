@@ -8,16 +8,19 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-stamp
-APT_PACKAGES=(espeak-ng sox libsndfile1 wrk baresip-core kamailio sip-tester)
+APT_PACKAGES=(espeak-ng sox libsndfile1 wrk baresip-core kamailio sip-tester chromium fonts-wqy-microhei)
 # wrk: the HTTP load generator of benchmarks/; baresip-core, kamailio, sip-tester (sipp): the real SIP
-# phone, registrar/proxy and load generator that tests/peers/ drives in the SIP tests.
+# phone, registrar/proxy and load generator that tests/peers/ drives in the SIP tests; chromium: the
+# real browser (driven by Python playwright, never `playwright install`) that calls the agent over
+# WebRTC in tests/test_webrtc_browser.py and benchmarks/bench_webrtc.py; fonts-wqy-microhei: Chinese
+# glyphs for its screenshots (without a CJK font the widget's Chinese shows as empty boxes).
 
 log() { printf '[setup] %s\n' "$*"; }
 
 # 1. Debian packages (espeak-ng for Mandarin TTS, sox for audio tools, libsndfile for soundfile, wrk for
-#    the HTTP benchmark, baresip/kamailio/sipp for the SIP tests). Kamailio's package installs a system
-#    service on 5060: the tests run their own kamailio in the foreground, so the service is stopped
-#    and disabled (it would hold the SIP port the agent listens on).
+#    the HTTP benchmark, baresip/kamailio/sipp for the SIP tests, chromium for the browser tests).
+#    Kamailio's package installs a system service on 5060: the tests run their own kamailio in the
+#    foreground, so the service is stopped and disabled (it would hold the SIP port the agent listens on).
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -75,6 +75,8 @@ def test_a_chrome_offer_is_accepted_with_its_codecs_candidates_and_channel():
     assert offer.codecs == ("opus", "pcmu", "pcma")  # G722, red, CN: not ours
     assert offer.candidates == 1 and offer.data_channel and offer.language == "en"
     assert parse_offer(_body(language="fr")).language == "auto"
+    assert parse_offer(_body(page_language="en")).page_language == "en"
+    assert parse_offer(_body(page_language="<script>")).page_language is None
 
 
 @pytest.mark.parametrize("body, status, words", [

@@ -8,6 +8,7 @@ the real-time engine, behind `POST /api/webrtc/offer` of the HTTP server.
 The page learns what happens on its "events" data channel (JSON, one object per message):
     {"type": "hello", "session_id", "call_id"}
     {"type": "state", "state": "listening" | "thinking" | "speaking" | "human" | "ended"}
+The offer may carry "language" (the caller's: zh | en | auto) and "page_language" (the greeting's).
     {"type": "transcript", "role": "caller", "text", "final": false|true, "language"}
     {"type": "transcript", "role": "agent", "text", "turn"}
     {"type": "interrupted", "turn", "heard"}
@@ -150,7 +151,7 @@ class BrowserService:
             self.calls.pop(session_id, None)
             await pc.close()
             raise
-        call.task = asyncio.get_running_loop().create_task(self._run(call, runtime, offer.language),
+        call.task = asyncio.get_running_loop().create_task(self._run(call, runtime, offer),
                                                            name=f"webrtc-{session_id}")
         log.info("webrtc %s: offer from %s (origin %s, codecs %s)", session_id, mask_pii(remote), origin or "-",
                  ",".join(offer.codecs))
@@ -215,7 +216,7 @@ class BrowserService:
             log.info("webrtc %s: page message ignored: %.60r", call.session_id, message)
 
     # -- the call -----------------------------------------------------------------------------
-    async def _run(self, call: BrowserCall, runtime: Runtime, language: str) -> None:
+    async def _run(self, call: BrowserCall, runtime: Runtime, offer: Offer) -> None:
         leg, pc = call.leg, call.pc
         try:
             connected = asyncio.ensure_future(call.connected.wait())
@@ -228,9 +229,11 @@ class BrowserService:
                 log.info("webrtc %s: never connected (%s)", call.session_id, leg.end_reason or "ICE/DTLS timeout")
                 return
             call.codec = _codec_of(pc.localDescription.sdp)
-            session = CallSession(runtime, leg, SessionOptions(language=language, call=self.config.call),
+            session = CallSession(runtime, leg, SessionOptions(language=offer.language, call=self.config.call),
                                   observers=[lambda event: self._on_event(call, event)],
                                   on_handoff=self.store.save_handoff if self.store else None)
+            if offer.language == "auto" and offer.page_language:
+                session.state.language = offer.page_language  # greet in the page's language; the caller's speech decides after
             call.call_id = session.call_id
             call.tell({"type": "hello", "session_id": call.session_id, "call_id": session.call_id})
             call.tell({"type": "state", "state": "listening"})

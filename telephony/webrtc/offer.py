@@ -27,7 +27,8 @@ class Offer:
     codecs: tuple[str, ...]  # the audio codecs offered that we can use, in the offer's order
     candidates: int  # gathered ICE candidates carried in the SDP
     data_channel: bool  # an m=application line (the page's event channel)
-    language: str = "auto"  # the page's hint: "zh", "en", or "auto" (detected from the caller's speech)
+    language: str = "auto"  # the caller's language: "zh", "en", or "auto" (detected from their speech)
+    page_language: str | None = None  # the page's own language: the agent greets in it until the caller speaks
 
 
 def parse_offer(body: bytes, max_bytes: int = MAX_BODY_BYTES) -> Offer:
@@ -46,8 +47,9 @@ def parse_offer(body: bytes, max_bytes: int = MAX_BODY_BYTES) -> Offer:
     if not isinstance(sdp, str) or not sdp.strip():
         raise OfferError(400, '"sdp" must be a non-empty string')
     offer = check_sdp(sdp)
-    language = doc.get("language")
-    return replace(offer, language=language) if language in ("zh", "en") else offer
+    language, page = doc.get("language"), doc.get("page_language")
+    return replace(offer, language=language if language in ("zh", "en") else "auto",
+                   page_language=page if page in ("zh", "en") else None)
 
 
 def check_sdp(sdp: str) -> Offer:

@@ -235,7 +235,8 @@
       await gathered(pc, 3000);
       var r = await fetch(BASE + "/api/webrtc/offer", {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", language: SPEECH })
+        body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", language: SPEECH,
+                               page_language: LANG })
       });
       var body = await r.json().catch(function () { return {}; });
       if (!r.ok) throw Object.assign(new Error(body.detail || ("HTTP " + r.status)), { status: r.status });
