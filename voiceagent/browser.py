@@ -11,7 +11,7 @@ The page learns what happens on its "events" data channel (JSON, one object per 
 The offer may carry "language" (the caller's: zh | en | auto) and "page_language" (the greeting's).
     {"type": "transcript", "role": "caller", "text", "final": false|true, "language"}
     {"type": "transcript", "role": "agent", "text", "turn"}
-    {"type": "interrupted", "turn", "heard"}
+    {"type": "interrupted", "heard"}  (the caller cut the agent off; what they heard of its reply)
     {"type": "handoff", "status": "connecting" | "connected" | "failed", "reason", "ticket"}
     {"type": "ended", "by", "reason", "call_id"}
 and sends {"type": "hangup"} or {"type": "dtmf", "digit": "5"}.
@@ -241,7 +241,7 @@ class BrowserService:
             if leg.human is not None:  # bridged to a person: the page stays on until either side ends
                 call.tell({"type": "state", "state": "human"})
                 await leg.wait_done()
-            self._finish(call, record)
+            await self._finish(call, record)
             log.info("webrtc %s: call %s ended (%s)", call.session_id, record.call_id, leg.end_reason)
         except Exception:
             log.exception("webrtc %s: session failed", call.session_id)
@@ -252,7 +252,7 @@ class BrowserService:
             await pc.close()
             self.calls.pop(call.session_id, None)
 
-    def _finish(self, call: BrowserCall, record: CallRecord) -> None:
+    async def _finish(self, call: BrowserCall, record: CallRecord) -> None:
         leg = call.leg
         record.channel = {
             "kind": "webrtc", "session_id": call.session_id, "origin": call.origin,
@@ -266,7 +266,7 @@ class BrowserService:
         self.counters["completed"] += 1
         if self.store is not None:
             try:
-                self.store.save(record)
+                await asyncio.to_thread(self.store.save, record)  # SQLite off the event loop: other calls go on
             except Exception:
                 log.exception("webrtc %s: storing the call failed", call.session_id)
 
