@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 import time
 
 import numpy as np
-import pytest
 
 from telephony.sip.leg import SipLeg
 from telephony.sip.ua import UserAgent
 from tests.peers import baresip as baresip_mod
+from tests.peers import need
 from tests.peers import kamailio as kamailio_mod
 from tests.peers import sipp as sipp_mod
 from tests.peers.baresip import Baresip
@@ -32,14 +31,9 @@ from .conftest import SAMPLES
 from .test_sip_ua import RawPeer, call_up, media_port
 
 
-def _need(available: bool, what: str):
-    # CI installs the peers (scripts/setup.sh): there a missing one fails instead of skipping
-    return pytest.mark.skipif(not available and not os.environ.get("CI"), reason=f"{what} not installed")
-
-
-needs_baresip = _need(baresip_mod.available(), "baresip")
-needs_kamailio = _need(kamailio_mod.available(), "kamailio")
-needs_sipp = _need(sipp_mod.available(), "sipp")
+needs_baresip = need(baresip_mod.available(), "baresip")
+needs_kamailio = need(kamailio_mod.available(), "kamailio")
+needs_sipp = need(sipp_mod.available(), "sipp")
 
 
 def caller_audio(tmp_path, name: str, lead_s: float = 1.0, tail_s: float = 16.0) -> str:

@@ -12,9 +12,9 @@ import shutil
 import time
 
 import numpy as np
-import pytest
 
 from tests.peers import baresip as baresip_mod
+from tests.peers import need
 from tests.peers import kamailio as kamailio_mod
 from tests.peers import sipp as sipp_mod
 from tests.peers.baresip import Baresip, convert_wav, read_wav
@@ -26,16 +26,9 @@ from .conftest import SAMPLES
 SPEECH = SAMPLES / "en_order_status_16k.wav"
 
 
-def _need(available: bool, what: str):
-    # A courtesy for machines set up by hand; CI installs them (scripts/setup.sh), so there a
-    # missing binary must fail, not skip.
-    return pytest.mark.skipif(not available and not os.environ.get("CI"),
-                              reason=f"{what} not installed (run scripts/setup.sh)")
-
-
-needs_baresip = _need(baresip_mod.available(), "baresip (Debian baresip-core)")
-needs_kamailio = _need(kamailio_mod.available(), "kamailio (Debian kamailio)")
-needs_sipp = _need(sipp_mod.available(), "sipp (Debian sip-tester)")
+needs_baresip = need(baresip_mod.available(), "baresip (Debian baresip-core)")
+needs_kamailio = need(kamailio_mod.available(), "kamailio (Debian kamailio)")
+needs_sipp = need(sipp_mod.available(), "sipp (Debian sip-tester)")
 
 
 def _aligned_correlation(ref: np.ndarray, got: np.ndarray, max_lag: int = 8000) -> tuple[float, int]:

@@ -26,16 +26,16 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from telephony.webrtc.media import FRAME, RATE, AgentAudioTrack, InboundAudio, to_mono
 from telephony.webrtc.offer import OfferError, check_sdp, parse_offer
-from voiceagent.audio import load_audio, resample
+from voiceagent.audio import float_to_pcm16, load_audio
 from voiceagent.server import create_app
 
 from .conftest import SAMPLES
 from .peers import baresip as baresip_mod
+from .peers import need
 from .peers.baresip import Baresip
-from .test_sip_calls import _need
 from .peers.ports import free_port
 
-needs_baresip = _need(baresip_mod.available(), "baresip")
+needs_baresip = need(baresip_mod.available(), "baresip")
 
 
 def in_loop(test):
@@ -156,7 +156,7 @@ class WavTrack(MediaStreamTrack):
 
     def __init__(self, samples: np.ndarray):
         super().__init__()
-        self.pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+        self.pcm = float_to_pcm16(samples)
         self.pos = 0
         self._start = None
 

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.peers import chromium
+from tests.peers import chromium, need
 from voiceagent.audio import load_audio
 
 from .conftest import ROOT, SAMPLES
@@ -29,12 +29,7 @@ from .conftest import ROOT, SAMPLES
 ORDER = "38512074"
 
 
-def _need(available: bool, what: str):
-    # CI installs chromium and playwright (scripts/setup.sh): there a missing one fails instead of skipping
-    return pytest.mark.skipif(not available and not os.environ.get("CI"), reason=f"{what} not installed")
-
-
-pytestmark = [_need(chromium.available(), chromium.missing()), pytest.mark.slow]
+pytestmark = [need(chromium.available(), chromium.missing()), pytest.mark.slow]
 
 
 def _artifacts(tmp_path_factory):

@@ -10,7 +10,7 @@ from typing import AsyncIterator
 import numpy as np
 
 from voiceagent.audio import AudioFrame, resample
-from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult
+from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult, played_out
 
 from .call import KeyPress, SipCall, TransferOutcome
 from .ua import CallFailed, UserAgent
@@ -92,7 +92,7 @@ class SipLeg:
             log.warning("call %s: transfer to %r refused: not in the transfer allow-list", self.call.call_id, uri)
             entry["status"] = "refused"
             return TransferResult(False, "refused")
-        await self._drain_output()
+        await played_out(self.call.rtp.queued_s)  # the bridge sentence is heard before the caller moves
         if self.transfer_method == "bridge":
             outcome = TransferOutcome(False, "refused_by_peer")
         else:
@@ -104,13 +104,6 @@ class SipLeg:
         if outcome.ok:
             self._transferred.set()
         return TransferResult(outcome.ok, outcome.status)
-
-    async def _drain_output(self, limit_s: float = 8.0) -> None:
-        """Let the bridge sentence finish playing before the caller is moved."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limit_s
-        while self.call.rtp.queued_s() > 0 and loop.time() < end:
-            await asyncio.sleep(0.05)
 
     async def _bridge(self, uri: str, summary: dict | None) -> TransferOutcome:
         """B2BUA fallback: call the human ourselves and relay audio both ways until either side

@@ -13,7 +13,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voiceagent.audio import AudioFrame, resample
 from voiceagent.audio.resample import StreamResampler
-from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult
+from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult, played_out
 
 from .media import RATE, AgentAudioTrack, InboundAudio
 
@@ -130,7 +130,7 @@ class WebRtcLeg:
         if self.connector is None:
             entry["status"] = "unavailable"
             return TransferResult(False, "unavailable")
-        await self._drain_output()
+        await played_out(self.out.queued_s, gone=self.gone)  # the bridge sentence first
         from telephony.sip.ua import CallFailed  # the SIP side is only needed where a human joins over SIP
 
         try:
@@ -152,13 +152,6 @@ class WebRtcLeg:
         self._deliver(None)  # ends receive(): the session is over, the bridge carries the call
         self._tasks.append(asyncio.get_running_loop().create_task(self._bridge(human), name="webrtc-bridge"))
         return TransferResult(True, "completed")
-
-    async def _drain_output(self, limit_s: float = 8.0) -> None:
-        """Let the bridge sentence ("connecting you to a colleague") finish before the human joins."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limit_s
-        while self.out.queued_s() > 0 and loop.time() < end and not self.gone.is_set():
-            await asyncio.sleep(0.05)
 
     async def _bridge(self, human) -> None:
         """Browser audio to the human's phone (8 kHz RTP) and back, until either side ends."""

@@ -18,6 +18,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voiceagent.audio import float_to_pcm16, pcm16_to_float
 from voiceagent.audio.resample import StreamResampler
 
 RATE = 16000  # the engine's rate: what the leg receives and sends
@@ -31,12 +32,9 @@ def to_mono(frame: av.AudioFrame) -> np.ndarray:
     channels = len(frame.layout.channels)
     if data.dtype != np.int16:
         raise ValueError(f"unexpected sample format {frame.format.name}")
-    if frame.format.is_planar:  # (channels, samples)
-        mono = data.astype(np.float32).mean(axis=0) if channels > 1 else data[0].astype(np.float32)
-    else:  # packed: (1, samples * channels), interleaved
-        flat = data.reshape(-1)
-        mono = flat.reshape(-1, channels).astype(np.float32).mean(axis=1) if channels > 1 else flat.astype(np.float32)
-    return mono / 32768.0
+    # planar: (channels, samples); packed: (1, samples * channels), interleaved
+    samples = pcm16_to_float(data if frame.format.is_planar else data.reshape(-1, channels).T)
+    return samples.mean(axis=0) if channels > 1 else samples[0]
 
 
 class InboundAudio:
@@ -75,7 +73,7 @@ class AgentAudioTrack(MediaStreamTrack):
 
     def push(self, samples: np.ndarray) -> None:
         """Queue agent audio (float32 at 16 kHz), cut into 20 ms frames; the last is zero-padded."""
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+        pcm = float_to_pcm16(samples)
         for i in range(0, len(pcm), FRAME):
             chunk = pcm[i:i + FRAME]
             if len(chunk) < FRAME:

@@ -13,7 +13,7 @@ import asyncio
 import heapq
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Callable, Protocol
 
 from ..audio import AudioFrame
 
@@ -84,6 +84,17 @@ class Clock:
                 now = self.now()
             while self._waiters and self._waiters[0][0] <= now:
                 heapq.heappop(self._waiters)[2].set_result(None)
+
+
+async def played_out(queued_s: Callable[[], float], limit_s: float = 8.0,
+                     gone: asyncio.Event | None = None) -> None:
+    """Until a transport's queued agent audio has been sent (at most `limit_s`, or until the far end
+    is `gone`): before a transfer, the bridge sentence ("connecting you to a colleague") is heard
+    whole."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit_s
+    while queued_s() > 0 and loop.time() < end and not (gone is not None and gone.is_set()):
+        await asyncio.sleep(0.05)
 
 
 @dataclass(frozen=True)
