@@ -295,7 +295,9 @@ async def test_a_browser_call_hears_the_answer_sees_the_transcript_and_is_stored
         heard = page.audio()
         assert np.sqrt(np.mean(heard ** 2)) > 0.01, "no agent audio reached the page"
         words = runtime.asr.transcribe(heard, "en").text.lower()
-        assert "ship" in words or "express" in words, words
+        # the shop's numbers, which tiny Whisper hears reliably (its words vary: "chipped", "suffix press")
+        digits, order = "".join(c for c in words if c.isdigit()), runtime.shop.order("38512074")
+        assert "order" in words and ("38512074" in digits or order.tracking_no[2:] in digits), words
         record = srv.browser.records[-1]
         assert record.call_id == hello["call_id"]
         assert record.channel["kind"] == "webrtc" and record.channel["codec"].lower() == "opus"
