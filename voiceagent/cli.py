@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--http", default="127.0.0.1:8080", type=_host_port, help="HOST:PORT for HTTP (default 127.0.0.1:8080)")
     s.add_argument("--sip", default="127.0.0.1:5060", type=_sip_listen,
                    help="HOST:PORT for SIP over UDP and TCP (default 127.0.0.1:5060; 'off' for none)")
-    s.add_argument("--audiosocket", default=None, type=_host_port, help="HOST:PORT for Asterisk AudioSocket (not yet served)")
+    s.add_argument("--audiosocket", default=None, type=_host_port, help="HOST:PORT for Asterisk AudioSocket (default: not served; AMI control in [asterisk])")
 
     c = sub.add_parser("call", help="simulate a whole call from a recording of the caller")
     c.add_argument("input", help="caller recording (WAV or any libsndfile format)")
@@ -226,7 +226,7 @@ def cmd_models(args, config) -> int:
 def cmd_serve(args, config) -> int:
     from .server import serve
 
-    serve(config, host=args.http[0], port=args.http[1], sip=args.sip)
+    serve(config, host=args.http[0], port=args.http[1], sip=args.sip, audiosocket=args.audiosocket)
     return 0
 
 

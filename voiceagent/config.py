@@ -185,6 +185,37 @@ class WebRtcConfig:
 
 
 @dataclass
+class AsteriskConfig:
+    """Asterisk (telephony/asterisk): AudioSocket media (`voiceagent serve --audiosocket HOST:PORT`)
+    and AMI call control. The matching Asterisk configuration is in docker/asterisk/."""
+
+    max_calls: int = 4  # simultaneous AudioSocket calls; beyond, the caller goes to overflow_target
+    uuid_timeout_s: float = 5.0  # a connection that sends no UUID by then is closed
+    media_timeout_s: float = 10.0  # no frame from Asterisk this long (it sends 50 a second): the call ends
+    ami_host: str = ""  # empty: no AMI (no transfers: the caller is offered a callback; no originate)
+    ami_port: int = 5038
+    ami_username: str = ""
+    ami_secret: str = ""
+    ami_reconnect_max_s: float = 30.0  # reconnect backoff doubles from 1 s up to this
+    action_timeout_s: float = 10.0  # an AMI action without a response by then has failed
+    uuid_variable: str = "VOICEAGENT_UUID"  # the channel variable the dialplan puts the AudioSocket UUID in
+    channel_wait_s: float = 2.0  # how long a new call waits for AMI to say which channel it is
+    transfer_method: str = "redirect"  # "redirect" (AMI Redirect) or "blind_transfer" (AMI BlindTransfer)
+    # handoff targets ([escalation] targets) -> "context,exten[,priority]" in the dialplan; the only
+    # places a transfer can send a caller
+    queues: dict[str, str] = field(default_factory=lambda: {"human-queue": "voiceagent-transfer,human,1",
+                                                            "cantonese-queue": "voiceagent-transfer,cantonese,1"})
+    overflow_target: str = "human-queue"  # where calls beyond max_calls go ("" : hang up)
+    # outbound calls (AMI Originate): the channel to dial ({number} is replaced) and where the answered
+    # call continues in the dialplan (there: AudioSocket with our UUID)
+    originate_channel: str = "PJSIP/{number}@trunk"
+    originate_context: str = "voiceagent-outbound"
+    originate_exten: str = "s"
+    originate_caller_id: str = ""
+    ring_timeout_s: float = 30.0
+
+
+@dataclass
 class StoreConfig:
     db: str = ""  # empty: var/calls.db
 
@@ -203,6 +234,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Config":

@@ -66,9 +66,11 @@ class _Sessions:
         return state, lock
 
 
-def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None, http_host: str = "127.0.0.1") -> FastAPI:
+def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None, http_host: str = "127.0.0.1",
+               audiosocket: tuple[str, int] | None = None) -> FastAPI:
     """`sip`: HOST, PORT to answer phone calls on (SIP over UDP and TCP), in the same process and
-    event loop, with the same models. `http_host`: where the HTTP side listens (a loopback server
+    event loop, with the same models. `audiosocket`: HOST, PORT for Asterisk's AudioSocket() (with
+    AMI control as configured in [asterisk]). `http_host`: where the HTTP side listens (a loopback server
     offers 127.0.0.1 as its WebRTC address)."""
     def load() -> None:
         from .runtime import Runtime
@@ -97,6 +99,12 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
             phone = PhoneService(config, lambda: app.state.runtime, store, host=sip[0], port=sip[1])
             await phone.start()  # answers 503 until the models are loaded
             app.state.phone = phone
+        if audiosocket is not None:
+            from .pbx import AsteriskService
+
+            app.state.pbx = AsteriskService(config, lambda: app.state.runtime, store, host=audiosocket[0],
+                                            port=audiosocket[1])
+            await app.state.pbx.start()  # refuses calls until the models are loaded
         if config.webrtc.enabled:
             from .browser import BrowserService
 
@@ -109,6 +117,8 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
                 await app.state.browser.close()
             if phone is not None:
                 await phone.stop()  # calls in progress end with BYE
+            if app.state.pbx is not None:
+                await app.state.pbx.stop()  # AudioSocket calls end with a hangup message
             if loading_here and app.state.runtime is not None:
                 # before the interpreter finalises: see Runtime.stop_prewarm (a SIGTERM mid-prewarm
                 # ended in std::terminate, exit -6)
@@ -118,6 +128,7 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     app.state.runtime = runtime
     app.state.phone = None  # the SIP side, when serving it
     app.state.browser = None  # browser calls (WebRTC), when enabled
+    app.state.pbx = None  # Asterisk (AudioSocket + AMI), when serving it
     from .store import CallStore
 
     store = CallStore(config.store.db)
@@ -187,6 +198,12 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
         if found is None:
             return JSONResponse({"detail": f"no call {call_id}"}, status_code=404)
         return found
+
+    @app.get("/api/asterisk")
+    async def asterisk_status():
+        """The Asterisk side: AudioSocket calls and counters, the AMI link."""
+        pbx = app.state.pbx
+        return pbx.status() if pbx is not None else {"enabled": False}
 
     # -- browser calls ------------------------------------------------------------------------
     def _origin_refused(request: Request) -> JSONResponse | None:
@@ -291,7 +308,8 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     return app
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, sip: tuple[str, int] | None = None) -> None:
+def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, sip: tuple[str, int] | None = None,
+          audiosocket: tuple[str, int] | None = None) -> None:
     import signal
 
     import uvicorn
@@ -303,6 +321,6 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, sip: tuple[
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop_signals.append(signum))
     # No per-request access log: at thousands of requests a second it costs more than the answers.
-    uvicorn.run(create_app(config, sip=sip, http_host=host), host=host, port=port, log_level="info", access_log=False,
+    uvicorn.run(create_app(config, sip=sip, http_host=host, audiosocket=audiosocket), host=host, port=port, log_level="info", access_log=False,
                 timeout_graceful_shutdown=10)
     log.info("stopped (%s)", ", ".join(signal.Signals(s).name for s in stop_signals) or "server exited")

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Voice to voice over Asterisk's AudioSocket, measured where Asterisk sits.
+
+    .venv/bin/python benchmarks/bench_audiosocket.py                  # latency and capacity
+    .venv/bin/python benchmarks/bench_audiosocket.py --latency --repeat 2
+    .venv/bin/python benchmarks/bench_audiosocket.py --capacity --max-calls 6
+
+The agent serves AudioSocket (and AMI control) in this process: AsteriskService, the offline models,
+the greeting off since the sample callers start talking at once. Asterisk is the in-repo stand-in
+(tests/peers/asterisk.py): per call it connects as AudioSocket() does, sends the sample caller as
+20 ms slin frames on its own clock and notes when each frame of the agent's audio arrives (Asterisk
+plays a frame as it arrives). For every caller turn:
+
+    voice_to_voice = arrival of the agent's first voiced frame after the turn
+                     - the end of the caller's speech in what was sent
+
+1. latency: the sample calls one at a time: p50/p95 over the turns.
+2. capacity: N callers at once (N = 1, 2, 3, 4, 6...), each playing samples in turn until about
+   --capacity-calls calls are done for the step; a step passes with p95 <= 1500 ms. Reports the
+   largest N that passes.
+
+Figures go to stdout and benchmarks/results/bench_audiosocket.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_sip import CAPACITY_P95_MS, RATE, caller_file, engine_v2v, pct, voice_to_voice  # noqa: E402
+from tests.peers.asterisk import FakeAsterisk  # noqa: E402
+from voiceagent.audio import load_audio  # noqa: E402
+from voiceagent.config import Config  # noqa: E402
+from voiceagent.pbx import AsteriskService  # noqa: E402
+from voiceagent.runtime import Runtime  # noqa: E402
+
+SAMPLES = ROOT / "samples" / "audio"
+CAPACITY_STEPS = (1, 2, 3, 4, 6, 8)
+
+
+def heard_timeline(channel, length: int) -> np.ndarray:
+    """The agent's frames laid where they arrived on the call's clock (the same clock the caller's
+    frames were sent on)."""
+    track = np.zeros(length, np.float32)
+    for t, kind, payload in channel.received:
+        if kind != 0x10:
+            continue
+        samples = np.frombuffer(payload, "<i2").astype(np.float32) / 32768.0
+        start = int(round(t * RATE))
+        if start >= length:
+            break
+        track[start:start + len(samples)] = samples[: length - start]
+    return track
+
+
+async def one_call(ast: FakeAsterisk, service: AsteriskService, name: str, path: Path, ends: list[float],
+                   caller_id: str) -> list[float]:
+    audio = load_audio(path, RATE).samples
+    before = len(service.records)
+    channel = await ast.incoming_call(caller_id, "4000", audio, listen_s=0.0)
+    await asyncio.wait_for(channel.ended.wait(), len(audio) / RATE + 60)
+    for _ in range(100):  # the record is stored a moment after the socket closes
+        if len(service.records) > before:
+            break
+        await asyncio.sleep(0.1)
+    return voice_to_voice(audio, heard_timeline(channel, len(audio)), ends)
+
+
+async def run(args) -> dict:
+    config = Config.load(args.config) if args.config else Config()
+    config.call.greeting = False
+    config.asterisk.max_calls = max(config.asterisk.max_calls, *(CAPACITY_STEPS if args.capacity else (1,)))
+    runtime = Runtime.load(config)
+    runtime.prewarm_speech(background=False)
+    ast = FakeAsterisk()
+    await ast.start()
+    config.asterisk.ami_host, config.asterisk.ami_port = "127.0.0.1", ast.ami_port
+    config.asterisk.ami_username, config.asterisk.ami_secret = "voiceagent", "s3cret"
+    service = AsteriskService(config, runtime, port=0)
+    await service.start()
+    ast.audiosocket_addr = ("127.0.0.1", service.port)
+    await service.ami.wait_ready(5)
+    work = Path(tempfile.mkdtemp(prefix="bench-audiosocket-"))
+    names = sorted(p.name for p in SAMPLES.glob(args.samples))
+    files = {n: caller_file(n, config, work) for n in names}
+    results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": "2-core CPU",
+                     "method": "in-repo Asterisk (AudioSocket + AMI): frame send and arrival times"}
+    try:
+        if args.latency:
+            print(f"== latency: {len(names)} sample calls x {args.repeat}, one at a time, over AudioSocket")
+            v2v: list[float] = []
+            first = len(service.records)
+            for _ in range(args.repeat):
+                for name in names:
+                    turns = await one_call(ast, service, name, *files[name], "13800138000")
+                    print(f"  {name:28s} v2v ms: {', '.join(str(int(x)) for x in turns) or '-'}", flush=True)
+                    v2v += turns
+            engine = engine_v2v(service.records[first:])
+            results["latency"] = {"turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
+                                  "max_ms": max(v2v) if v2v else None,
+                                  "engine_p50_ms": pct(engine, 0.5), "engine_p95_ms": pct(engine, 0.95)}
+            lat = results["latency"]
+            print(f"voice_to_voice at Asterisk: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over {lat['turns']} "
+                  f"turns (the engine's own figure: p50 {lat['engine_p50_ms']}, p95 {lat['engine_p95_ms']})")
+        if args.capacity:
+            steps = []
+            for n in [s for s in CAPACITY_STEPS if s <= args.max_calls]:
+                per_line = max(2, -(-args.capacity_calls // n))
+                rotation = [names[(i * per_line + k) % len(names)] for i in range(n) for k in range(per_line)]
+
+                async def line(i: int) -> list[float]:
+                    out: list[float] = []
+                    await asyncio.sleep(i * 0.7)  # staggered, as calls arrive
+                    for name in rotation[i * per_line:(i + 1) * per_line]:
+                        out += await one_call(ast, service, name, *files[name], f"1380013{i:04d}")
+                    return out
+
+                first = len(service.records)
+                started = time.monotonic()
+                v2v = [x for xs in await asyncio.gather(*(line(i) for i in range(n))) for x in xs]
+                step = {"calls": n, "turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
+                        "engine_p95_ms": pct(engine_v2v(service.records[first:]), 0.95),
+                        "seconds": round(time.monotonic() - started, 1), "calls_played": n * per_line}
+                step["pass"] = bool(step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS)
+                steps.append(step)
+                print(f"  {n} calls at once: {step['turns']} turns, p50 {step['p50_ms']} ms, p95 {step['p95_ms']} ms "
+                      f"(engine p95 {step['engine_p95_ms']}): {'pass' if step['pass'] else 'FAIL'}", flush=True)
+                if not step["pass"]:
+                    break
+            passing = [s["calls"] for s in steps if s["pass"]]
+            results["capacity"] = {"steps": steps, "max_calls_passing": max(passing) if passing else 0}
+            print(f"simultaneous AudioSocket calls holding p95 voice_to_voice <= {CAPACITY_P95_MS:.0f} ms: "
+                  f"{results['capacity']['max_calls_passing']}")
+    finally:
+        await service.stop()
+        await ast.close()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--latency", action="store_true", help="part 1 (both parts run when none is named)")
+    ap.add_argument("--capacity", action="store_true", help="part 2")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--max-calls", type=int, default=6)
+    ap.add_argument("--capacity-calls", type=int, default=8, help="calls per capacity step (spread over the lines)")
+    ap.add_argument("--samples", default="*.wav", help="which sample callers (a glob in samples/audio)")
+    ap.add_argument("--config")
+    args = ap.parse_args()
+    if not (args.latency or args.capacity):
+        args.latency = args.capacity = True
+    logging.basicConfig(level=logging.WARNING)
+    results = asyncio.run(run(args))
+    out = ROOT / "benchmarks" / "results" / "bench_audiosocket.json"
+    out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    print(f"written {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
