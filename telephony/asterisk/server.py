@@ -195,6 +195,8 @@ class AudioSocketServer:
             self._server.close()
         for conn in list(self.calls.values()):
             conn.hangup("server_stopped")
+        if self._tasks:  # the calls end on their own once their connection is closed: records are kept
+            await asyncio.wait(list(self._tasks), timeout=5.0)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
