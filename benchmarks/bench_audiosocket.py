@@ -30,7 +30,6 @@ import json
 import logging
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,7 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sip import CAPACITY_P95_MS, RATE, caller_file, engine_v2v, pct, voice_to_voice  # noqa: E402
+from benchmarks.bench_sip import (CAPACITY_STEPS, RATE, capacity, caller_file, engine_v2v, pct,  # noqa: E402
+                                  voice_to_voice)
 from tests.peers.asterisk import FakeAsterisk  # noqa: E402
 from voiceagent.audio import load_audio  # noqa: E402
 from voiceagent.config import Config  # noqa: E402
@@ -47,7 +47,6 @@ from voiceagent.pbx import AsteriskService  # noqa: E402
 from voiceagent.runtime import Runtime  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "audio"
-CAPACITY_STEPS = (1, 2, 3, 4, 6, 8)
 
 
 def heard_timeline(channel, length: int) -> np.ndarray:
@@ -115,34 +114,10 @@ async def run(args) -> dict:
             print(f"voice_to_voice at Asterisk: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over {lat['turns']} "
                   f"turns (the engine's own figure: p50 {lat['engine_p50_ms']}, p95 {lat['engine_p95_ms']})")
         if args.capacity:
-            steps = []
-            for n in [s for s in CAPACITY_STEPS if s <= args.max_calls]:
-                per_line = max(2, -(-args.capacity_calls // n))
-                rotation = [names[(i * per_line + k) % len(names)] for i in range(n) for k in range(per_line)]
+            async def call(name: str, line: int) -> list[float]:
+                return await one_call(ast, service, name, *files[name], f"1380013{line:04d}")
 
-                async def line(i: int) -> list[float]:
-                    out: list[float] = []
-                    await asyncio.sleep(i * 0.7)  # staggered, as calls arrive
-                    for name in rotation[i * per_line:(i + 1) * per_line]:
-                        out += await one_call(ast, service, name, *files[name], f"1380013{i:04d}")
-                    return out
-
-                first = len(service.records)
-                started = time.monotonic()
-                v2v = [x for xs in await asyncio.gather(*(line(i) for i in range(n))) for x in xs]
-                step = {"calls": n, "turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
-                        "engine_p95_ms": pct(engine_v2v(service.records[first:]), 0.95),
-                        "seconds": round(time.monotonic() - started, 1), "calls_played": n * per_line}
-                step["pass"] = bool(step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS)
-                steps.append(step)
-                print(f"  {n} calls at once: {step['turns']} turns, p50 {step['p50_ms']} ms, p95 {step['p95_ms']} ms "
-                      f"(engine p95 {step['engine_p95_ms']}): {'pass' if step['pass'] else 'FAIL'}", flush=True)
-                if not step["pass"]:
-                    break
-            passing = [s["calls"] for s in steps if s["pass"]]
-            results["capacity"] = {"steps": steps, "max_calls_passing": max(passing) if passing else 0}
-            print(f"simultaneous AudioSocket calls holding p95 voice_to_voice <= {CAPACITY_P95_MS:.0f} ms: "
-                  f"{results['capacity']['max_calls_passing']}")
+            results["capacity"] = await capacity(call, names, args, lambda: service.records, "AudioSocket")
     finally:
         await service.stop()
         await ast.close()

@@ -124,6 +124,41 @@ def engine_v2v(records) -> list[float]:
             if t.role == "agent" and t.kind == "reply" and (t.latency_ms or {}).get("voice_to_voice") is not None]
 
 
+async def capacity(call, names: list[str], args, records, what: str) -> dict:
+    """N callers at once for N = 1, 2, 3...: each plays samples in turn (`call(name, line)` returns
+    its turns' voice to voice) until about --capacity-calls calls are done for the step; stops at
+    the first step whose p95 is over CAPACITY_P95_MS. `records()`: the agent's finished calls."""
+    steps = []
+    for n in [s for s in CAPACITY_STEPS if s <= args.max_calls]:
+        per_line = max(2, -(-args.capacity_calls // n))  # every step hears about the same number of calls
+        rotation = [names[(i * per_line + k) % len(names)] for i in range(n) for k in range(per_line)]
+
+        async def line(i: int) -> list[float]:
+            out: list[float] = []
+            await asyncio.sleep(i * 0.7)  # staggered, as calls arrive
+            for name in rotation[i * per_line:(i + 1) * per_line]:
+                out += await call(name, i)
+            return out
+
+        first = len(records())
+        started = time.monotonic()
+        v2v = [x for xs in await asyncio.gather(*(line(i) for i in range(n))) for x in xs]
+        step = {"calls": n, "turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
+                "engine_p95_ms": pct(engine_v2v(records()[first:]), 0.95),
+                "seconds": round(time.monotonic() - started, 1), "calls_played": n * per_line}
+        step["pass"] = bool(step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS)
+        steps.append(step)
+        print(f"  {n} calls at once: {step['turns']} turns, p50 {step['p50_ms']} ms, p95 {step['p95_ms']} ms "
+              f"(engine p95 {step['engine_p95_ms']}): {'pass' if step['pass'] else 'FAIL'}", flush=True)
+        if not step["pass"]:
+            break
+    passing = [s["calls"] for s in steps if s["pass"]]
+    result = {"steps": steps, "max_calls_passing": max(passing) if passing else 0}
+    print(f"simultaneous {what} calls holding p95 voice_to_voice <= {CAPACITY_P95_MS:.0f} ms: "
+          f"{result['max_calls_passing']}")
+    return result
+
+
 async def run(args) -> dict:
     config = Config.load(args.config) if args.config else Config()
     config.call.greeting = False
@@ -156,36 +191,10 @@ async def run(args) -> dict:
             print(f"voice_to_voice at the phone: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over {lat['turns']} turns"
                   f" (the engine's own figure: p50 {lat['engine_p50_ms']}, p95 {lat['engine_p95_ms']})")
         if args.capacity:
-            steps = []
-            for n in [s for s in CAPACITY_STEPS if s <= args.max_calls]:
-                per_line_calls = max(2, -(-args.capacity_calls // n))  # every step hears about the same number of calls
-                rotation = [names[(i * per_line_calls + k) % len(names)] for i in range(n) for k in range(per_line_calls)]
+            async def call(name: str, line: int) -> list[float]:
+                return (await one_call(phone, name, *files[name], work))["v2v_ms"]
 
-                async def line(i: int) -> list[float]:
-                    out = []
-                    await asyncio.sleep(i * 0.7)  # staggered, as calls arrive
-                    for name in rotation[i * per_line_calls: (i + 1) * per_line_calls]:
-                        out += (await one_call(phone, name, *files[name], work))["v2v_ms"]
-                    return out
-
-                first = len(phone.records)
-                started = time.monotonic()
-                per_line = await asyncio.gather(*(line(i) for i in range(n)))
-                v2v = [x for xs in per_line for x in xs]
-                step = {"calls": n, "turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
-                        "engine_p95_ms": pct(engine_v2v(phone.records[first:]), 0.95),
-                        "seconds": round(time.monotonic() - started, 1)}
-                step["pass"] = bool(step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS)
-                step["calls_played"] = n * per_line_calls
-                steps.append(step)
-                print(f"  {n} calls at once: {step['turns']} turns, p50 {step['p50_ms']} ms, p95 {step['p95_ms']} ms "
-                      f"(engine p95 {step['engine_p95_ms']}): {'pass' if step['pass'] else 'FAIL'}", flush=True)
-                if not step["pass"]:
-                    break
-            passing = [s["calls"] for s in steps if s["pass"]]
-            results["capacity"] = {"steps": steps, "max_calls_passing": max(passing) if passing else 0}
-            print(f"simultaneous SIP calls holding p95 voice_to_voice <= {CAPACITY_P95_MS:.0f} ms: "
-                  f"{results['capacity']['max_calls_passing']}")
+            results["capacity"] = await capacity(call, names, args, lambda: phone.records, "SIP")
     finally:
         await phone.stop()
     return results
