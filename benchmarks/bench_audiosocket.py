@@ -24,10 +24,7 @@ Figures go to stdout and benchmarks/results/bench_audiosocket.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import logging
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -38,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sip import (CAPACITY_STEPS, RATE, capacity, caller_file, engine_v2v, pct,  # noqa: E402
+from benchmarks.bench_sip import (CAPACITY_STEPS, RATE, bench_main, capacity, caller_file, engine_v2v, pct,  # noqa: E402
                                   voice_to_voice)
 from tests.peers.asterisk import FakeAsterisk  # noqa: E402
 from voiceagent.audio import load_audio  # noqa: E402
@@ -125,23 +122,7 @@ async def run(args) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--latency", action="store_true", help="part 1 (both parts run when none is named)")
-    ap.add_argument("--capacity", action="store_true", help="part 2")
-    ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--max-calls", type=int, default=6)
-    ap.add_argument("--capacity-calls", type=int, default=8, help="calls per capacity step (spread over the lines)")
-    ap.add_argument("--samples", default="*.wav", help="which sample callers (a glob in samples/audio)")
-    ap.add_argument("--config")
-    args = ap.parse_args()
-    if not (args.latency or args.capacity):
-        args.latency = args.capacity = True
-    logging.basicConfig(level=logging.WARNING)
-    results = asyncio.run(run(args))
-    out = ROOT / "benchmarks" / "results" / "bench_audiosocket.json"
-    out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
-    print(f"written {out.relative_to(ROOT)}")
-    return 0
+    return bench_main(run, __doc__, "bench_audiosocket.json")
 
 
 if __name__ == "__main__":

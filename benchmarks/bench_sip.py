@@ -200,8 +200,10 @@ async def run(args) -> dict:
     return results
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_main(run, doc: str, result_name: str) -> int:
+    """The command line the phone benchmarks share: parse, run `run(args)`, write the figures to
+    benchmarks/results/<result_name>."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--latency", action="store_true", help="part 1 (both parts run when none is named)")
     ap.add_argument("--capacity", action="store_true", help="part 2")
     ap.add_argument("--repeat", type=int, default=1)
@@ -214,10 +216,14 @@ def main() -> int:
         args.latency = args.capacity = True
     logging.basicConfig(level=logging.WARNING)
     results = asyncio.run(run(args))
-    out = ROOT / "benchmarks" / "results" / "bench_sip.json"
+    out = ROOT / "benchmarks" / "results" / result_name
     out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     print(f"written {out.relative_to(ROOT)}")
     return 0
+
+
+def main() -> int:
+    return bench_main(run, __doc__, "bench_sip.json")
 
 
 if __name__ == "__main__":

@@ -48,16 +48,21 @@ async def _records(service, n: int, timeout: float = 20.0):
             await asyncio.sleep(0.1)
 
 
+async def _whole_call(ast: FakeAsterisk, service: AsteriskService, sample: str, listen_s: float):
+    """A sample caller rings, talks, listens `listen_s` and hangs up: the channel and the agent's record."""
+    channel = await ast.incoming_call("13800138000", "4000", _caller(sample), listen_s=listen_s)
+    await asyncio.wait_for(channel.ended.wait(), 60)
+    await _records(service, 1)
+    return channel, service.records[0]
+
+
 def test_a_call_over_audiosocket_is_answered_paced_and_stored(config, runtime, tmp_path):
     store = CallStore(str(tmp_path / "calls.db"))
 
     async def scenario():
         ast, service = await _service(config, runtime, store)
         try:
-            channel = await ast.incoming_call("13800138000", "4000", _caller("en_order_status_16k.wav"), listen_s=14)
-            await asyncio.wait_for(channel.ended.wait(), 60)
-            await _records(service, 1)
-            return channel, service.records[0]
+            return await _whole_call(ast, service, "en_order_status_16k.wav", 14)
         finally:
             await service.stop()
             await ast.close()
@@ -98,10 +103,8 @@ def test_a_caller_who_asks_for_a_person_is_redirected_on_that_channel(config, ru
             # another call on the PBX at the same time: the transfer must move the right one
             other = ast._new_channel("13700000000", "4001")
             ast._set_var(other, "VOICEAGENT_UUID", "7b4bbd1f-0b5f-4e7b-9d0c-0a3f30c8b0a1")
-            channel = await ast.incoming_call("13800138000", "4000", _caller("en_human_16k.wav"), listen_s=20)
-            await asyncio.wait_for(channel.ended.wait(), 60)
-            await _records(service, 1)
-            return ast, channel, other, service.records[0]
+            channel, record = await _whole_call(ast, service, "en_human_16k.wav", 20)
+            return ast, channel, other, record
         finally:
             await service.stop()
             await ast.close()
@@ -162,10 +165,7 @@ def test_without_ami_a_transfer_fails_and_the_caller_keeps_the_agent(config, run
         await service.start()
         ast.audiosocket_addr = ("127.0.0.1", service.port)
         try:
-            channel = await ast.incoming_call("13800138000", "4000", _caller("en_human_16k.wav"), listen_s=16)
-            await asyncio.wait_for(channel.ended.wait(), 60)
-            await _records(service, 1)
-            return channel, service.records[0]
+            return await _whole_call(ast, service, "en_human_16k.wav", 16)
         finally:
             await service.stop()
             await ast.close()

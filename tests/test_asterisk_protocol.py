@@ -4,6 +4,7 @@ client against the in-repo Asterisk (tests/peers/asterisk.py). No models needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 
@@ -198,18 +199,24 @@ def test_calls_beyond_max_calls_are_handed_to_overflow_and_closed():
 
 
 # -- AMI -------------------------------------------------------------------------------------------
-def _client(ast: FakeAsterisk, secret: str = "s3cret", **kw) -> AmiClient:
-    return AmiClient("127.0.0.1", ast.ami_port, "voiceagent", secret, reconnect_min_s=0.05, reconnect_max_s=0.4,
-                     **{"action_timeout_s": 2.0, **kw})
+@contextlib.asynccontextmanager
+async def _linked(ast: FakeAsterisk, secret: str = "s3cret", action_timeout_s: float = 2.0):
+    """`ast` listening and an AmiClient logging in to it (fast backoff); both closed afterwards."""
+    await ast.start()
+    ami = AmiClient("127.0.0.1", ast.ami_port, "voiceagent", secret, reconnect_min_s=0.05, reconnect_max_s=0.4,
+                    action_timeout_s=action_timeout_s)
+    ami.start()
+    try:
+        yield ami
+    finally:
+        await ami.close()
+        await ast.close()
 
 
 def test_ami_login_events_map_uuids_to_channels_and_actions_reach_the_right_channel():
     async def scenario():
         ast = FakeAsterisk()
-        await ast.start()
-        ami = _client(ast)
-        ami.start()
-        try:
+        async with _linked(ast) as ami:
             assert await ami.wait_ready(3)
             channel = ast._new_channel("13800138000", "4000")
             ast._set_var(channel, "VOICEAGENT_UUID", str(U))
@@ -221,9 +228,6 @@ def test_ami_login_events_map_uuids_to_channels_and_actions_reach_the_right_chan
             with pytest.raises(AmiError, match="Transfer failed"):
                 await ami.blind_transfer(info.channel, "voiceagent-transfer", "human")
             return ast, info, channel
-        finally:
-            await ami.close()
-            await ast.close()
 
     ast, info, channel = asyncio.run(scenario())
     assert info.channel == channel.name and info.uniqueid == channel.uniqueid and info.caller_id == "13800138000"
@@ -239,18 +243,12 @@ def test_a_uuid_whose_event_was_missed_is_found_with_status():
     async def scenario():
         ast = FakeAsterisk()
         ast.send_varset = False
-        await ast.start()
-        ami = _client(ast)
-        ami.start()
-        try:
+        async with _linked(ast) as ami:
             assert await ami.wait_ready(3)
             channel = ast._new_channel("13900139000", "4000")
             ast._set_var(channel, "VOICEAGENT_UUID", str(U))
             info = await ami.channel_for(str(U).upper(), 0.2)
             return info, channel
-        finally:
-            await ami.close()
-            await ast.close()
 
     info, channel = asyncio.run(scenario())
     assert info is not None and info.channel == channel.name
@@ -261,17 +259,11 @@ def test_bad_login_is_reported_retried_with_backoff_and_does_not_crash(caplog):
 
     async def scenario():
         ast = FakeAsterisk()
-        await ast.start()
-        ami = _client(ast, secret="wrong")
-        ami.start()
-        try:
+        async with _linked(ast, secret="wrong") as ami:
             assert not await ami.wait_ready(1.5)
             with pytest.raises(AmiUnavailable, match="refused"):
                 await ami.redirect("PJSIP/x-1", "c", "e")
             return dict(ami.counters), ami.last_error
-        finally:
-            await ami.close()
-            await ast.close()
 
     counters, error = asyncio.run(scenario())
     assert "login as 'voiceagent' refused: Authentication failed" in error
@@ -283,19 +275,13 @@ def test_bad_login_is_reported_retried_with_backoff_and_does_not_crash(caplog):
 def test_actions_without_permission_or_response_fail_clearly():
     async def scenario():
         ast = FakeAsterisk(users={"voiceagent": ManagerUser("s3cret", write={"call"})})  # no originate
-        await ast.start()
-        ami = _client(ast, action_timeout_s=0.5)
-        ami.start()
-        try:
+        async with _linked(ast, action_timeout_s=0.5) as ami:
             assert await ami.wait_ready(3)
             result = await ami.originate("PJSIP/13800138000@trunk", "voiceagent-outbound", "s", ring_timeout_s=1)
             ast.respond = False  # Asterisk hangs: no response to anything
             with pytest.raises(AmiTimeout, match="no response to Hangup within"):
                 await ami.hangup("PJSIP/x-1")
             return result, ami.counters
-        finally:
-            await ami.close()
-            await ast.close()
 
     result, counters = asyncio.run(scenario())
     assert result.outcome == "error" and "Permission denied" in result.message
@@ -308,16 +294,10 @@ def test_originate_reports_how_the_dial_went(scripted, outcome, reason):
     async def scenario():
         ast = FakeAsterisk()
         ast.originate_outcome = scripted
-        await ast.start()
-        ami = _client(ast, action_timeout_s=0.5)
-        ami.start()
-        try:
+        async with _linked(ast, action_timeout_s=0.5) as ami:
             assert await ami.wait_ready(3)
             return await ami.originate("PJSIP/13800138000@trunk", "voiceagent-outbound", "s",
                                        variables={"VOICEAGENT_UUID": str(U)}, ring_timeout_s=0.5)
-        finally:
-            await ami.close()
-            await ast.close()
 
     result = asyncio.run(scenario())
     assert result.outcome == outcome and result.reason == reason
@@ -326,10 +306,7 @@ def test_originate_reports_how_the_dial_went(scripted, outcome, reason):
 def test_ami_reconnects_when_asterisk_comes_back_and_forgets_unanswered_actions():
     async def scenario():
         ast = FakeAsterisk()
-        await ast.start()
-        ami = _client(ast, action_timeout_s=5.0)
-        ami.start()
-        try:
+        async with _linked(ast, action_timeout_s=5.0) as ami:
             assert await ami.wait_ready(3)
             ast.respond = False
             pending = asyncio.ensure_future(ami.hangup("PJSIP/x-1"))
@@ -345,9 +322,6 @@ def test_ami_reconnects_when_asterisk_comes_back_and_forgets_unanswered_actions(
             await ami.action({"Action": "Ping"})
             hangups_sent = [a for a in ast.actions if a["Action"] == "Hangup"]
             return ami.counters, hangups_sent
-        finally:
-            await ami.close()
-            await ast.close()
 
     counters, hangups = asyncio.run(scenario())
     assert counters["logins"] == 2 and counters["disconnects"] == 1
@@ -357,19 +331,13 @@ def test_ami_reconnects_when_asterisk_comes_back_and_forgets_unanswered_actions(
 def test_garbage_from_ami_is_ignored():
     async def scenario():
         ast = FakeAsterisk()
-        await ast.start()
-        ami = _client(ast)
-        ami.start()
-        try:
+        async with _linked(ast) as ami:
             assert await ami.wait_ready(3)
             for session in ast._sessions:
                 session.writer.write(b"\x00\xff garbage\r\nno colon here\r\n\r\n\xfe\xfe\r\n\r\n")
             await asyncio.sleep(0.1)
             await ami.action({"Action": "Ping"})
             return ami.ready
-        finally:
-            await ami.close()
-            await ast.close()
 
     assert asyncio.run(scenario())
 

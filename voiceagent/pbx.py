@@ -134,7 +134,7 @@ class AsteriskService:
         if outbound is not None:
             options = outbound[1]
         else:
-            options = SessionOptions(customer_id=self._customer_for(runtime, info.caller_id if info else ""))
+            options = SessionOptions(customer_id=runtime.customer_for_caller_id(info.caller_id if info else ""))
         if options.call is None:
             options.call = self.config.call
         session = CallSession(runtime, leg, options, on_handoff=self.store.save_handoff if self.store else None)
@@ -221,17 +221,6 @@ class AsteriskService:
             log.info("audiosocket %s: over capacity, %s sent to %s", conn.uuid, info.channel, place)
         except AmiError as exc:
             log.warning("audiosocket %s: overflow redirect failed: %s", conn.uuid, exc)
-
-    def _customer_for(self, runtime: Runtime, caller_id: str) -> str | None:
-        number = re.sub(r"\D", "", caller_id or "")
-        if len(number) < 5 or runtime.shop is None:
-            return None
-        try:
-            customer = runtime.shop.customer_by_phone(number)
-        except Exception:
-            log.exception("customer lookup failed")
-            return None
-        return customer.customer_id if customer else None
 
     # -- outbound -------------------------------------------------------------------------------
     async def originate(self, number: str, options: SessionOptions | None = None,

@@ -89,7 +89,7 @@ class PhoneService:
         leg = SipLeg(call, self.ua, targets=self.queues, bridge_ring_timeout_s=self.sip.ring_timeout_s,
                      transfer_method=self.sip.transfer_method)
         if options is None:
-            options = SessionOptions(customer_id=self._customer_for(runtime, call))
+            options = SessionOptions(customer_id=runtime.customer_for_caller_id(_user_part(call.remote)))
         if options.call is None:
             options.call = self.config.call  # this service's [call] settings (greeting, timers)
         session = CallSession(runtime, leg, options, on_handoff=self.store.save_handoff if self.store else None)
@@ -108,19 +108,6 @@ class PhoneService:
         if self.store is not None:
             await asyncio.to_thread(self.store.save, record)
         return record
-
-    def _customer_for(self, runtime: Runtime, call: SipCall) -> str | None:
-        """Caller ID to a known customer (their tier and orders personalise the call)."""
-        number = re.sub(r"\D", "", _user_part(call.remote))
-        shop = runtime.shop
-        if len(number) < 5 or shop is None:
-            return None
-        try:
-            customer = shop.customer_by_phone(number)
-        except Exception:
-            log.exception("customer lookup failed")
-            return None
-        return customer.customer_id if customer else None
 
     async def dial(self, target: str, options: SessionOptions | None = None) -> CallRecord:
         """Place one outbound call and run the agent on it (it speaks first). Raises CallFailed."""

@@ -7,6 +7,7 @@ Loaded once (each model is big and slow to load); sessions take what they need f
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -109,6 +110,19 @@ class Runtime:
         self.dialog = DialogEngine(self.nlu, self.shop, self.llm, c.low_confidence, kb=self.kb,
                                    cache=HotCache(c.cache_size) if c.cache_size else None, escalation=policy)
         self.perception = Perception(self.config.perception.ser_model, self.config.perception.voice_emotion)
+
+    def customer_for_caller_id(self, caller_id: str) -> str | None:
+        """A phone caller's number to a known customer (their tier and orders personalise the
+        call); None for short or unknown numbers, or when the lookup fails."""
+        number = re.sub(r"\D", "", caller_id or "")
+        if len(number) < 5 or self.shop is None:
+            return None
+        try:
+            customer = self.shop.customer_by_phone(number)
+        except Exception:
+            log.exception("customer lookup failed")
+            return None
+        return customer.customer_id if customer else None
 
     def prewarm_speech(self, background: bool = True) -> threading.Thread | None:
         """Pre-synthesise the knowledge base's answers and the fixed replies, so that hot questions are
