@@ -32,6 +32,7 @@ import asyncio
 import copy
 import json
 import logging
+import resource
 import statistics
 import sys
 import tempfile
@@ -124,6 +125,29 @@ def engine_v2v(records) -> list[float]:
             if t.role == "agent" and t.kind == "reply" and (t.latency_ms or {}).get("voice_to_voice") is not None]
 
 
+STAGES = ("endpoint", "asr", "llm_first_token", "tts_first_audio", "voice_to_voice")
+LAGS: list[float] = []
+
+
+def engine_stages(records) -> dict:
+    turns = [t for r in records for t in r.turns if t.role == "agent" and t.kind == "reply" and t.latency_ms]
+    return {s: pct([t.latency_ms.get(s) or 0.0 for t in turns], 0.95) for s in STAGES}
+
+
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # peers' processes, once waited for
+    return ru.ru_utime + ru.ru_stime
+
+
+async def _loop_lag(period_s: float = 0.01) -> None:
+    """How late the event loop wakes a 10 ms sleeper (ms): the agent's media and turn-taking run on it."""
+    LAGS.clear()
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(period_s)
+        LAGS.append((time.perf_counter() - t - period_s) * 1000)
+
+
 async def capacity(call, names: list[str], args, records, what: str) -> dict:
     """N callers at once for N = 1, 2, 3...: each plays samples in turn (`call(name, line)` returns
     its turns' voice to voice) until about --capacity-calls calls are done for the step; stops at
@@ -141,15 +165,26 @@ async def capacity(call, names: list[str], args, records, what: str) -> dict:
             return out
 
         first = len(records())
-        started = time.monotonic()
+        started, cpu0, phones0 = time.monotonic(), time.process_time(), _children_cpu_s()
+        lag = asyncio.ensure_future(_loop_lag())
         v2v = [x for xs in await asyncio.gather(*(line(i) for i in range(n))) for x in xs]
+        lag.cancel()
+        wall = time.monotonic() - started
         step = {"calls": n, "turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
                 "engine_p95_ms": pct(engine_v2v(records()[first:]), 0.95),
-                "seconds": round(time.monotonic() - started, 1), "calls_played": n * per_line}
+                "seconds": round(wall, 1), "calls_played": n * per_line,
+                # where the time goes: the agent's process (phone threads included), the phones'
+                # processes (finished ones), the engine's stages, the event loop's lateness
+                "agent_cpu_cores": round((time.process_time() - cpu0) / wall, 2),
+                "peer_cpu_cores": round((_children_cpu_s() - phones0) / wall, 2),
+                "engine_stage_p95_ms": engine_stages(records()[first:]),
+                "loop_lag_ms": {"p99": pct(LAGS, 0.99), "max": max(LAGS, default=None)}}
         step["pass"] = bool(step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS)
         steps.append(step)
         print(f"  {n} calls at once: {step['turns']} turns, p50 {step['p50_ms']} ms, p95 {step['p95_ms']} ms "
               f"(engine p95 {step['engine_p95_ms']}): {'pass' if step['pass'] else 'FAIL'}", flush=True)
+        print(f"    agent CPU {step['agent_cpu_cores']} cores, peers {step['peer_cpu_cores']}; engine stage p95 "
+              f"{step['engine_stage_p95_ms']}; loop lag p99/max {step['loop_lag_ms']}", flush=True)
         if not step["pass"]:
             break
     passing = [s["calls"] for s in steps if s["pass"]]

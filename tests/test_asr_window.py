@@ -77,7 +77,8 @@ def normalised(text: str) -> str:
 
 def test_sample_turns_decode_on_a_short_window_with_their_key_words(asr, sample_turns):
     for name, i, lang, audio in sample_turns:
-        result = asr.transcribe(audio, lang)
+        result = asr.transcribe(audio, lang, check_switch=True)
+        assert result.language == lang, (name, i, result.language_scores)  # its own language: no switch
         assert encoded_frames(asr) < 3000 and encoded_frames(asr) % 100 == 0  # whole seconds, not 30 s
         text = normalised(result.text)
         for word in KEY_WORDS[(name, i)]:
@@ -95,6 +96,29 @@ def test_language_is_detected_right_on_every_sample_turn(asr, sample_turns):
         assert detected == lang and prob > 0.5, (name, i, detected, prob)
         result = asr.transcribe(audio)  # detection and decode share one encoded window
         assert result.language == lang and result.text, (name, i)
+
+
+def test_a_turn_plainly_in_another_language_than_the_calls_is_decoded_in_its_own(asr, sample_turns):
+    """The call's language is a hint: a caller who switches is heard in the new language."""
+    import dataclasses
+
+    long_turns = [t for t in sample_turns if len(t[3]) / RATE >= 1.5]
+    assert len(long_turns) >= 10
+    for name, i, lang, audio in long_turns:
+        other = "en" if lang == "zh" else "zh"
+        result = asr.transcribe(audio, other, check_switch=True)
+        assert result.language == lang and result.language_probability >= 0.9, (name, i, result)
+        for word in KEY_WORDS.get((name, i), []):
+            assert word in normalised(result.text), (name, i, result.text)
+    # a pinned language (no check asked for), or switching off: the call's language always wins
+    name, i, lang, audio = long_turns[0]
+    other = "en" if lang == "zh" else "zh"
+    assert asr.transcribe(audio, other).language == other
+    saved, asr.config = asr.config, dataclasses.replace(asr.config, switch_probability=1.0)
+    try:
+        assert asr.transcribe(audio, other, check_switch=True).language == other
+    finally:
+        asr.config = saved
 
 
 @pytest.mark.parametrize("language", ["en", "zh", None])

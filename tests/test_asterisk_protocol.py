@@ -263,9 +263,12 @@ def test_bad_login_is_reported_retried_with_backoff_and_does_not_crash(caplog):
             assert not await ami.wait_ready(1.5)
             with pytest.raises(AmiUnavailable, match="refused"):
                 await ami.redirect("PJSIP/x-1", "c", "e")
-            return dict(ami.counters), ami.last_error
+            # no event can come while AMI is down: a new call's lookup must not keep it waiting 30 s
+            lookup = await asyncio.wait_for(ami.channel_for(str(U), 30.0), 1.0)
+            return dict(ami.counters), ami.last_error, lookup
 
-    counters, error = asyncio.run(scenario())
+    counters, error, lookup = asyncio.run(scenario())
+    assert lookup is None
     assert "login as 'voiceagent' refused: Authentication failed" in error
     # backoff 0.05, 0.1, 0.2, 0.4, 0.4... : a handful of tries in 1.5 s, not a tight loop
     assert 2 <= counters["login_failures"] <= 8 and counters["logins"] == 0, counters

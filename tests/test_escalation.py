@@ -200,6 +200,26 @@ def test_dialect_and_language_are_steadied_across_turns():
     assert detect_dialect("hello", "en") is None
 
 
+def test_a_caller_who_switches_language_mid_call_is_heard_and_answered_in_the_new_one(runtime):
+    import numpy as np
+
+    from voiceagent.audio import load_audio
+    from voiceagent.legs import FileLeg
+    from voiceagent.session import CallSession, SessionOptions
+
+    parts = [load_audio(ROOT / "samples" / "audio" / n, 16000).samples
+             for n in ("en_order_status_16k.wav", "zh_order_status_16k.wav")]
+    audio = np.concatenate([parts[0], np.zeros(32000, np.float32), parts[1]])
+    record = asyncio.run(CallSession(runtime, FileLeg(audio, 16000, realtime=False),
+                                     SessionOptions(greeting=False)).run())
+    caller = [t for t in record.turns if t.role == "caller"]
+    replies = [t for t in record.turns if t.role == "agent" and t.kind == "reply"]
+    assert [t.language for t in caller] == ["en", "zh"], [(t.language, t.text) for t in caller]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in caller[1].text)  # heard as Chinese, not translated
+    assert replies and any("\u4e00" <= ch <= "\u9fff" for ch in replies[-1].text), replies[-1].text
+    assert record.language == "zh"
+
+
 # -- handoff: summary, transfer, failure ---------------------------------------------------------
 
 def test_the_handoff_summary_tells_the_human_what_happened(engine):

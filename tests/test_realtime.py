@@ -192,10 +192,10 @@ class _Flaky:
     def __getattr__(self, name):
         return getattr(self.asr, name)
 
-    def transcribe(self, audio, language=None, urgent=True):
+    def transcribe(self, audio, language=None, urgent=True, check_switch=False):
         if self.failing():
             raise RuntimeError("ASR exploded")
-        return self.asr.transcribe(audio, language, urgent)
+        return self.asr.transcribe(audio, language, urgent, check_switch)
 
 
 def test_a_failing_stage_is_recovered_from_and_other_calls_are_unaffected(runtime, order_question):
@@ -226,9 +226,9 @@ class _Slow:
     def __init__(self, asr, delay_s: float = 1.0):
         self.asr, self.delay_s, self.name = asr, delay_s, asr.name
 
-    def transcribe(self, audio, language=None, urgent=True):
+    def transcribe(self, audio, language=None, urgent=True, check_switch=False):
         time.sleep(self.delay_s)
-        return self.asr.transcribe(audio, language, urgent)
+        return self.asr.transcribe(audio, language, urgent, check_switch)
 
 
 def test_a_slow_recogniser_does_not_make_the_agent_deaf_to_a_caller_going_on(runtime):

@@ -49,6 +49,7 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 # Audio whose loudest 100 ms stays below this is not decoded: Whisper turns near-silence into
 # "you" / "Thank you." / the initial prompt with confident scores. Speech turns are ~-15 dBFS.
 SILENCE_DBFS = -50.0
+SWITCH_MIN_S = 1.5  # detection on less speech than this is too unsure to override the call's language
 MIN_REPEAT_TOKENS = 4  # shortest unit the repeated-tail safety net collapses
 
 
@@ -74,7 +75,10 @@ class Transcript:
 class SpeechRecognizer(Protocol):
     name: str
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True) -> Transcript: ...
+    def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True,
+                   check_switch: bool = False) -> Transcript:
+        """`language`: decode in it (None: detect). `check_switch`: `language` is only the call's
+        guess, and a turn plainly in another configured language is decoded in that one."""
 
     def warm_up(self) -> None:
         """The first decode of a process pays one-off costs (~1 s); pay them at start-up, not on a call."""
@@ -281,8 +285,11 @@ class WhisperASR:
     def _model_for(self, language: str):
         return self._english if (language == "en" and self._english is not None) else self._model
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True) -> Transcript:
-        """`urgent`: a final transcript (goes before waiting non-urgent decodes such as partials)."""
+    def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True,
+                   check_switch: bool = False) -> Transcript:
+        """`urgent`: a final transcript (goes before waiting non-urgent decodes such as partials).
+        `check_switch`: see SpeechRecognizer.transcribe; costs one detection pass (~20 ms for
+        whisper-base), so the turn detector asks for it once a turn."""
         audio = audio.astype(np.float32, copy=False)
         duration = len(audio) / SAMPLE_RATE
         if duration >= LONG_AUDIO_S:
@@ -298,9 +305,17 @@ class WhisperASR:
             if language is None:
                 language, prob = self._detect(features)  # encodes the window the decode uses
                 scores = dict(getattr(self._detected, "scores", {}))
-                if self._model_for(language) is not model:
-                    model = self._model_for(language)
-                    features = _window_features(model, audio)
+            elif check_switch and self._may_switch(model, duration):
+                # the call's language is only a hint: one decoder step on the window already encoded
+                # tells whether this turn is plainly in another (the caller switched)
+                detected, p = self._detect(features)
+                scores = dict(getattr(self._detected, "scores", {}))
+                if detected != language and p >= self.config.switch_probability:
+                    log.debug("turn in %s (p=%.2f), not the call's %s: decoded in %s", detected, p, language, detected)
+                    language, prob = detected, p
+            if self._model_for(language) is not model:
+                model = self._model_for(language)
+                features = _window_features(model, audio)
             segs = self._decode_window(model, features, language, duration)
         if segs is None:
             return self._nothing_heard(pinned, duration)
@@ -310,6 +325,10 @@ class WhisperASR:
         result = self._finish(segs, language, prob, duration)
         result.language_scores = scores
         return result
+
+    def _may_switch(self, model, duration: float) -> bool:
+        return (self.config.switch_probability < 1.0 and duration >= SWITCH_MIN_S
+                and model.model.is_multilingual and len(self.config.languages) > 1)
 
     @staticmethod
     def _nothing_heard(language: str | None, duration: float) -> Transcript:

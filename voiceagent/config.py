@@ -50,6 +50,10 @@ class AsrConfig:
     parallel_decodes: int = 2  # decodes at once (CTranslate2 workers): calls' turns do not queue
     beam_size: int = 1
     languages: list[str] = field(default_factory=lambda: ["zh", "en"])  # what auto-detection may pick
+    # A call's turns are decoded in the call's language once it is known; a turn at least this sure
+    # (language detection, among `languages`) of another one is decoded in that instead, so a caller
+    # who switches language is heard. 1.0 or more: never (the call's language always wins).
+    switch_probability: float = 0.9
     # Simplified-Chinese prompt with the domain's everyday words: keeps output Simplified and biases
     # decoding towards e-commerce vocabulary (快递 rather than 快地).
     zh_initial_prompt: str = "以下是电商客服电话录音，使用简体中文。常见词语：订单号、发货、快递、物流、退货、换货、退款、尺码、投诉、人工客服、优惠券。"

@@ -108,7 +108,7 @@ class CallSession:
         self.playout = Playout(leg, self.emit, lead_ms=self.call.playout_lead_ms)
         self.detector = TurnDetector(runtime.new_vad(), runtime.asr, runtime.config.vad, self.call, self.emit,
                                      clock=leg.clock, language=lambda: self.language,
-                                     expecting_number=self._expecting_number)
+                                     expecting_number=self._expecting_number, language_pinned=pinned is not None)
         self._turns: asyncio.Queue[FinalTranscript | _Prompt | None] = asyncio.Queue()
         self._stats = _Stats()
         self._barge: _BargeIn | None = None

@@ -48,6 +48,7 @@ class _Decode:
     end: int
     urgent: bool
     turn: int
+    checks_language: bool = False  # the call's language was only a guess for this decode
     handled: bool = False
 
 
@@ -60,7 +61,9 @@ class TurnDetector:
     def __init__(self, vad: VoiceActivityDetector, asr: SpeechRecognizer, vad_config: VadConfig,
                  call_config: CallConfig, emit: Callable[[Event], None], clock: Clock,
                  language: Callable[[], str | None] = lambda: None,
-                 expecting_number: Callable[[], bool] = lambda: False):
+                 expecting_number: Callable[[], bool] = lambda: False, language_pinned: bool = False):
+        """`language`: the call's language so far (decodes use it); unless `language_pinned`, each
+        turn checks once whether the caller switched (SpeechRecognizer.transcribe check_switch)."""
         self.vad = vad
         self.asr = asr
         self.config = vad_config
@@ -69,6 +72,7 @@ class TurnDetector:
         self.clock = clock
         self.now = clock.now
         self.language = language
+        self.language_pinned = language_pinned
         self.expecting_number = expecting_number
         self._chunk = vad.chunk_samples
         self._pending = np.zeros(0, np.float32)
@@ -278,9 +282,10 @@ class TurnDetector:
             return
         audio = self._audio(start, end)
         language = self._turn_language or self.language()
+        check = language is not None and self._turn_language is None and not self.language_pinned
         task = asyncio.get_running_loop().create_task(
-            self.clock.run_in_thread(self.asr.transcribe, audio, language, urgent))
-        decode = _Decode(task, start, end, urgent, self._turn_id)
+            self.clock.run_in_thread(self.asr.transcribe, audio, language, urgent, check))
+        decode = _Decode(task, start, end, urgent, self._turn_id, checks_language=check)
         self._decode = decode
         if not urgent:
             self._last_partial_at = self._buffer_len
@@ -298,7 +303,9 @@ class TurnDetector:
         if decode.turn != self._turn_id or decode.start != self._commit_at:
             return  # a decode of a turn (or a stretch) that is gone
         self._decoded = (decode, result)
-        if self._turn_language is None and decode.end - decode.start >= COMMIT_MIN_S * SAMPLE_RATE and \
+        if self._turn_language is None and decode.checks_language and result.language_scores:
+            self._turn_language = result.language  # the call's language checked (kept, or switched): once a turn
+        elif self._turn_language is None and decode.end - decode.start >= COMMIT_MIN_S * SAMPLE_RATE and \
                 result.language_probability >= 0.8:
             self._turn_language = result.language  # detected on enough speech to trust: keep it for the turn
         text = _join(self._committed + [result.text], result.language)

@@ -274,8 +274,9 @@ class AmiClient:
         """The channel whose UUID variable is `call_uuid`: from the events, waiting up to `wait_s`
         (the VarSet event and the AudioSocket connection race), then by asking (Status)."""
         key = str(call_uuid).lower()
-        if key in self.channels:
-            return self.channels[key]
+        if key in self.channels or not self.ready:
+            # AMI down: no event can come, and the caller must not wait in silence for one
+            return self.channels.get(key)
         waiter = self._uuid_waiters.setdefault(key, asyncio.Event())
         try:
             await asyncio.wait_for(waiter.wait(), wait_s)
