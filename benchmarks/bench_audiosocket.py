@@ -114,7 +114,7 @@ async def run(args) -> dict:
             async def call(name: str, line: int) -> list[float]:
                 return await one_call(ast, service, name, *files[name], f"1380013{line:04d}")
 
-            results["capacity"] = await capacity(call, names, args, lambda: service.records, "AudioSocket")
+            results["capacity"] = await capacity(call, names, args, lambda: service.records, "AudioSocket", runtime)
     finally:
         await service.stop()
         await ast.close()

@@ -33,6 +33,7 @@ import copy
 import json
 import logging
 import resource
+import secrets
 import statistics
 import sys
 import tempfile
@@ -102,7 +103,10 @@ def voice_to_voice(sent: np.ndarray, heard: np.ndarray, turn_ends_s: list[float]
 def phone_call(name: str, path: Path, ends: list[float], work: Path, port: int) -> dict:
     """One baresip phone's whole call, in a phone thread: starting a phone, waiting on its control
     socket and reading its recordings block, and must never hold up the agent's event loop."""
-    with Baresip(f"c{abs(hash((name, time.time()))) % 10**6}", audio_source=str(path), workdir=work) as caller:
+    user = f"c{secrets.token_hex(4)}"
+    # a directory per phone: baresip names its recordings by the second, and the harness takes the
+    # newest pair in the directory, which, shared, was another phone's call half the time
+    with Baresip(user, audio_source=str(path), workdir=work / user) as caller:
         caller.dial(f"sip:agent@127.0.0.1:{port}")
         caller.wait_for("CALL_ESTABLISHED", 15)
         caller.wait_for("CALL_CLOSED", 180)
@@ -148,12 +152,25 @@ async def _loop_lag(period_s: float = 0.01) -> None:
         LAGS.append((time.perf_counter() - t - period_s) * 1000)
 
 
-async def capacity(call, names: list[str], args, records, what: str) -> dict:
+def fresh_caches(runtime: Runtime) -> None:
+    """The hot-reply and speech caches as a server has them just after start-up (the knowledge
+    base's answers pre-synthesised, nothing else): a step must not be helped by the replies that
+    the steps before it cached for the same few sample callers."""
+    if runtime.dialog is not None and runtime.dialog.cache is not None:
+        runtime.dialog.cache.clear()
+    if runtime.tts is not None and getattr(runtime.tts, "cache", None) is not None:
+        runtime.tts.cache.clear()
+    runtime.prewarm_speech(background=False)
+
+
+async def capacity(call, names: list[str], args, records, what: str, runtime: Runtime) -> dict:
     """N callers at once for N = 1, 2, 3...: each plays samples in turn (`call(name, line)` returns
     its turns' voice to voice) until about --capacity-calls calls are done for the step; stops at
-    the first step whose p95 is over CAPACITY_P95_MS. `records()`: the agent's finished calls."""
+    the first step whose p95 is over CAPACITY_P95_MS. `records()`: the agent's finished calls.
+    Every step starts from the caches of a freshly started server (`fresh_caches`)."""
     steps = []
     for n in [s for s in CAPACITY_STEPS if s <= args.max_calls]:
+        await asyncio.to_thread(fresh_caches, runtime)
         per_line = max(2, -(-args.capacity_calls // n))  # every step hears about the same number of calls
         rotation = [names[(i * per_line + k) % len(names)] for i in range(n) for k in range(per_line)]
 
@@ -229,7 +246,7 @@ async def run(args) -> dict:
             async def call(name: str, line: int) -> list[float]:
                 return (await one_call(phone, name, *files[name], work))["v2v_ms"]
 
-            results["capacity"] = await capacity(call, names, args, lambda: phone.records, "SIP")
+            results["capacity"] = await capacity(call, names, args, lambda: phone.records, "SIP", runtime)
     finally:
         await phone.stop()
     return results

@@ -131,6 +131,24 @@ def test_bad_arguments_exit_2():
     assert run("understand", "--lang", "xx").returncode == 2
 
 
+@pytest.mark.parametrize("option,kind", [("--sip", "udp"), ("--sip", "tcp"), ("--http", "tcp"),
+                                         ("--audiosocket", "tcp")])
+def test_serve_on_a_port_already_taken_exits_2_with_one_line(option, kind):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if kind == "tcp":
+            taken.listen()
+        port = taken.getsockname()[1]
+        args = {"--http": "127.0.0.1:0", "--sip": "off"}
+        args[option] = f"127.0.0.1:{port}"
+        out = run("serve", *[x for kv in args.items() for x in kv], timeout=60)
+    assert out.returncode == 2
+    one_line_error(out)
+    assert f"127.0.0.1:{port}" in out.stderr and option in out.stderr
+
+
 @pytest.fixture(scope="module")
 def forty_minutes(tmp_path_factory):
     path = tmp_path_factory.mktemp("long") / "forty.wav"

@@ -223,9 +223,35 @@ def cmd_models(args, config) -> int:
     return 1 if missing else 0
 
 
+def _check_free(what: str, host: str, port: int, kinds: tuple[int, ...]) -> None:
+    """Refuse to start, with one clear line, when a port we are told to serve on is taken (else the
+    failure surfaces as a traceback from inside the server's start-up)."""
+    import socket
+
+    if port == 0:
+        return
+    for kind in kinds:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+                raise BadInput(f"cannot serve {what} on {host}:{port} ({proto}): {exc.strerror or exc}") from None
+
+
 def cmd_serve(args, config) -> int:
+    import socket
+
     from .server import serve
 
+    _check_free("HTTP (--http)", args.http[0], args.http[1], (socket.SOCK_STREAM,))
+    if args.sip is not None:
+        _check_free("SIP (--sip)", args.sip[0], args.sip[1], (socket.SOCK_DGRAM, socket.SOCK_STREAM))
+    if args.audiosocket is not None:
+        _check_free("AudioSocket (--audiosocket)", args.audiosocket[0], args.audiosocket[1], (socket.SOCK_STREAM,))
     serve(config, host=args.http[0], port=args.http[1], sip=args.sip, audiosocket=args.audiosocket)
     return 0
 

@@ -310,9 +310,11 @@ class Baresip:
             f"net_interface {HOST}",
             "call_local_timeout 120",
             f"call_max_calls {self.max_calls}",
-            "audio_player alsa,null",
+            # aubridge's player keeps time and discards: ALSA's "null" device never blocks, so its
+            # playback thread spun a whole core per phone and starved the agent beside it
+            "audio_player aubridge,voiceagent-discard",
             f"audio_source aufile,{source}",
-            "audio_alert alsa,null",
+            "audio_alert aubridge,voiceagent-discard",
             "ausrc_format s16",
             "auplay_format s16",
             "auenc_format s16",
@@ -321,7 +323,7 @@ class Baresip:
             "ringback_disabled yes",
             "module g711.so",
             "module aufile.so",
-            "module alsa.so",
+            "module aubridge.so",
         ]
         if self.record:
             lines += [f"snd_path {self.record_dir}", "module sndfile.so"]

@@ -56,6 +56,10 @@ class HotCache:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
     def texts(self) -> list[str]:
         """Reply texts held, most recent last: what the voice side pre-synthesises."""
         with self._lock:

@@ -58,6 +58,11 @@ class SpeechCache:
         with self._lock:
             return key in self._items
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
     def __len__(self) -> int:
         return len(self._items)
 
