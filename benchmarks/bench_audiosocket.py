@@ -35,8 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sip import (CAPACITY_STEPS, RATE, bench_main, capacity, caller_file, engine_v2v, pct,  # noqa: E402
-                                  voice_to_voice)
+from benchmarks.bench_sip import (CAPACITY_STEPS, RATE, bench_main, capacity, caller_file, latency,  # noqa: E402
+                                  record_stored, voice_to_voice)
 from tests.peers.asterisk import FakeAsterisk  # noqa: E402
 from voiceagent.audio import load_audio  # noqa: E402
 from voiceagent.config import Config  # noqa: E402
@@ -67,10 +67,7 @@ async def one_call(ast: FakeAsterisk, service: AsteriskService, name: str, path:
     before = len(service.records)
     channel = await ast.incoming_call(caller_id, "4000", audio, listen_s=0.0)
     await asyncio.wait_for(channel.ended.wait(), len(audio) / RATE + 60)
-    for _ in range(100):  # the record is stored a moment after the socket closes
-        if len(service.records) > before:
-            break
-        await asyncio.sleep(0.1)
+    await record_stored(service.records, before)
     return voice_to_voice(audio, heard_timeline(channel, len(audio)), ends)
 
 
@@ -95,21 +92,11 @@ async def run(args) -> dict:
                      "method": "in-repo Asterisk (AudioSocket + AMI): frame send and arrival times"}
     try:
         if args.latency:
-            print(f"== latency: {len(names)} sample calls x {args.repeat}, one at a time, over AudioSocket")
-            v2v: list[float] = []
-            first = len(service.records)
-            for _ in range(args.repeat):
-                for name in names:
-                    turns = await one_call(ast, service, name, *files[name], "13800138000")
-                    print(f"  {name:28s} v2v ms: {', '.join(str(int(x)) for x in turns) or '-'}", flush=True)
-                    v2v += turns
-            engine = engine_v2v(service.records[first:])
-            results["latency"] = {"turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
-                                  "max_ms": max(v2v) if v2v else None,
-                                  "engine_p50_ms": pct(engine, 0.5), "engine_p95_ms": pct(engine, 0.95)}
-            lat = results["latency"]
-            print(f"voice_to_voice at Asterisk: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over {lat['turns']} "
-                  f"turns (the engine's own figure: p50 {lat['engine_p50_ms']}, p95 {lat['engine_p95_ms']})")
+            async def one(name: str) -> list[float]:
+                return await one_call(ast, service, name, *files[name], "13800138000")
+
+            results["latency"] = await latency(one, names, args, lambda: service.records, "over AudioSocket",
+                                               "at Asterisk")
         if args.capacity:
             async def call(name: str, line: int) -> list[float]:
                 return await one_call(ast, service, name, *files[name], f"1380013{line:04d}")

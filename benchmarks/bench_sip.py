@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import json
 import logging
 import resource
 import secrets
-import statistics
 import sys
 import tempfile
 import time
@@ -117,11 +115,37 @@ def phone_call(name: str, path: Path, ends: list[float], work: Path, port: int) 
 async def one_call(phone: PhoneService, name: str, path: Path, ends: list[float], work: Path) -> dict:
     before = len(phone.records)
     call = await asyncio.get_running_loop().run_in_executor(PHONES, phone_call, name, path, ends, work, phone.port)
-    for _ in range(100):  # the agent's side finishes its record a moment after the BYE
-        if len(phone.records) > before:
-            break
-        await asyncio.sleep(0.1)
+    await record_stored(phone.records, before)
     return call
+
+
+async def record_stored(records: list, before: int) -> None:
+    """The agent stores a call's record a moment after the caller hangs up: wait (up to 10 s) until
+    `records` holds more than `before`."""
+    for _ in range(100):
+        if len(records) > before:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def latency(call, names: list[str], args, records, how: str, where: str) -> dict:
+    """The sample calls one at a time, --repeat times over (`call(name)` returns its turns' voice to
+    voice); p50/p95 beside the engine's own figure for the same replies. `records()`: the agent's
+    finished calls."""
+    print(f"== latency: {len(names)} sample calls x {args.repeat}, one at a time, {how}")
+    v2v: list[float] = []
+    first = len(records())
+    for _ in range(args.repeat):
+        for name in names:
+            turns = await call(name)
+            print(f"  {name:28s} v2v ms: {', '.join(str(int(x)) for x in turns) or '-'}", flush=True)
+            v2v += turns
+    engine = engine_v2v(records()[first:])
+    lat = {"turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95), "max_ms": max(v2v) if v2v else None,
+           "engine_p50_ms": pct(engine, 0.5), "engine_p95_ms": pct(engine, 0.95)}
+    print(f"voice_to_voice {where}: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over {lat['turns']} turns"
+          f" (the engine's own figure: p50 {lat['engine_p50_ms']}, p95 {lat['engine_p95_ms']})")
+    return lat
 
 
 def engine_v2v(records) -> list[float]:
@@ -226,26 +250,13 @@ async def run(args) -> dict:
     results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": "2-core CPU",
                      "method": "baresip recordings, enc/dec aligned on their ends"}
     try:
-        if args.latency:
-            print(f"== latency: {len(names)} sample calls x {args.repeat}, one at a time, real baresip phone")
-            v2v: list[float] = []
-            first = len(phone.records)
-            for _ in range(args.repeat):
-                for name in names:
-                    call = await one_call(phone, name, *files[name], work)
-                    print(f"  {name:28s} v2v ms: {', '.join(str(int(x)) for x in call['v2v_ms']) or '-'}", flush=True)
-                    v2v += call["v2v_ms"]
-            engine = engine_v2v(phone.records[first:])
-            results["latency"] = {"turns": len(v2v), "p50_ms": pct(v2v, 0.5), "p95_ms": pct(v2v, 0.95),
-                                  "max_ms": max(v2v) if v2v else None,
-                                  "engine_p50_ms": pct(engine, 0.5), "engine_p95_ms": pct(engine, 0.95)}
-            lat = results["latency"]
-            print(f"voice_to_voice at the phone: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over {lat['turns']} turns"
-                  f" (the engine's own figure: p50 {lat['engine_p50_ms']}, p95 {lat['engine_p95_ms']})")
-        if args.capacity:
-            async def call(name: str, line: int) -> list[float]:
-                return (await one_call(phone, name, *files[name], work))["v2v_ms"]
+        async def call(name: str, line: int = 0) -> list[float]:
+            return (await one_call(phone, name, *files[name], work))["v2v_ms"]
 
+        if args.latency:
+            results["latency"] = await latency(call, names, args, lambda: phone.records, "real baresip phone",
+                                               "at the phone")
+        if args.capacity:
             results["capacity"] = await capacity(call, names, args, lambda: phone.records, "SIP", runtime)
     finally:
         await phone.stop()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -226,8 +227,6 @@ def cmd_models(args, config) -> int:
 def _check_free(what: str, host: str, port: int, kinds: tuple[int, ...]) -> None:
     """Refuse to start, with one clear line, when a port we are told to serve on is taken (else the
     failure surfaces as a traceback from inside the server's start-up)."""
-    import socket
-
     if port == 0:
         return
     for kind in kinds:
@@ -243,8 +242,6 @@ def _check_free(what: str, host: str, port: int, kinds: tuple[int, ...]) -> None
 
 
 def cmd_serve(args, config) -> int:
-    import socket
-
     from .server import serve
 
     _check_free("HTTP (--http)", args.http[0], args.http[1], (socket.SOCK_STREAM,))

@@ -27,7 +27,7 @@ from voiceagent.legs.base import TransferResult
 from .config import AsteriskConfig, Config
 from .errors import ConfigError
 from .record import CallRecord
-from .runtime import Runtime
+from .runtime import Runtime, accept_when_loaded
 from .session import CallSession, SessionOptions
 from .store import CallStore
 from .textnorm import mask_pii
@@ -93,18 +93,10 @@ class AsteriskService:
         return self.server.port
 
     async def start(self) -> None:
-        self.server.accepting = self._runtime() is not None
+        self._ready_task = accept_when_loaded(self._runtime, self.server, "AudioSocket")
         await self.server.start()
-        if not self.server.accepting:
-            self._ready_task = asyncio.get_running_loop().create_task(self._wait_ready())
         if self.ami is not None:
             self.ami.start()
-
-    async def _wait_ready(self) -> None:
-        while self._runtime() is None:
-            await asyncio.sleep(0.2)
-        self.server.accepting = True
-        log.info("AudioSocket: models loaded, taking calls")
 
     async def stop(self) -> None:
         if self._ready_task is not None:

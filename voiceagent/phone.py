@@ -19,7 +19,7 @@ from telephony.sip.ua import CallFailed, Credentials, UserAgent
 
 from .config import Config
 from .record import CallRecord
-from .runtime import Runtime
+from .runtime import Runtime, accept_when_loaded
 from .session import CallSession, SessionOptions
 from .store import CallStore
 from .textnorm import mask_pii
@@ -55,22 +55,14 @@ class PhoneService:
         return self.ua.port
 
     async def start(self) -> None:
-        self.ua.accepting = self._runtime() is not None
+        self._ready_task = accept_when_loaded(self._runtime, self.ua, "SIP")
         await self.ua.start()
-        if not self.ua.accepting:
-            self._ready_task = asyncio.get_running_loop().create_task(self._wait_ready())
         if self.sip.registrar:
             self.registrar = Registrar(self.ua.endpoint, Registration(
                 self.sip.registrar, self.sip.aor or f"sip:{self.sip.user}@{self.sip.registrar.split(':', 1)[1]}",
                 self.sip.username or None, self.sip.password or None, self.sip.register_expires_s,
                 "tcp" if self.sip.transports == ["tcp"] else "udp"))
             self.registrar.start()
-
-    async def _wait_ready(self) -> None:
-        while self._runtime() is None:
-            await asyncio.sleep(0.2)
-        self.ua.accepting = True
-        log.info("SIP: models loaded, taking calls")
 
     async def stop(self) -> None:
         if self._ready_task is not None:

@@ -6,11 +6,13 @@ Loaded once (each model is big and slow to load); sessions take what they need f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .config import Config
 
@@ -175,3 +177,20 @@ class Runtime:
             "llm": getattr(self.llm, "name", "none") if c.llm.backend != "none" else "none",
             "vad": c.vad.model if c.vad.backend == "silero" else f"webrtcvad-{c.vad.webrtc_aggressiveness}",
         }
+
+
+def accept_when_loaded(runtime: Callable[[], "Runtime | None"], listener, what: str) -> asyncio.Task | None:
+    """A call listener (SIP user agent, AudioSocket server) that refuses calls (`accepting` False)
+    until the models are loaded in the background; the task that opens it then, or None when they
+    already are."""
+    listener.accepting = runtime() is not None
+    if listener.accepting:
+        return None
+
+    async def wait() -> None:
+        while runtime() is None:
+            await asyncio.sleep(0.2)
+        listener.accepting = True
+        log.info("%s: models loaded, taking calls", what)
+
+    return asyncio.get_running_loop().create_task(wait())
