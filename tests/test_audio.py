@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from voiceagent.audio import load_audio
-from voiceagent.audio.frames import split_frames
+from voiceagent.audio.frames import split_frames, trim_leading_quiet
 from voiceagent.errors import BadInput
 
 
@@ -61,3 +61,18 @@ def test_frames_cover_the_signal_and_pad_the_last():
     assert all(len(f.samples) == 320 for f in frames)
     assert frames[-1].start_s == pytest.approx(1.0)
     assert frames[-1].samples[100:].sum() == 0
+
+
+def test_leading_silence_is_trimmed_to_20ms_and_a_soft_onset_is_kept():
+    rate = 16000
+    t = np.arange(rate // 2) / rate
+    voice = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    soft = np.full(rate // 20, 0.005, np.float32)  # 50 ms of -46 dBFS: a soft "s" before the vowel
+    signal = np.concatenate([np.zeros(rate // 10, np.float32), soft, voice])  # 100 ms of silence first
+    out = trim_leading_quiet(signal, rate)
+    assert len(out) == len(signal) - rate // 10 + rate // 50  # 80 ms gone, 20 ms kept before the onset
+    assert np.array_equal(out[rate // 50:rate // 50 + len(soft)], soft)
+    # nothing to trim, or nothing but silence: unchanged
+    assert trim_leading_quiet(voice, rate) is voice or np.array_equal(trim_leading_quiet(voice, rate), voice)
+    quiet = np.zeros(rate, np.float32)
+    assert len(trim_leading_quiet(quiet, rate)) == rate and len(trim_leading_quiet(quiet[:10], rate)) == 10

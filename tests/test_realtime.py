@@ -17,6 +17,7 @@ import pytest
 from voiceagent.audio import AudioFrame, load_audio, resample
 from voiceagent.legs import FileLeg, MemoryLeg
 from voiceagent.session import CallSession, SessionOptions
+from voiceagent.tts import SpeechChunk
 from voiceagent.transcription import speech_segments
 
 from .conftest import SAMPLES
@@ -181,6 +182,38 @@ def test_latency_fields_are_filled_for_every_agent_turn(runtime, order_question)
     assert lat["voice_to_voice"] == pytest.approx((agent.start_s - caller.end_s) * 1000, abs=2)
     assert lat["voice_to_voice"] >= lat["endpoint"] and lat["endpoint"] >= 400  # at least the shortest window
     assert lat["llm_first_token"] > 0 and lat["tts_first_audio"] > 0
+
+
+class _QuietHeadVoices:
+    """The product's voices, every piece of speech they make starting with 300 ms of silence."""
+
+    def __init__(self, tts):
+        self.tts = tts
+
+    def __getattr__(self, name):
+        return getattr(self.tts, name)
+
+    def voice(self, language):
+        inner = self.tts.voice(language)
+
+        class QuietHead:
+            name, sample_rate = inner.name, inner.sample_rate
+
+            def synthesize(self, text):
+                for chunk in inner.synthesize(text):
+                    pad = np.zeros(int(0.3 * chunk.sample_rate), np.float32)
+                    yield SpeechChunk(np.concatenate([pad, chunk.samples]), chunk.sample_rate, chunk.text)
+
+        return QuietHead()
+
+
+def test_a_reply_is_heard_from_its_first_sound_not_after_the_voice_s_leading_silence(runtime, order_question):
+    quiet_head = dataclasses.replace(runtime, tts=_QuietHeadVoices(runtime.tts))
+    record, leg = run_call(quiet_head, np.concatenate([silence(0.5), order_question, silence(12.0)]))
+    (agent,) = agent_turns(record)
+    track = leg.agent_track()
+    onset_s = np.flatnonzero(np.abs(track) > 0.01)[0] / RATE
+    assert 0 <= onset_s - agent.start_s < 0.05, (agent.start_s, onset_s)  # not 0.3 s later
 
 
 class _Flaky:

@@ -32,7 +32,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from telephony.webrtc.leg import TransferRefused, WebRtcLeg
-from telephony.webrtc.media import AgentAudioTrack
+from telephony.webrtc.media import AgentAudioTrack, hand_over_without_prefetch
 from telephony.webrtc.offer import Offer, OfferError
 
 from .config import Config
@@ -143,6 +143,7 @@ class BrowserService:
             if transceiver is None:
                 raise OfferError(400, "the offer has no audio")
             self._prefer_codecs(transceiver)
+            hand_over_without_prefetch(transceiver.receiver)
             pc.addTrack(out)
             await pc.setLocalDescription(await pc.createAnswer())
             if not _has_candidates(pc.localDescription.sdp):

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .audio import AudioFrame, resample
+from .audio import AudioFrame, resample, trim_leading_quiet
 from .events import AudioOut, Event
 from .legs import CallLeg
 
@@ -113,6 +113,8 @@ class Playout:
         if playback.interrupted or self.closed:
             return
         audio = resample(samples, sample_rate, self.rate).astype(np.float32, copy=False)
+        if not playback.pieces:  # the reply's first sound goes out at once; pauses between pieces stay
+            audio = trim_leading_quiet(audio, self.rate)
         piece = _Piece(audio, text, turn)
         playback.pieces.append(piece)
         self._queue.append(piece)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import av
 import numpy as np
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voiceagent.audio import float_to_pcm16, pcm16_to_float
@@ -24,6 +25,23 @@ from voiceagent.audio.resample import StreamResampler
 RATE = 16000  # the engine's rate: what the leg receives and sends
 FRAME = RATE // 50  # 20 ms
 _SILENCE = np.zeros(FRAME, dtype="<i2")
+
+
+def hand_over_without_prefetch(receiver) -> bool:
+    """Make aiortc's audio receiver pass each packet on as soon as the next one shows it complete.
+
+    aiortc's audio jitter buffer holds 4 packets before it lets the first go (prefetch=4): 80 ms
+    added to everything the caller says, measured in the page. That smooths playout for a listener;
+    the engine is not one (it reads the frames as data, and timing jitter does it no harm), and the
+    buffer waits for a missing packet whatever the prefetch, so reordering is handled the same with
+    prefetch 1 (20 ms: a packet is known complete when the next timestamp arrives). aiortc keeps the
+    buffer private: where its layout differs (another version), the receiver is left as it is."""
+    name = "_RTCRtpReceiver__jitter_buffer"
+    current = getattr(receiver, name, None)
+    if not isinstance(current, JitterBuffer):
+        return False
+    setattr(receiver, name, JitterBuffer(capacity=current.capacity, prefetch=1))
+    return True
 
 
 def to_mono(frame: av.AudioFrame) -> np.ndarray:

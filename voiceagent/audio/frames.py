@@ -16,6 +16,23 @@ def float_to_pcm16(samples: np.ndarray) -> np.ndarray:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
 
 
+def trim_leading_quiet(samples: np.ndarray, sample_rate: int, keep_ms: int = 20,
+                       floor_dbfs: float = -50.0) -> np.ndarray:
+    """The signal from `keep_ms` before its first 5 ms above `floor_dbfs`. A voice starts its
+    speech with up to ~70 ms of silence (piper, espeak): at the head of a reply, that is time the
+    caller waits for nothing. The floor sits well under a soft onset ("s", "f"), so none is cut;
+    a signal with no sound at all is left as it is."""
+    window = max(1, sample_rate // 200)
+    count = len(samples) // window
+    if count == 0:
+        return samples
+    rms = np.sqrt(np.mean(np.square(samples[: count * window].reshape(count, window), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(rms > 10 ** (floor_dbfs / 20))
+    if not len(loud):
+        return samples
+    return samples[max(0, int(loud[0]) * window - sample_rate * keep_ms // 1000):]
+
+
 @dataclass(frozen=True)
 class AudioFrame:
     """A slice of mono audio. `start_s` is its position on the call's own timeline."""
