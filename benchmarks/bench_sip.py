@@ -150,7 +150,7 @@ async def latency(call, names: list[str], args, records, how: str, where: str) -
 
 def engine_v2v(records) -> list[float]:
     return [t.latency_ms["voice_to_voice"] for r in records for t in r.turns
-            if t.role == "agent" and t.kind == "reply" and (t.latency_ms or {}).get("voice_to_voice") is not None]
+            if t.role == "agent" and t.kind == "reply" and (t.latency_ms or {}).get("voice_to_voice")]  # 0: never heard
 
 
 STAGES = ("endpoint", "asr", "llm_first_token", "tts_first_audio", "voice_to_voice")

@@ -122,7 +122,7 @@ def engine_v2v(record: dict | None) -> list[float]:
         return []
     return [t["latency_ms"]["voice_to_voice"] for t in record.get("turns", [])
             if t.get("role") == "agent" and t.get("kind") == "reply"
-            and (t.get("latency_ms") or {}).get("voice_to_voice") is not None]
+            and (t.get("latency_ms") or {}).get("voice_to_voice")]  # 0: cut off before a sound was heard
 
 
 async def one_call(browser, server: AgentServer, name: str, speech_s: float) -> dict:
@@ -133,7 +133,7 @@ async def one_call(browser, server: AgentServer, name: str, speech_s: float) -> 
         page = await context.new_page()
         min_s = LEAD_S + speech_s + 1.5
         call = await voice_call(page, server.base, lang="zh" if name.startswith("zh") else "en",
-                                timeout_s=min_s + 30, min_s=min_s, settle_s=1.0, with_audio=False)
+                                timeout_s=min_s + 60, min_s=min_s, settle_s=1.0, with_audio=False)
     finally:
         await context.close()
     levels = call.get("levels") or {}

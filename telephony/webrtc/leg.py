@@ -15,7 +15,7 @@ from voiceagent.audio import AudioFrame, resample
 from voiceagent.audio.resample import StreamResampler
 from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult, played_out
 
-from .media import RATE, AgentAudioTrack, InboundAudio
+from .media import RATE, AgentAudioTrack, InboundAudio, InboundTimeline
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class WebRtcLeg:
         self._tasks.append(asyncio.get_running_loop().create_task(self._read(track), name="webrtc-mic"))
 
     async def _read(self, track: MediaStreamTrack) -> None:
-        inbound = InboundAudio()
+        inbound, timeline = InboundAudio(), InboundTimeline()
         while not self.gone.is_set():
             try:
                 # until the first frame, connecting is the service's connect timeout's business
@@ -78,8 +78,9 @@ class WebRtcLeg:
                     log.warning("webrtc: unusable audio frame dropped: %s", exc)
                 continue
             self.frames_in += 1
+            start = timeline.place(frame, len(samples), self.clock.now())
             if len(samples):
-                self._deliver(AudioFrame(samples, RATE, self.clock.now() - len(samples) / RATE))
+                self._deliver(AudioFrame(samples, RATE, start))
 
     def key(self, digit: str) -> None:
         """A key pressed on the page's keypad (sent over the event channel)."""
