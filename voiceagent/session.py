@@ -316,7 +316,8 @@ class CallSession:
             self._timeline_s = frame.start_s
             self.detector.discard_turn()
         elif gap > 0.005:  # a hole (lost packets): silence, so the VAD and the timers see time pass
-            self._stats.gaps_filled_ms += gap * 1000
+            if self._stats.frames_in > 1:  # before the first frame the line was still connecting: no hole
+                self._stats.gaps_filled_ms += gap * 1000
             samples = np.concatenate([np.zeros(int(round(gap * ENGINE_RATE)), np.float32), samples])
         self._timeline_s += len(samples) / ENGINE_RATE
         return samples
