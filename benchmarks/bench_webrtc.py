@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_webrtc.py                  # latency (20 turns) and capacity
     .venv/bin/python benchmarks/bench_webrtc.py --latency --samples "en_order*" --repeat 2
     .venv/bin/python benchmarks/bench_webrtc.py --capacity --max-pages 4 --calls-per-page 3
+    .venv/bin/python benchmarks/bench_webrtc.py --capacity --peer aiortc      # the agent's own capacity
 
 The product runs as shipped (`voiceagent serve --http 127.0.0.1:PORT --sip off`, its own process,
 with a config file that turns the greeting off, since the sample callers start talking at once, and
@@ -28,7 +29,10 @@ after the server's speech prewarm has finished and one warm-up call (--warmup) n
    samples, 5 times each: 20 turns); p50/p95.
 2. capacity: N pages at once in one Chromium (N = 1, 2, 3, 4, 6), each making --calls-per-page
    calls in a row with a sample, staggered 0.7 s; a step passes with p95 voice_to_voice <= 1500 ms.
-   The browser shares the 2 cores with the agent here: the figures are a floor for the agent alone.
+   Each Chromium page takes about half a core here (printed per step with the agent's own CPU), so
+   with --peer aiortc the pages are played by aiortc instead (tests/peers/aiortc_page.py: the
+   widget's offer, DTLS-SRTP, Opus and event channel, levels on the page's clock as in Chromium),
+   which measures what the agent holds. Each step prints the engine's stage p95s.
 
 Figures go to stdout and benchmarks/results/bench_webrtc.json.
 """
@@ -39,6 +43,7 @@ import argparse
 import asyncio
 import fnmatch
 import json
+import os
 import sys
 import tempfile
 import time
@@ -49,8 +54,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
 from tests.browser_call import AgentServer, voice_call  # noqa: E402
 from tests.peers import chromium  # noqa: E402
+from voiceagent.audio import load_audio  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "audio"
 DEFAULT_SAMPLES = "en_order_status_16k.wav,zh_order_status_16k.wav,en_size_16k.wav,zh_size_16k.wav"
@@ -144,8 +152,59 @@ async def one_call(browser, server: AgentServer, name: str, speech_s: float) -> 
     # the transport's share, where the turns pair up one to one
     diff = [round(b - e, 1) for b, e in zip(browser_ms, engine_ms)] if len(browser_ms) == len(engine_ms) else []
     return {"sample": name, "ok": call["ok"], "error": call.get("error"), "v2v_ms": browser_ms,
-            "engine_v2v_ms": engine_ms, "transport_ms": diff, "turns": turns, "call_id": call.get("call_id"),
+            "engine_v2v_ms": engine_ms, "engine_stages": engine_stages(record), "transport_ms": diff, "turns": turns, "call_id": call.get("call_id"),
             "codec": (record or {}).get("channel", {}).get("codec"), "call_s": call.get("call_s")}
+
+
+STAGES = ("endpoint", "asr", "llm_first_token", "tts_first_audio")
+
+
+def engine_stages(record: dict | None) -> list[dict]:
+    return [t["latency_ms"] for t in (record or {}).get("turns", [])
+            if t.get("role") == "agent" and t.get("kind") == "reply" and (t.get("latency_ms") or {}).get("voice_to_voice")]
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(the machine's busy CPU seconds, process `pid`'s own and its waited children's), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    with open(f"/proc/{pid}/stat") as f:
+        own = f.read().rsplit(")", 1)[1].split()
+    return busy / tick, sum(int(x) for x in own[11:15]) / tick  # utime, stime, cutime, cstime
+
+
+async def one_call_aiortc(server: AgentServer, name: str, mic: np.ndarray) -> dict:
+    """The same call from an aiortc page (tests/peers/aiortc_page.py): the widget's offer, DTLS-SRTP,
+    Opus and event channel, without a browser's CPU. Its microphone plays `mic` and it hangs up when
+    that ends; both sides' levels go on the page's clock as in Chromium."""
+    import httpx
+
+    from tests.peers.aiortc_page import Page
+
+    page = Page(mic)
+    try:
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
+            response = await page.offer(http, language="zh" if name.startswith("zh") else "en")
+        ok = response.status_code == 200
+        error = None if ok else f"offer answered {response.status_code}: {response.text[:120]}"
+        while ok and not page.mic.done and page.pc.connectionState not in ("failed", "closed"):
+            await asyncio.sleep(0.2)
+        call_id = page.call_id
+    finally:
+        await page.close()
+    local, remote = page.levels()
+    turns = chromium.voice_to_voice(local, remote)
+    browser_ms = [t["v2v_ms"] for t in turns if t["clean"] and t["v2v_ms"] is not None]
+    record = await asyncio.to_thread(server.wait_call, call_id, 20) if call_id else None
+    engine_ms = engine_v2v(record)
+    diff = [round(b - e, 1) for b, e in zip(browser_ms, engine_ms)] if len(browser_ms) == len(engine_ms) else []
+    if ok and record is None:
+        error = f"no stored record for the call ({call_id or 'no hello on the event channel'})"
+    return {"sample": name, "ok": ok and record is not None, "error": error, "v2v_ms": browser_ms,
+            "engine_v2v_ms": engine_ms, "engine_stages": engine_stages(record), "transport_ms": diff,
+            "turns": turns, "call_id": call_id, "codec": (record or {}).get("channel", {}).get("codec")}
 
 
 def summary(calls: list[dict]) -> dict:
@@ -214,30 +273,47 @@ async def run(args) -> dict:
                 mic = mics.get(name) or chromium.fake_mic_wav(SAMPLES / name, work / f"mic-{name}", lead_s=LEAD_S,
                                                                tail_s=TAIL_S)
                 speech.setdefault(name, duration_s(SAMPLES / name))
-                print(f"== capacity: N pages at once in one Chromium, {args.calls_per_page} calls each ({name})",
-                      flush=True)
+                where = "in one Chromium" if args.peer == "chromium" else "played by aiortc (no browser)"
+                print(f"== capacity: N pages at once {where}, {args.calls_per_page} calls each ({name})", flush=True)
+                mic16 = np.concatenate([np.zeros(int(LEAD_S * 16000), np.float32),
+                                        load_audio(SAMPLES / name, 16000).samples,
+                                        np.zeros(int(TAIL_S * 16000), np.float32)])
                 out = []
                 for n in steps:
-                    browser = await chromium.launch(p, mic_wav=mic)
-                    started = time.monotonic()
+                    browser = await chromium.launch(p, mic_wav=mic) if args.peer == "chromium" else None
+                    started, cpu0 = time.monotonic(), cpu_seconds(server.proc.pid)
                     try:
                         async def line(i: int) -> list[dict]:
                             await asyncio.sleep(i * STAGGER_S)  # staggered, as calls arrive
+                            if browser is None:
+                                return [await one_call_aiortc(server, name, mic16) for _ in range(args.calls_per_page)]
                             return [await one_call(browser, server, name, speech[name])
                                     for _ in range(args.calls_per_page)]
 
                         per_line = await asyncio.gather(*(line(i) for i in range(n)))
                     finally:
-                        await browser.close()
+                        if browser is not None:
+                            await browser.close()
+                    wall, cpu1 = time.monotonic() - started, cpu_seconds(server.proc.pid)
                     calls = [c for cs in per_line for c in cs]
-                    step = {"pages": n, **summary(calls), "seconds": round(time.monotonic() - started, 1)}
+                    step = {"pages": n, **summary(calls), "seconds": round(wall, 1),
+                            "agent_cpu_cores": round((cpu1[1] - cpu0[1]) / wall, 2),
+                            "others_cpu_cores": round((cpu1[0] - cpu0[0] - (cpu1[1] - cpu0[1])) / wall, 2),
+                            "engine_stage_p95_ms": {k: pct([st.get(k, 0.0) for c in calls for st in c["engine_stages"]],
+                                                           0.95) for k in STAGES}}
                     step["pass"] = step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS and not step["failed"]
                     out.append(step)
                     print(f"  {n} pages at once: {step['turns']} turns, p50 {step['p50_ms']} ms, p95 {step['p95_ms']} ms"
                           f" (engine p95 {step['engine_p95_ms']}), {step['failed']} calls failed:"
                           f" {'pass' if step['pass'] else 'FAIL'}", flush=True)
+                    errors = sorted({str(c["error"]) for c in calls if not c["ok"]})
+                    if errors:
+                        print(f"    failed: {'; '.join(errors)[:300]}", flush=True)
+                    print(f"    agent CPU {step['agent_cpu_cores']} cores, the pages and the rest "
+                          f"{step['others_cpu_cores']}; engine stage p95 ms {step['engine_stage_p95_ms']}", flush=True)
                 passing = [s["pages"] for s in out if s["pass"]]
-                results["capacity"] = {"sample": name, "calls_per_page": args.calls_per_page, "steps": out,
+                results["capacity"] = {"sample": name, "peer": args.peer, "calls_per_page": args.calls_per_page,
+                                       "steps": out,
                                        "max_pages_passing": max(passing) if passing else 0}
                 print(f"browser calls at once holding p95 voice_to_voice <= {CAPACITY_P95_MS:.0f} ms: "
                       f"{results['capacity']['max_pages_passing']}", flush=True)
@@ -270,6 +346,9 @@ def main() -> int:
     ap.add_argument("--max-pages", type=int, default=6)
     ap.add_argument("--calls-per-page", type=int, default=3)
     ap.add_argument("--capacity-sample", default="en_order_status_16k.wav")
+    ap.add_argument("--peer", choices=("chromium", "aiortc"), default="chromium",
+                    help="capacity part: pages in headless Chromium (half a core each on these machines), or "
+                         "played by aiortc (the same protocol, a fraction of the CPU: the agent's own capacity)")
     ap.add_argument("--warmup", type=int, default=1, help="calls made first and not counted")
     ap.add_argument("--config", help="the agent's TOML config (the greeting is turned off, max_sessions raised)")
     args = ap.parse_args()

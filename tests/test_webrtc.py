@@ -21,17 +21,17 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from telephony.webrtc.media import FRAME, RATE, AgentAudioTrack, InboundAudio, InboundTimeline, to_mono
 from telephony.webrtc.offer import OfferError, check_sdp, parse_offer
-from voiceagent.audio import float_to_pcm16, load_audio
+from voiceagent.audio import load_audio
 from voiceagent.server import create_app
 
 from .conftest import SAMPLES
 from .peers import baresip as baresip_mod
 from .peers import need
+from .peers.aiortc_page import Page
 from .peers.baresip import Baresip
 from .peers.ports import free_port
 
@@ -174,88 +174,6 @@ async def test_agent_track_paces_20ms_frames_and_says_when_it_speaks():
 
 
 # -- whole calls against the real engine, over real HTTP ------------------------------------------
-class WavTrack(MediaStreamTrack):
-    """A page's microphone playing a recording (16 kHz), then silence, paced at 20 ms."""
-
-    kind = "audio"
-
-    def __init__(self, samples: np.ndarray):
-        super().__init__()
-        self.pcm = float_to_pcm16(samples)
-        self.pos = 0
-        self._start = None
-
-    async def recv(self):
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self.pos / RATE
-        if due > time.monotonic():
-            await asyncio.sleep(due - time.monotonic())
-        chunk = self.pcm[self.pos:self.pos + FRAME]
-        chunk = np.pad(chunk, (0, FRAME - len(chunk))) if len(chunk) < FRAME else chunk
-        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = RATE, self.pos, fractions.Fraction(1, RATE)
-        self.pos += FRAME
-        return frame
-
-    @property
-    def done(self) -> bool:
-        return self.pos >= len(self.pcm)
-
-
-class Page:
-    """What the widget does, with aiortc: microphone, "events" channel, the agent's audio heard."""
-
-    def __init__(self, samples: np.ndarray | None = None, media: bool = True):
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.mic = WavTrack(samples if samples is not None else np.zeros(RATE, np.float32))
-        if media:
-            self.pc.addTrack(self.mic)
-        self.channel = self.pc.createDataChannel("events")
-        self.messages: list[dict] = []
-        self.heard: list[np.ndarray] = []
-        self.session_id = None
-        self._readers = []
-        self.channel.on("message", lambda m: self.messages.append(json.loads(m)))
-
-        @self.pc.on("track")
-        def on_track(track):
-            self._readers.append(asyncio.ensure_future(self._hear(track)))
-
-    async def _hear(self, track):
-        inbound = InboundAudio()
-        try:
-            while True:
-                self.heard.append(inbound.convert(await track.recv()))
-        except MediaStreamError:
-            pass
-
-    async def offer(self, http: httpx.AsyncClient, **extra) -> httpx.Response:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        response = await http.post("/api/webrtc/offer", json={"sdp": self.pc.localDescription.sdp, "type": "offer", **extra})
-        if response.status_code == 200:
-            self.session_id = response.json()["session_id"]
-            await self.pc.setRemoteDescription(RTCSessionDescription(response.json()["sdp"], "answer"))
-        return response
-
-    def said(self, role: str, final_only: bool = True) -> list[str]:
-        return [m["text"] for m in self.messages if m.get("type") == "transcript" and m["role"] == role
-                and (m.get("final", True) or not final_only)]
-
-    def states(self) -> list[str]:
-        return [m["state"] for m in self.messages if m.get("type") == "state"]
-
-    def audio(self) -> np.ndarray:
-        return np.concatenate(self.heard) if self.heard else np.zeros(0, np.float32)
-
-    async def close(self):
-        await self.pc.close()
-        for r in self._readers:
-            r.cancel()
-
-
 async def _until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -98,7 +98,7 @@ class BrowserService:
         self.calls: dict[str, BrowserCall] = {}
         self.records: list[CallRecord] = []  # finished sessions of this process, newest last (for tests)
         self.counters = {"offers": 0, "rejected": 0, "connect_timeouts": 0, "completed": 0}
-        _use_ice_hosts(self.web.ice_host_addresses or (["127.0.0.1"] if _is_loopback(http_host) else []))
+        use_ice_hosts(self.web.ice_host_addresses or (["127.0.0.1"] if _is_loopback(http_host) else []))
 
     # -- signalling ---------------------------------------------------------------------------
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
@@ -346,7 +346,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _use_ice_hosts(addresses: list[str]) -> None:
+def use_ice_hosts(addresses: list[str]) -> None:
     """Which local addresses ICE offers. aioice offers every interface's address but 127.0.0.1 and
     has no setting for it; a server on loopback (the default, and the tests' network namespace)
     has only 127.0.0.1 to offer, and a server with several interfaces may want to offer one."""
