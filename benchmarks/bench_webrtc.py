@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 
 from tests.browser_call import AgentServer, voice_call  # noqa: E402
 from tests.peers import chromium  # noqa: E402
-from voiceagent.audio import load_audio  # noqa: E402
+from tests.peers.aiortc_page import Page, recording  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "audio"
 DEFAULT_SAMPLES = "en_order_status_16k.wav,zh_order_status_16k.wav,en_size_16k.wav,zh_size_16k.wav"
@@ -125,12 +125,32 @@ def duration_s(path: Path) -> float:
     return info.frames / info.samplerate
 
 
-def engine_v2v(record: dict | None) -> list[float]:
-    if not record:
-        return []
-    return [t["latency_ms"]["voice_to_voice"] for t in record.get("turns", [])
+STAGES = ("endpoint", "asr", "llm_first_token", "tts_first_audio")
+
+
+def engine_stages(record: dict | None) -> list[dict]:
+    """The stored latencies of the call's replies that were heard (a reply cut off before a sound
+    has voice_to_voice 0)."""
+    return [t["latency_ms"] for t in (record or {}).get("turns", [])
             if t.get("role") == "agent" and t.get("kind") == "reply"
-            and (t.get("latency_ms") or {}).get("voice_to_voice")]  # 0: cut off before a sound was heard
+            and (t.get("latency_ms") or {}).get("voice_to_voice")]
+
+
+async def measured(server: AgentServer, name: str, local: list[float], remote: list[float], call_id: str | None,
+                   ok: bool, error: str | None, require_record: bool = False, **extra) -> dict:
+    """One call's figures: voice to voice from the page's levels, beside the engine's own from the
+    stored record (and their difference, the transport's share, where the turns pair up one to one)."""
+    turns = chromium.voice_to_voice(local, remote)
+    browser_ms = [t["v2v_ms"] for t in turns if t["clean"] and t["v2v_ms"] is not None]
+    record = await asyncio.to_thread(server.wait_call, call_id, 20) if call_id else None
+    if ok and record is None and require_record:
+        ok, error = False, f"no stored record for the call ({call_id or 'no hello on the event channel'})"
+    stages = engine_stages(record)
+    engine_ms = [st["voice_to_voice"] for st in stages]
+    diff = [round(b - e, 1) for b, e in zip(browser_ms, engine_ms)] if len(browser_ms) == len(engine_ms) else []
+    return {"sample": name, "ok": ok, "error": error, "v2v_ms": browser_ms, "engine_v2v_ms": engine_ms,
+            "engine_stages": stages, "transport_ms": diff, "turns": turns, "call_id": call_id,
+            "codec": (record or {}).get("channel", {}).get("codec"), **extra}
 
 
 async def one_call(browser, server: AgentServer, name: str, speech_s: float) -> dict:
@@ -145,23 +165,8 @@ async def one_call(browser, server: AgentServer, name: str, speech_s: float) -> 
     finally:
         await context.close()
     levels = call.get("levels") or {}
-    turns = chromium.voice_to_voice(levels.get("local") or [], levels.get("remote") or [])
-    browser_ms = [t["v2v_ms"] for t in turns if t["clean"] and t["v2v_ms"] is not None]
-    record = await asyncio.to_thread(server.wait_call, call["call_id"], 20) if call.get("call_id") else None
-    engine_ms = engine_v2v(record)
-    # the transport's share, where the turns pair up one to one
-    diff = [round(b - e, 1) for b, e in zip(browser_ms, engine_ms)] if len(browser_ms) == len(engine_ms) else []
-    return {"sample": name, "ok": call["ok"], "error": call.get("error"), "v2v_ms": browser_ms,
-            "engine_v2v_ms": engine_ms, "engine_stages": engine_stages(record), "transport_ms": diff, "turns": turns, "call_id": call.get("call_id"),
-            "codec": (record or {}).get("channel", {}).get("codec"), "call_s": call.get("call_s")}
-
-
-STAGES = ("endpoint", "asr", "llm_first_token", "tts_first_audio")
-
-
-def engine_stages(record: dict | None) -> list[dict]:
-    return [t["latency_ms"] for t in (record or {}).get("turns", [])
-            if t.get("role") == "agent" and t.get("kind") == "reply" and (t.get("latency_ms") or {}).get("voice_to_voice")]
+    return await measured(server, name, levels.get("local") or [], levels.get("remote") or [], call.get("call_id"),
+                          call["ok"], call.get("error"), call_s=call.get("call_s"))
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -181,8 +186,6 @@ async def one_call_aiortc(server: AgentServer, name: str, mic: np.ndarray) -> di
     that ends; both sides' levels go on the page's clock as in Chromium."""
     import httpx
 
-    from tests.peers.aiortc_page import Page
-
     page = Page(mic)
     try:
         async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
@@ -191,20 +194,9 @@ async def one_call_aiortc(server: AgentServer, name: str, mic: np.ndarray) -> di
         error = None if ok else f"offer answered {response.status_code}: {response.text[:120]}"
         while ok and not page.mic.done and page.pc.connectionState not in ("failed", "closed"):
             await asyncio.sleep(0.2)
-        call_id = page.call_id
     finally:
         await page.close()
-    local, remote = page.levels()
-    turns = chromium.voice_to_voice(local, remote)
-    browser_ms = [t["v2v_ms"] for t in turns if t["clean"] and t["v2v_ms"] is not None]
-    record = await asyncio.to_thread(server.wait_call, call_id, 20) if call_id else None
-    engine_ms = engine_v2v(record)
-    diff = [round(b - e, 1) for b, e in zip(browser_ms, engine_ms)] if len(browser_ms) == len(engine_ms) else []
-    if ok and record is None:
-        error = f"no stored record for the call ({call_id or 'no hello on the event channel'})"
-    return {"sample": name, "ok": ok and record is not None, "error": error, "v2v_ms": browser_ms,
-            "engine_v2v_ms": engine_ms, "engine_stages": engine_stages(record), "transport_ms": diff,
-            "turns": turns, "call_id": call_id, "codec": (record or {}).get("channel", {}).get("codec")}
+    return await measured(server, name, *page.levels(), page.call_id, ok, error, require_record=True)
 
 
 def summary(calls: list[dict]) -> dict:
@@ -275,9 +267,7 @@ async def run(args) -> dict:
                 speech.setdefault(name, duration_s(SAMPLES / name))
                 where = "in one Chromium" if args.peer == "chromium" else "played by aiortc (no browser)"
                 print(f"== capacity: N pages at once {where}, {args.calls_per_page} calls each ({name})", flush=True)
-                mic16 = np.concatenate([np.zeros(int(LEAD_S * 16000), np.float32),
-                                        load_audio(SAMPLES / name, 16000).samples,
-                                        np.zeros(int(TAIL_S * 16000), np.float32)])
+                mic16 = recording(SAMPLES / name, LEAD_S, TAIL_S)
                 out = []
                 for n in steps:
                     browser = await chromium.launch(p, mic_wav=mic) if args.peer == "chromium" else None

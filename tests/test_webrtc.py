@@ -25,13 +25,12 @@ from aiortc.mediastreams import MediaStreamError
 
 from telephony.webrtc.media import FRAME, RATE, AgentAudioTrack, InboundAudio, InboundTimeline, to_mono
 from telephony.webrtc.offer import OfferError, check_sdp, parse_offer
-from voiceagent.audio import load_audio
 from voiceagent.server import create_app
 
 from .conftest import SAMPLES
 from .peers import baresip as baresip_mod
 from .peers import need
-from .peers.aiortc_page import Page
+from .peers.aiortc_page import Page, recording
 from .peers.baresip import Baresip
 from .peers.ports import free_port
 
@@ -223,8 +222,7 @@ async def _frames_behind(page: Page, leg) -> list[int]:
 
 
 def _sample(name: str, lead_s: float = 0.5, tail_s: float = 12.0) -> np.ndarray:
-    audio = load_audio(SAMPLES / name, RATE).samples
-    return np.concatenate([np.zeros(int(lead_s * RATE), np.float32), audio, np.zeros(int(tail_s * RATE), np.float32)])
+    return recording(SAMPLES / name, lead_s, tail_s)
 
 
 @in_loop

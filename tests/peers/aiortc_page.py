@@ -20,8 +20,16 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from telephony.webrtc.media import FRAME, RATE, InboundAudio, hand_over_without_prefetch
-from voiceagent.audio import float_to_pcm16
+from voiceagent.audio import float_to_pcm16, load_audio
+from voiceagent.audio.frames import window_rms
 from voiceagent.browser import use_ice_hosts
+
+
+def recording(path, lead_s: float, tail_s: float) -> np.ndarray:
+    """A caller's recording as a page's microphone plays it: 16 kHz, `lead_s` of silence before
+    (the call connects) and `tail_s` after (time for the answer)."""
+    audio = load_audio(path, RATE).samples
+    return np.concatenate([np.zeros(int(lead_s * RATE), np.float32), audio, np.zeros(int(tail_s * RATE), np.float32)])
 
 
 class WavTrack(MediaStreamTrack):
@@ -119,16 +127,11 @@ class Page:
         if self.mic.started is None:
             return [], []
         step = int(RATE * frame_s)
-
-        def rms(x: np.ndarray) -> list[float]:
-            n = len(x) // step
-            return np.sqrt(np.mean(np.square(x[:n * step].reshape(n, step)), axis=1)).tolist() if n else []
-
-        local = rms(self.mic.samples[:self.mic.pos])
+        local = window_rms(self.mic.samples[:self.mic.pos], step).tolist()
         remote = np.zeros(len(local) + int(30 / frame_s), np.float32)
         for samples, arrived in zip(self.heard, self.heard_at):
             start = arrived - len(samples) / RATE - self.mic.started
-            for i, level in enumerate(rms(samples)):
+            for i, level in enumerate(window_rms(samples, step)):
                 k = int(round(start / frame_s)) + i
                 if 0 <= k < len(remote):
                     remote[k] = max(remote[k], level)

@@ -16,6 +16,12 @@ def float_to_pcm16(samples: np.ndarray) -> np.ndarray:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
 
 
+def window_rms(samples: np.ndarray, window: int) -> np.ndarray:
+    """RMS of each whole `window` samples (a last partial window is left out)."""
+    count = len(samples) // window
+    return np.sqrt(np.mean(np.square(samples[: count * window].reshape(count, window), dtype=np.float64), axis=1))
+
+
 def trim_leading_quiet(samples: np.ndarray, sample_rate: int, keep_ms: int = 20,
                        floor_dbfs: float = -50.0) -> np.ndarray:
     """The signal from `keep_ms` before its first 5 ms above `floor_dbfs`. A voice starts its
@@ -23,11 +29,7 @@ def trim_leading_quiet(samples: np.ndarray, sample_rate: int, keep_ms: int = 20,
     caller waits for nothing. The floor sits well under a soft onset ("s", "f"), so none is cut;
     a signal with no sound at all is left as it is."""
     window = max(1, sample_rate // 200)
-    count = len(samples) // window
-    if count == 0:
-        return samples
-    rms = np.sqrt(np.mean(np.square(samples[: count * window].reshape(count, window), dtype=np.float64), axis=1))
-    loud = np.flatnonzero(rms > 10 ** (floor_dbfs / 20))
+    loud = np.flatnonzero(window_rms(samples, window) > 10 ** (floor_dbfs / 20))
     if not len(loud):
         return samples
     return samples[max(0, int(loud[0]) * window - sample_rate * keep_ms // 1000):]
