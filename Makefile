@@ -31,9 +31,11 @@ setup-zh-voice:
 samples: setup-zh-voice
 	.venv/bin/python samples/audio/make_samples.py
 
-# Retrain the intent model from dialog/data/nlu_train.jsonl: tune the encoder's upper layers (torch,
-# about 15 minutes on 2 cores), then fit the calibrated classifier on top. Then: make bench.
+# Retrain the intent model from the templates in training/data/nlu_templates/: build nlu_train/dev.jsonl
+# (seeded: the same rows), tune the encoder's upper layers (torch, about 15 minutes on 2 cores), then
+# fit the calibrated classifier on top. Then: make bench.
 train-nlu: setup
 	@bash scripts/setup.sh --train
-	.venv-train/bin/python -m voiceagent.dialog.finetune_encoder
-	.venv/bin/python -m voiceagent.dialog.train_intents
+	.venv/bin/python -m training.make_nlu_data
+	.venv-train/bin/python -m training.finetune_encoder
+	.venv/bin/python -m training.train_intents

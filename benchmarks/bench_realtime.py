@@ -54,7 +54,7 @@ from voiceagent.audio import load_audio, resample  # noqa: E402
 from voiceagent.config import Config  # noqa: E402
 from voiceagent.legs import FileLeg  # noqa: E402
 from voiceagent.runtime import Runtime  # noqa: E402
-from voiceagent.session import CallSession, SessionOptions  # noqa: E402
+from voiceagent.engine import CallSession, SessionOptions  # noqa: E402
 from voiceagent.transcription import speech_segments  # noqa: E402
 
 RATE = 16000

@@ -32,7 +32,7 @@ def main() -> int:
         # the engine's caches and the demo shop copies stay out of the developer's var/
         os.environ.setdefault("VOICEAGENT_VAR", str(Path(tmp) / "var"))
         from voiceagent.config import Config
-        from voiceagent.dialog.grounding import ConversationRunner, load_conversations, run_suite
+        from voiceagent.evals.conversations import ConversationRunner, load_conversations, run_suite
         from voiceagent.runtime import Runtime
 
         t0 = time.perf_counter()

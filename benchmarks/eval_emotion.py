@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from voiceagent.perception.text_emotion import detect_emotion  # noqa: E402
 
 TEST = ROOT / "tests" / "data" / "emotion"
-DEV = ROOT / "voiceagent" / "perception" / "data" / "emotion_dev.jsonl"
+DEV = ROOT / "training" / "data" / "emotion" / "emotion_dev.jsonl"
 
 
 def load(path: Path, lang: str | None = None) -> list[dict]:
@@ -59,7 +59,7 @@ def scores(rows: list[dict], classifier) -> dict[str, dict[str, float]]:
 
 
 def classifier_from_models():
-    from voiceagent.dialog.train_intents import intent_encoder
+    from voiceagent.dialog.nlu_model import intent_encoder
     from voiceagent.embeddings import Embedder
     from voiceagent.perception.text_emotion import load_anger_classifier
 

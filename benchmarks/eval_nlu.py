@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from voiceagent.config import Config  # noqa: E402
-from voiceagent.dialog.evaluate import evaluate  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
 from voiceagent.runtime import Runtime  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from tests.peers.asterisk import FakeAsterisk
 from voiceagent.audio import load_audio, resample
 from voiceagent.pbx import AsteriskService
-from voiceagent.session import SessionOptions
+from voiceagent.engine import SessionOptions
 from voiceagent.store import CallStore
 
 from .conftest import SAMPLES

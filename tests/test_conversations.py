@@ -1,8 +1,8 @@
-"""Scripted multi-turn conversations (tests/conversations/*.toml), each on a fresh copy of the demo
-shop: every turn's expectations hold, and no agent turn states a fact without a grounding source
-(voiceagent/dialog/grounding.py). Also the grounding checker itself: it must catch invented prices
-and dates, another order's number, an uncited policy number, false claims, and accept the
-engine's real replies."""
+"""Scripted multi-turn conversations (tests/conversations/*.toml, run by voiceagent/evals/conversations.py),
+each on a fresh copy of the demo shop: every turn's expectations hold, and no agent turn states a fact
+without a grounding source (voiceagent/dialog/grounding.py). Also the grounding checker itself: it
+must catch invented prices and dates, another order's number, an uncited policy number, false
+claims, and accept the engine's real replies."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sqlite3
 import pytest
 
 from voiceagent.dialog.engine import DialogEngine, DialogState
-from voiceagent.dialog.grounding import (ConversationRunner, GroundingChecker, audit_templates, check_turn,
-                                         extract_atoms, load_conversations, normalise_numbers)
+from voiceagent.dialog.grounding import GroundingChecker, audit_templates, extract_atoms, normalise_numbers
+from voiceagent.evals.conversations import ConversationRunner, check_turn, load_conversations
 from voiceagent.shop import demo
 from voiceagent.shop.repository import ShopRepository
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from voiceagent.dialog import e5_model_file
-from voiceagent.dialog.train_intents import ENCODER_LAYERS, intent_encoder
+from voiceagent.dialog.nlu_model import ENCODER_LAYERS, intent_encoder
 from voiceagent.embeddings import resolve_model_file
 
 

@@ -81,7 +81,7 @@ def test_the_raised_voice_recording_is_heard_from_the_voice_alone(runtime, sampl
     voice. The angry turn is found from the voice alone; calm turns never are."""
     from voiceagent.audio import load_audio
     from voiceagent.legs import FileLeg
-    from voiceagent.session import CallSession, SessionOptions
+    from voiceagent.engine import CallSession, SessionOptions
 
     for name in ("en_raised_voice_8k.wav", "zh_raised_voice_8k.wav"):
         audio = load_audio(ROOT / "samples" / "audio" / name, 16000)
@@ -205,7 +205,7 @@ def test_a_caller_who_switches_language_mid_call_is_heard_and_answered_in_the_ne
 
     from voiceagent.audio import load_audio
     from voiceagent.legs import FileLeg
-    from voiceagent.session import CallSession, SessionOptions
+    from voiceagent.engine import CallSession, SessionOptions
 
     parts = [load_audio(ROOT / "samples" / "audio" / n, 16000).samples
              for n in ("en_order_status_16k.wav", "zh_order_status_16k.wav")]
@@ -242,7 +242,7 @@ def test_the_handoff_summary_tells_the_human_what_happened(engine):
 def _call(runtime, name, transfer_ok=True, status="busy", store=None):
     from voiceagent.audio import load_audio
     from voiceagent.legs import FileLeg
-    from voiceagent.session import CallSession, SessionOptions
+    from voiceagent.engine import CallSession, SessionOptions
 
     audio = load_audio(ROOT / "samples" / "audio" / name, 16000)
     leg = FileLeg(audio.samples, 16000, realtime=False)

@@ -4,9 +4,10 @@ import hashlib
 
 import numpy as np
 
-from voiceagent.dialog.evaluate import evaluate
+from training.evaluate import evaluate
+from training.nlu_data import load_rows, split_path
 from voiceagent.dialog.intents import INTENTS
-from voiceagent.dialog.train_intents import DATA, MODEL_PATH, encoder_sha, load_rows
+from voiceagent.dialog.nlu_model import MODEL_PATH, encoder_sha
 
 
 def test_dev_set_is_kept_apart_from_training():
@@ -20,7 +21,7 @@ def test_dev_set_is_kept_apart_from_training():
 
 def test_shipped_model_was_trained_on_the_shipped_data():
     model = np.load(MODEL_PATH)
-    assert str(model["train_sha"]) == hashlib.sha256((DATA / "nlu_train.jsonl").read_bytes()).hexdigest()
+    assert str(model["train_sha"]) == hashlib.sha256(split_path("train").read_bytes()).hexdigest()
     assert str(model["encoder_sha"]) == encoder_sha()  # and on the shipped tuned encoder
 
 

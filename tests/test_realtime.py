@@ -16,7 +16,7 @@ import pytest
 
 from voiceagent.audio import AudioFrame, load_audio, resample
 from voiceagent.legs import FileLeg, MemoryLeg
-from voiceagent.session import CallSession, SessionOptions
+from voiceagent.engine import CallSession, SessionOptions
 from voiceagent.tts import SpeechChunk
 from voiceagent.transcription import speech_segments
 

@@ -25,7 +25,7 @@ from tests.peers.kamailio import Kamailio
 from tests.peers.sipp import run_uac
 from voiceagent.audio import load_audio, resample, write_wav
 from voiceagent.phone import PhoneService
-from voiceagent.session import SessionOptions
+from voiceagent.engine import SessionOptions
 
 from .conftest import SAMPLES
 from .test_sip_ua import RawPeer, call_up, media_port

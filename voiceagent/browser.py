@@ -39,7 +39,7 @@ from .config import Config
 from .events import Event, FinalTranscript, Interruption, PartialTranscript, ReplyText, TransferRequested
 from .record import CallRecord
 from .runtime import Runtime
-from .session import CallSession, SessionOptions
+from .engine import Channel, SessionOptions, run_call
 from .store import CallStore
 from .textnorm import mask_pii
 
@@ -230,19 +230,33 @@ class BrowserService:
                 log.info("webrtc %s: never connected (%s)", call.session_id, leg.end_reason or "ICE/DTLS timeout")
                 return
             call.codec = _codec_of(pc.localDescription.sdp)
-            session = CallSession(runtime, leg, SessionOptions(language=offer.language, call=self.config.call),
-                                  observers=[lambda event: self._on_event(call, event)],
-                                  on_handoff=self.store.save_handoff if self.store else None)
-            if offer.language == "auto" and offer.page_language:
-                session.state.language = offer.page_language  # greet in the page's language; the caller's speech decides after
-            call.call_id = session.call_id
-            call.tell({"type": "hello", "session_id": call.session_id, "call_id": session.call_id})
-            call.tell({"type": "state", "state": "listening"})
-            record = await session.run()  # as long as [call] max_call_s at most, like a phone call
-            if leg.human is not None:  # bridged to a person: the page stays on until either side ends
-                call.tell({"type": "state", "state": "human"})
-                await leg.wait_done()
-            await self._finish(call, record)
+            greet_in = offer.page_language if offer.language == "auto" else None  # the caller's speech decides after
+
+            def started(session) -> None:
+                call.call_id = session.call_id
+                call.tell({"type": "hello", "session_id": call.session_id, "call_id": session.call_id})
+                call.tell({"type": "state", "state": "listening"})
+
+            async def release() -> None:
+                if leg.human is not None:  # bridged to a person: the page stays on until either side ends
+                    call.tell({"type": "state", "state": "human"})
+                    await leg.wait_done()
+
+            def describe() -> dict:
+                return {"kind": "webrtc", "session_id": call.session_id, "origin": call.origin,
+                        "remote": mask_pii(call.remote), "codec": call.codec, "end_reason": leg.end_reason,
+                        "media": leg.stats(), "transfers": leg.transfer_log}
+
+            # as long as [call] max_call_s at most, like a phone call
+            record = await run_call(runtime, leg, SessionOptions(language=offer.language, call=self.config.call,
+                                                                 greeting_language=greet_in),
+                                    Channel("webrtc", describe, started, release,
+                                            observers=(lambda event: self._on_event(call, event),),
+                                            records=self.records), self.store)
+            call.record = record
+            call.tell({"type": "ended", "by": record.outcome.ended_by, "reason": record.outcome.end_reason,
+                       "call_id": record.call_id})
+            self.counters["completed"] += 1
             log.info("webrtc %s: call %s ended (%s)", call.session_id, record.call_id, leg.end_reason)
         except Exception:
             log.exception("webrtc %s: session failed", call.session_id)
@@ -252,24 +266,6 @@ class BrowserService:
             await leg.aclose()
             await pc.close()
             self.calls.pop(call.session_id, None)
-
-    async def _finish(self, call: BrowserCall, record: CallRecord) -> None:
-        leg = call.leg
-        record.channel = {
-            "kind": "webrtc", "session_id": call.session_id, "origin": call.origin,
-            "remote": mask_pii(call.remote), "codec": call.codec, "end_reason": leg.end_reason,
-            "media": leg.stats(), "transfers": leg.transfer_log,
-        }
-        call.record = record
-        call.tell({"type": "ended", "by": record.outcome.ended_by, "reason": record.outcome.end_reason,
-                   "call_id": record.call_id})
-        self.records.append(record)
-        self.counters["completed"] += 1
-        if self.store is not None:
-            try:
-                await asyncio.to_thread(self.store.save, record)  # SQLite off the event loop: other calls go on
-            except Exception:
-                log.exception("webrtc %s: storing the call failed", call.session_id)
 
     def _on_event(self, call: BrowserCall, event: Event) -> None:
         if isinstance(event, PartialTranscript) and event.text.strip():

@@ -119,7 +119,7 @@ def cmd_call(args, config) -> int:
     from .audio.resample import resample
     from .legs import FileLeg
     from .runtime import Runtime
-    from .session import CallSession, SessionOptions
+    from .engine import Channel, SessionOptions, run_call
     from .store import CallStore
 
     out = Path(args.out)
@@ -135,12 +135,10 @@ def cmd_call(args, config) -> int:
     options = SessionOptions(language=args.lang, customer_id=args.customer,
                              greeting=args.greeting)
     store = CallStore(config.store.db)
-    session = CallSession(runtime, leg, options, on_handoff=store.save_handoff)
-    record = asyncio.run(session.run())
+    record = asyncio.run(run_call(runtime, leg, options, Channel("file"), store))
     track = resample(leg.agent_track(), audio.sample_rate, audio.source_rate)
     write_wav(out / "agent.wav", track, audio.source_rate)
     record.write(out / "call.json")
-    store.save(record)
     print(json.dumps({"call_id": record.call_id, "out": str(out), "turns": len(record.turns),
                       "outcome": record.outcome.__dict__}, ensure_ascii=False))
     return 0
@@ -258,7 +256,7 @@ def cmd_dial(args, config) -> int:
 
     from .phone import CallFailed, PhoneService
     from .runtime import Runtime
-    from .session import SessionOptions
+    from .engine import SessionOptions
     from .store import CallStore
 
     try:

@@ -108,6 +108,7 @@ class Interruption(Event):
     speech_start_s: float
     stopped_s: float
     heard_text: str
+    turn: int = 0  # the agent turn cut off
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from .config import AsteriskConfig, Config
 from .errors import ConfigError
 from .record import CallRecord
 from .runtime import Runtime, accept_when_loaded
-from .session import CallSession, SessionOptions
+from .engine import Channel, SessionOptions, run_call
 from .store import CallStore
 from .textnorm import mask_pii
 
@@ -129,24 +129,24 @@ class AsteriskService:
             options = SessionOptions(customer_id=runtime.customer_for_caller_id(info.caller_id if info else ""))
         if options.call is None:
             options.call = self.config.call
-        session = CallSession(runtime, leg, options, on_handoff=self.store.save_handoff if self.store else None)
-        log.info("call %s (AudioSocket %s, %s): %s %s", session.call_id, key, info.channel if info else "channel ?",
-                 "outbound" if outbound else "inbound", mask_pii(info.caller_id) if info else "")
-        try:
-            record = await session.run()
-        finally:
+
+        async def release() -> None:
             if conn.active and not leg.transferred:
                 await leg.hangup()
-        record.channel = {
-            "kind": "audiosocket", "direction": "outbound" if outbound else "inbound", "uuid": key,
-            "asterisk_channel": info.channel if info else None, "uniqueid": info.uniqueid if info else None,
-            "caller": mask_pii(info.caller_id) if info and info.caller_id else None,
-            "exten": info.exten if info else None, "sample_rate": conn.sample_rate,
-            "end_reason": conn.end_reason, "media": leg.stats(), "transfers": leg.transfer_log,
-        }
-        self.records.append(record)
-        if self.store is not None:
-            await asyncio.to_thread(self.store.save, record)
+
+        def describe() -> dict:
+            return {"kind": "audiosocket", "direction": "outbound" if outbound else "inbound", "uuid": key,
+                    "asterisk_channel": info.channel if info else None, "uniqueid": info.uniqueid if info else None,
+                    "caller": mask_pii(info.caller_id) if info and info.caller_id else None,
+                    "exten": info.exten if info else None, "sample_rate": conn.sample_rate,
+                    "end_reason": conn.end_reason, "media": leg.stats(), "transfers": leg.transfer_log}
+
+        def started(session) -> None:
+            log.info("call %s (AudioSocket %s, %s): %s %s", session.call_id, key, info.channel if info else "channel ?",
+                     "outbound" if outbound else "inbound", mask_pii(info.caller_id) if info else "")
+
+        record = await run_call(runtime, leg, options,
+                                Channel("audiosocket", describe, started, release, records=self.records), self.store)
         if outbound is not None and not outbound[0].done():
             outbound[0].set_result(record)
         return record

@@ -1,6 +1,6 @@
 """Phone calls over SIP with the agent on them: the glue between the SIP user agent (telephony/sip)
-and the real-time engine (session.py). Each answered call gets a SipLeg and a CallSession; its record
-is stored like any other call, with the SIP side of it (peer, codec, RTP counters, transfers).
+and the real-time engine (engine/). Each answered call gets a SipLeg and runs through `run_call`; its
+record is stored like any other call, with the SIP side of it (peer, codec, RTP counters, transfers).
 
     caller ──SIP/RTP──► UserAgent ─► SipCall ─► SipLeg ─► CallSession ─► CallStore
 """
@@ -20,7 +20,7 @@ from telephony.sip.ua import CallFailed, Credentials, UserAgent
 from .config import Config
 from .record import CallRecord
 from .runtime import Runtime, accept_when_loaded
-from .session import CallSession, SessionOptions
+from .engine import Channel, SessionOptions, run_call
 from .store import CallStore
 from .textnorm import mask_pii
 
@@ -84,22 +84,21 @@ class PhoneService:
             options = SessionOptions(customer_id=runtime.customer_for_caller_id(_user_part(call.remote)))
         if options.call is None:
             options.call = self.config.call  # this service's [call] settings (greeting, timers)
-        session = CallSession(runtime, leg, options, on_handoff=self.store.save_handoff if self.store else None)
-        log.info("call %s (SIP %s): %s %s", session.call_id, call.call_id, call.direction, mask_pii(call.remote))
-        try:
-            record = await session.run()
-        finally:
+
+        async def release() -> None:
             if call.active and call.bridged_to is None and call.end_reason is None:
                 await call.bye("agent_bye")
-        record.channel = {
-            "kind": "sip", "direction": call.direction, "sip_call_id": call.call_id, "transport": call.transport,
-            "remote": mask_pii(call.remote), "end_reason": call.end_reason,
-            "codec": call.rtp.codec_name, "rtp": call.rtp.stats_dict(), "transfers": leg.transfer_log,
-        }
-        self.records.append(record)
-        if self.store is not None:
-            await asyncio.to_thread(self.store.save, record)
-        return record
+
+        def describe() -> dict:
+            return {"kind": "sip", "direction": call.direction, "sip_call_id": call.call_id,
+                    "transport": call.transport, "remote": mask_pii(call.remote), "end_reason": call.end_reason,
+                    "codec": call.rtp.codec_name, "rtp": call.rtp.stats_dict(), "transfers": leg.transfer_log}
+
+        def started(session) -> None:
+            log.info("call %s (SIP %s): %s %s", session.call_id, call.call_id, call.direction, mask_pii(call.remote))
+
+        return await run_call(runtime, leg, options, Channel("sip", describe, started, release, records=self.records),
+                              self.store)
 
     async def dial(self, target: str, options: SessionOptions | None = None) -> CallRecord:
         """Place one outbound call and run the agent on it (it speaks first). Raises CallFailed."""

@@ -12,9 +12,20 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .config import Config
+
+if TYPE_CHECKING:  # the parts load lazily (Runtime.load): only their types here
+    from .asr import SpeechRecognizer
+    from .dialog.engine import DialogEngine
+    from .dialog.nlu import NLU
+    from .embeddings import Embedder
+    from .llm import LanguageModel
+    from .perception import Perception
+    from .shop.knowledge import KnowledgeBase
+    from .shop.repository import ShopRepository
+    from .tts.router import VoiceRouter
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +33,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class Runtime:
     config: Config
-    asr: object | None = None
-    tts: object | None = None
-    llm: object | None = None
-    embedder: object | None = None
-    nlu: object | None = None
-    shop: object | None = None
-    kb: object | None = None
-    dialog: object | None = None
-    perception: object | None = None
+    asr: SpeechRecognizer | None = None
+    tts: VoiceRouter | None = None
+    llm: LanguageModel | None = None
+    embedder: Embedder | None = None  # the knowledge base's encoder
+    nlu: NLU | None = None
+    shop: ShopRepository | None = None
+    kb: KnowledgeBase | None = None
+    dialog: DialogEngine | None = None
+    perception: Perception | None = None
     load_times_s: dict[str, float] = field(default_factory=dict)
     _prewarm_stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _prewarm_thread: threading.Thread | None = field(default=None, repr=False)
@@ -82,7 +93,7 @@ class Runtime:
 
     def _load_nlu(self) -> None:
         from .dialog.nlu import NLU
-        from .dialog.train_intents import intent_encoder
+        from .dialog.nlu_model import intent_encoder
         from .embeddings import Embedder
         from .perception.text_emotion import load_anger_classifier
 

@@ -123,3 +123,76 @@ def speakable_en(text: str) -> str:
     text = re.sub(r"\b([A-Z]{1,3})(\d{5,})\b", lambda m: " ".join(m.group(1)) + ", " + digits(m.group(2)), text)
     # a run of 5+ digits that is not part of a decimal number
     return re.sub(r"(?<!\d)(?<!\d\.)\d{5,}(?!\.?\d)", lambda m: digits(m.group(0)), text)
+
+
+# -- misheard Mandarin service words -------------------------------------------------------------
+# Whisper on telephone audio writes a key service word as a near-homophone ("我的快避到哪里了",
+# "电单号是…"), and which one depends even on the CPU's instruction set. The NLU reads a turn after
+# these repairs, so that one misheard syllable does not change what the turn is about.
+# The words whose mishearing changes the intent, as (initial, final, tone) of what the caller said:
+_SERVICE_WORDS_ZH = {
+    "快递": (("k", "uai", "4"), ("d", "i", "4")),
+    "订单": (("d", "ing", "4"), ("d", "an", "1")),
+    "运单": (("", "vn", "4"), ("d", "an", "1")),
+    "物流": (("", "u", "4"), ("l", "iou", "2")),
+    "发货": (("f", "a", "1"), ("h", "uo", "4")),
+    "退货": (("t", "uei", "4"), ("h", "uo", "4")),
+    "退款": (("t", "uei", "4"), ("k", "uan", "3")),
+}
+# Sounds that telephone-band audio blurs: stops by place of articulation, retroflex and flat
+# sibilants, n/l/r, f/h; -n/-ng codas and the i- glide before a nasal.
+_NEAR_INITIALS = [{"b", "d", "g"}, {"p", "t", "k"}, {"z", "zh", "j"}, {"c", "ch", "q"}, {"s", "sh", "x"},
+                  {"n", "l", "r"}, {"f", "h"}]
+_NEAR_FINALS = [{"an", "ang"}, {"en", "eng"}, {"in", "ing", "ian", "iang"}, {"uan", "uang"}]
+# "X单号是<number>": whatever X was heard as ("简单号是55120963"), a long number (6+ digits, as
+# order and tracking numbers are) introduced as a 单号 is an order number. Kept: the real kinds of 单号 (订单, 运单, 快递单, 物流单, 退货单, 工单, 售后单).
+_NUMBER_NAMED_AS_DANHAO = re.compile(
+    r"([\u4e00-\u9fff])单号(?=\s*(?:是|为|[:：])?\s*(?:(?:\d[\s\-]?){6}|[零〇一幺二两三四五六七八九]{6}))")
+_REAL_DANHAO_PREFIX = set("订运递流货工后")
+
+
+@lru_cache(maxsize=4096)
+def _reading(char: str) -> tuple[str, str, str] | None:
+    """(initial, final, tone) of a Chinese character's usual reading. Only the usual one: the
+    recogniser wrote the character for that sound ("的" is de5, though "目的" reads it di4)."""
+    from pypinyin import Style, pinyin
+    from pypinyin.contrib.tone_convert import to_finals, to_initials
+
+    found = pinyin(char, style=Style.TONE3, neutral_tone_with_five=True, errors="ignore")
+    p = found[0][0] if found and found[0] else ""
+    return (to_initials(p, strict=True), to_finals(p, strict=True), p[-1]) if p[-1:].isdigit() else None
+
+
+def _near(a: str, b: str, classes: list[set[str]]) -> bool:
+    return any(a in c and b in c for c in classes)
+
+
+def _sounds_like(char: str, said: tuple[str, str, str]) -> bool:
+    """`char` heard for the syllable `said`: the same tone, and either the same syllable or one of
+    its initial and final (not both) swapped for one that telephone audio blurs with it."""
+    heard = _reading(char)
+    if heard is None or heard[2] != said[2]:
+        return False
+    (i, f, _), (initial, final, _) = heard, said
+    return (i, f) == (initial, final) or (f == final and _near(i, initial, _NEAR_INITIALS)) \
+        or (i == initial and _near(f, final, _NEAR_FINALS))
+
+
+def repair_misheard_service_words(text: str) -> str:
+    """'我的快避到哪里了' -> '我的快递到哪里了', '电单号是…' -> '订单号是…', '简单号是5512…' ->
+    '订单号是5512…'. A two-character window becomes a service word when one character is the word's
+    own and the other sounds like its syllable (_sounds_like); other text is left as it is."""
+    if not has_cjk(text):
+        return text
+    chars = list(text)
+    for word, syllables in _SERVICE_WORDS_ZH.items():
+        for k in range(len(chars) - 1):
+            pair = chars[k] + chars[k + 1]
+            if pair == word or not (pair[0] == word[0] or pair[1] == word[1]):
+                continue
+            other = 1 if pair[0] == word[0] else 0
+            if _sounds_like(pair[other], syllables[other]):
+                chars[k : k + 2] = list(word)
+    text = "".join(chars)
+    return _NUMBER_NAMED_AS_DANHAO.sub(
+        lambda m: m.group(0) if m.group(1) in _REAL_DANHAO_PREFIX else "订单号", text)

@@ -1,8 +1,10 @@
-"""Live turn-taking for one call: VAD, streaming ASR and the end-of-turn decision.
+"""Live turn-taking for one call: streaming ASR and the end-of-turn decision, on the segmenter's speech.
 
 Fed the caller's audio as it arrives (16 kHz, any frame size), it emits SpeechStarted as soon as the
 caller is heard (that is what pauses the agent: barge-in), PartialTranscripts while they speak, and
-one FinalTranscript per turn.
+one FinalTranscript per turn. What is speech and what is silence (hysteresis, the pad, pauses, the
+short syllable carried into the next turn) is the segmenter's (segmenter.py, shared with whole-file
+transcription); this module adds the decoding and decides when a turn has ended.
 
 Whisper is not incremental, so "streaming" here means decoding *while the caller speaks*, so that
 little is left to do when they stop:
@@ -27,18 +29,15 @@ import numpy as np
 from .asr import SpeechRecognizer, Transcript
 from .config import CallConfig, VadConfig
 from .legs import Clock
-from .events import (Event, FinalTranscript, PartialTranscript, SpeechDiscarded, SpeechStarted, SpeechStopped,
-                     StageFailed)
+from .events import Event, FinalTranscript, PartialTranscript, StageFailed
 from .turn_completion import silence_window_ms
+from .segmenter import PAUSE_MS, TAIL_KEEP_S, Heard, Segmenter  # noqa: F401 (PAUSE_MS: re-exported)
 from .vad import SAMPLE_RATE, VoiceActivityDetector
 
 log = logging.getLogger(__name__)
 
-PAUSE_MS = 96  # voiced audio followed by this much silence is a pause worth decoding at
 COMMIT_MIN_S = 4.0  # a decoded stretch this long is kept when the caller goes on (shorter ones decode
 # better again with what follows: Whisper leans on context)
-TAIL_KEEP_S = 0.2  # trailing silence kept after the last voiced chunk (Whisper likes a little)
-CARRY_MAX_S = 1.5  # the most audio a short syllable carries into the turn that follows it
 
 
 @dataclass
@@ -74,12 +73,10 @@ class TurnDetector:
         self.language = language
         self.language_pinned = language_pinned
         self.expecting_number = expecting_number
-        self._chunk = vad.chunk_samples
-        self._pending = np.zeros(0, np.float32)
-        self._pos = 0  # samples consumed on the call's timeline (16 kHz)
-        self._pad = int(vad_config.speech_pad_ms * SAMPLE_RATE / 1000)
-        self._history = np.zeros(0, np.float32)
-        self._carry: tuple[int, int] | None = None  # (start, until) of a short syllable kept in _history
+        # SpeechStarted as soon as barge_in_ms is voiced; a syllable too short to be a turn starts the
+        # next one if that follows within barge_in_hold_ms (the agent stays paused that long).
+        self.segmenter = Segmenter(vad, vad_config, started_after_ms=call_config.barge_in_ms,
+                                   carry_hold_ms=call_config.barge_in_hold_ms, now=clock.now)
         # Deciding the end of a turn waits for a decode; it runs beside the frame loop, which goes on
         # hearing the caller (a new syllable must pause the agent however busy the recogniser is).
         self._decider: asyncio.Task | None = None
@@ -89,18 +86,7 @@ class TurnDetector:
     # -- state --------------------------------------------------------------------------------
     def _reset_turn(self) -> None:
         self._turn_id = getattr(self, "_turn_id", 0) + 1
-        self.in_speech = False  # a candidate turn is open
-        self._confirmed = False  # ... and long enough to be one
-        self._started_emitted = False
-        self._buffer: list[np.ndarray] = []
-        self._buffer_len = 0
-        self._start = 0  # timeline sample of the first voiced chunk
-        self._buffer_t0 = 0  # timeline sample of the buffer's first sample (start minus the pad)
-        self._voiced_run = 0
-        self.voiced_total = 0  # voiced samples in this turn
-        self._silence_run = 0
-        self._last_voiced_end = 0
-        self._paused = False
+        self.segmenter.reset_turn()
         self._committed: list[str] = []
         self._commit_at = 0  # buffer offset decodes start from
         self._turn_language: str | None = None
@@ -112,8 +98,18 @@ class TurnDetector:
         self._stop_deciding()
 
     @property
+    def in_speech(self) -> bool:
+        """A candidate turn is open."""
+        return self.segmenter.in_speech
+
+    @property
+    def voiced_total(self) -> int:
+        """Voiced samples in this turn."""
+        return self.segmenter.voiced_total
+
+    @property
     def speech_end_s(self) -> float:
-        return self._last_voiced_end / SAMPLE_RATE
+        return self.segmenter.last_voiced_end / SAMPLE_RATE
 
     def discard_turn(self) -> None:
         """The session judged the open turn a backchannel: forget it."""
@@ -135,97 +131,51 @@ class TurnDetector:
 
     # -- input --------------------------------------------------------------------------------
     async def feed(self, samples: np.ndarray) -> None:
-        self._pending = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
-        while len(self._pending) >= self._chunk:
-            chunk, self._pending = self._pending[: self._chunk], self._pending[self._chunk :]
-            await self._step(chunk)
+        for heard in self.segmenter.feed(samples):
+            self._heard(heard)
 
     async def flush(self) -> None:
         """End of input: a turn still open ends where the audio ends."""
-        if self._pending.size:
-            await self.feed(np.zeros(self._chunk - len(self._pending), np.float32))
+        for heard in self.segmenter.flush():
+            self._heard(heard)
         self._stop_deciding()
-        if self.in_speech and self._confirmed:
+        if self.in_speech and self.segmenter.confirmed:
             try:
                 await self._end_turn()
             except Exception as exc:
                 self._asr_failed(exc)
         self._reset_turn()
 
-    async def _step(self, chunk: np.ndarray) -> None:
-        prob = self.vad.speech_probability(chunk)
-        start = self._pos
-        self._pos += len(chunk)
-        # Hysteresis, as Silero's own segmenter does: a turn starts above `threshold` and carries on
-        # while the probability stays above `threshold - 0.15` (phone audio hovers near the line).
-        voiced = prob >= (self.config.threshold - 0.15 if self.in_speech else self.config.threshold)
-        if not self.in_speech:
-            carry = self._carry is not None and start < self._carry[1]
-            if not voiced:
-                keep = int(CARRY_MAX_S * SAMPLE_RATE) if carry else max(self._pad, 1)
-                self._history = np.concatenate([self._history, chunk])[-keep:]
-                if not carry:
-                    self._carry = None
-                return
-            self.in_speech = True
-            self._start = start
-            pad = self._history[-self._pad:] if self._pad else np.zeros(0, np.float32)
-            if carry:  # the short syllable just before is where this turn began
-                pad = self._history
-                self._start = max(self._carry[0], start - len(pad))
-            self._carry = None
-            self._buffer_t0 = start - len(pad)
-            self._append(pad)
-            self._history = np.zeros(0, np.float32)
-        self._append(chunk)
-        if voiced:
-            self._voiced(chunk)
-        else:
-            await self._silent(chunk)
+    def _heard(self, heard: Heard) -> None:
+        for event in heard.events:  # SpeechStarted (barge-in), SpeechStopped, SpeechDiscarded
+            self.emit(event)
+        if heard.discarded:
+            self._reset_turn()
+        elif heard.voiced:
+            self._voiced(heard)
+        elif self.in_speech:
+            self._silent(heard)
 
-    def _append(self, audio: np.ndarray) -> None:
-        if len(audio):
-            self._buffer.append(audio)
-            self._buffer_len += len(audio)
-
-    def _voiced(self, chunk: np.ndarray) -> None:
-        self._silence_run = 0
-        self._last_voiced_end = self._pos
-        self._voiced_run += len(chunk)
-        self.voiced_total += len(chunk)
-        if self._paused:  # the caller goes on: whatever was being decided about the pause is moot
-            self._paused = False
+    def _voiced(self, heard: Heard) -> None:
+        if heard.resumed:  # the caller goes on: whatever was being decided about the pause is moot
             self._window_ms = None
             self._decided = None
             self._stop_deciding()
-        if self._voiced_run >= self.call.barge_in_ms * SAMPLE_RATE / 1000 and not self._started_emitted:
-            self._started_emitted = True
-            self.emit(SpeechStarted(self.now(), self._start / SAMPLE_RATE))
-        if not self._confirmed and self._voiced_run >= self.config.min_speech_ms * SAMPLE_RATE / 1000:
-            self._confirmed = True
-        elif self._confirmed and self._decode is None and \
-                self._buffer_len - self._last_partial_at >= self.call.partial_interval_ms * SAMPLE_RATE / 1000 and \
+        seg = self.segmenter
+        if seg.confirmed and not heard.confirmed and self._decode is None and \
+                seg.turn_len - self._last_partial_at >= self.call.partial_interval_ms * SAMPLE_RATE / 1000 and \
                 not getattr(self.asr, "queue_depth", 0):  # partials only from spare capacity
             self._launch(urgent=False)
 
-    async def _silent(self, chunk: np.ndarray) -> None:
-        self._silence_run += len(chunk)
-        if not self._confirmed:
-            if self._silence_run >= 3 * len(chunk):  # a click or a breath: too short to be a turn
-                if self._started_emitted:  # a syllable, though: the first of a turn if more follows soon
-                    self.emit(SpeechDiscarded(self.now(), self._start / SAMPLE_RATE))
-                    self._history = self._audio(0, self._buffer_len)[-int(CARRY_MAX_S * SAMPLE_RATE):]
-                    self._carry = (self._start, self._pos + int(self.call.barge_in_hold_ms * SAMPLE_RATE / 1000))
-                self._reset_turn()
+    def _silent(self, heard: Heard) -> None:
+        seg = self.segmenter
+        if not seg.confirmed:
             return
-        if not self._paused and self._silence_run >= PAUSE_MS * SAMPLE_RATE / 1000:
-            self._paused = True
+        if heard.paused:
             self._pause_no += 1
-            self._voiced_run = 0
-            self.emit(SpeechStopped(self.now(), self.speech_end_s))
             if self._decode is None:
                 self._launch(urgent=True)
-        if self._silence_run < self.config.complete_silence_ms * SAMPLE_RATE / 1000:
+        if seg.silence_run < self.config.complete_silence_ms * SAMPLE_RATE / 1000:
             return
         # Long enough to end on a finished sentence: what was said decides the window.
         if self._window_ms is None:
@@ -241,11 +191,11 @@ class TurnDetector:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the recogniser failed on this turn: say so, and listen on
-            if pause_no == self._pause_no and self._paused:
+            if pause_no == self._pause_no and self.segmenter.paused:
                 self._asr_failed(exc)
                 self._reset_turn()
             return
-        if pause_no != self._pause_no or not self._paused:
+        if pause_no != self._pause_no or not self.segmenter.paused:
             return  # the caller went on meanwhile
         self._decider = None
         self._decided = result
@@ -260,7 +210,7 @@ class TurnDetector:
     def _end_if_due(self, late: bool = False) -> None:
         if self._decided is None or self._window_ms is None:
             return
-        over_ms = self._silence_run * 1000 / SAMPLE_RATE - self._window_ms
+        over_ms = self.segmenter.silence_ms - self._window_ms
         if over_ms < 0:
             return
         # The transcript was ready within the window unless it is only just in (late): then the
@@ -269,18 +219,14 @@ class TurnDetector:
         self._reset_turn()
 
     # -- decoding -----------------------------------------------------------------------------
-    def _audio(self, start: int, end: int) -> np.ndarray:
-        audio = np.concatenate(self._buffer) if len(self._buffer) != 1 else self._buffer[0]
-        self._buffer = [audio]
-        return audio[start:end]
-
     def _launch(self, urgent: bool) -> None:
+        seg = self.segmenter
         start = self._commit_at
-        tail_end = self._last_voiced_end - self._buffer_t0 + int(TAIL_KEEP_S * SAMPLE_RATE)
-        end = min(self._buffer_len, tail_end) if urgent else self._buffer_len
-        if end - start < self._chunk:
+        tail_end = seg.last_voiced_end - seg.turn_t0 + int(TAIL_KEEP_S * SAMPLE_RATE)
+        end = min(seg.turn_len, tail_end) if urgent else seg.turn_len
+        if end - start < seg.chunk:
             return
-        audio = self._audio(start, end)
+        audio = seg.audio(start, end)
         language = self._turn_language or self.language()
         check = language is not None and self._turn_language is None and not self.language_pinned
         task = asyncio.get_running_loop().create_task(
@@ -288,7 +234,7 @@ class TurnDetector:
         decode = _Decode(task, start, end, urgent, self._turn_id, checks_language=check)
         self._decode = decode
         if not urgent:
-            self._last_partial_at = self._buffer_len
+            self._last_partial_at = seg.turn_len
         task.add_done_callback(lambda t, d=decode: self._decoded_cb(d, t))
 
     def _decoded_cb(self, decode: _Decode, task: asyncio.Task) -> None:
@@ -312,19 +258,19 @@ class TurnDetector:
         if result.text:
             self.emit(PartialTranscript(self.now(), text, result.language))
         # The caller went on after this pause: keep what was decoded so far.
-        resumed = self._last_voiced_end - self._buffer_t0 > decode.end
+        resumed = self.segmenter.last_voiced_end - self.segmenter.turn_t0 > decode.end
         if decode.urgent and resumed and (decode.end - decode.start) >= COMMIT_MIN_S * SAMPLE_RATE and result.text:
             self._committed.append(result.text)
             self._commit_at = decode.end
             self._decoded = None
-        if self._paused and self._decode is None and not self._covered():
+        if self.segmenter.paused and self._decode is None and not self._covered():
             self._launch(urgent=True)  # the caller paused while this ran: decode up to the pause now
 
     def _covered(self) -> bool:
         """The latest decode covers everything since the last commit through the last voiced chunk."""
         done = self._decoded
         return done is not None and done[0].start == self._commit_at and \
-            done[0].end >= self._last_voiced_end - self._buffer_t0
+            done[0].end >= self.segmenter.last_voiced_end - self.segmenter.turn_t0
 
     async def _transcript_to_speech_end(self) -> Transcript:
         """The transcript of the stretch since the last commit, through the last voiced chunk."""
@@ -360,11 +306,12 @@ class TurnDetector:
     def _emit_final(self, result: Transcript, asr_ms: float) -> None:
         language = result.language or self._turn_language or ""
         text = _join(self._committed + [result.text], language)
-        speech = max(0, min(self._buffer_len, self._last_voiced_end - self._buffer_t0))
-        audio = self._audio(0, speech) if speech else None
+        seg = self.segmenter
+        speech = max(0, min(seg.turn_len, seg.last_voiced_end - seg.turn_t0))
+        audio = seg.audio(0, speech) if speech else None
         self.emit(FinalTranscript(
             at_s=self.now(), text=text, language=language, language_probability=result.language_probability,
             # decided: when the silence window closed; the transcript may have come after (asr_ms)
-            start_s=self._start / SAMPLE_RATE, speech_end_s=self.speech_end_s, decided_s=self.now() - asr_ms / 1000,
+            start_s=seg.start / SAMPLE_RATE, speech_end_s=self.speech_end_s, decided_s=self.now() - asr_ms / 1000,
             asr_ms=round(asr_ms, 1), audio=audio, language_scores=dict(result.language_scores),
         ))

@@ -12,9 +12,8 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 
-from voiceagent.audio import AudioFrame, resample
-from voiceagent.audio.frames import float_to_pcm16, pcm16_to_float
-from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult, played_out
+from telephony.audio import AudioFrame, float_to_pcm16, pcm16_to_float, resample
+from telephony.leg import Clock, DtmfDigit, LegClosed, TransferResult, played_out
 
 from .audiosocket import Audio, Dtmf
 from .server import AudioSocketConnection

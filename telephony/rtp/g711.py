@@ -5,7 +5,7 @@ implements) is evaluated once at import for all 65536 linear values and all 256 
 coding a 20 ms frame is one numpy gather. aiortc's own G.711 goes through a PyAV codec context and
 an `av.AudioFrame` per packet, which costs more than the lookup and needs 16-bit PCM frames anyway.
 
-Samples are float32 in [-1, 1] as everywhere in voiceagent; the float <-> 16-bit conversion is the
+Samples are float32 in [-1, 1] as everywhere in the project; the float <-> 16-bit conversion is the
 project's own (`float_to_pcm16`, `pcm16_to_float`), so a signal that went through G.711 here is
 bit-identical to `audioop.lin2ulaw(float_to_pcm16(x))`.
 """
@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from voiceagent.audio import float_to_pcm16, pcm16_to_float
+from telephony.audio import float_to_pcm16, pcm16_to_float
 
 Encoder = Callable[[np.ndarray], bytes]
 Decoder = Callable[[bytes], np.ndarray]

@@ -48,7 +48,7 @@ from aiortc.rtp import (
 )
 from aiortc.utils import random16, random32
 
-from voiceagent.audio import AudioFrame
+from telephony.audio import AudioFrame
 
 from .dtmf import DtmfDigitEvent, DtmfPacket, DtmfReceiver, dtmf_packets
 from .g711 import CODECS

@@ -13,18 +13,15 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from telephony.rtp.sdp import SdpError, SdpSession
 from telephony.rtp.stream import RtpStream
 
-from .address import NameAddress
 from .dialog import Dialog, DialogError
+from .endpoint import SipEndpoint
 from .message import SipRequest, SipResponse, make_response
 from .transaction import T1, T2, TIMEOUT, ServerTransaction
-
-if TYPE_CHECKING:
-    from .ua import UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +52,23 @@ def failure_outcome(status: int | None) -> str:
     return "rejected"
 
 
+class CallOwner(Protocol):
+    """What a call needs of the user agent that owns it (ua.UserAgent). Written out here so that
+    the call does not import the user agent, which imports the call: the dependency runs ua -> call."""
+
+    endpoint: SipEndpoint
+
+    def capabilities(self) -> list[tuple[str, str]]: ...
+
+    def via_host_port(self, transport: str) -> tuple[str, int]: ...
+
+    def forget(self, call: "SipCall") -> None:
+        """The call has ended: no more requests are routed to it."""
+
+
 @dataclass
 class SipCall:
-    ua: "UserAgent"
+    ua: CallOwner
     dialog: Dialog | None
     rtp: RtpStream
     sdp: SdpSession

@@ -9,8 +9,8 @@ from typing import AsyncIterator
 
 import numpy as np
 
-from voiceagent.audio import AudioFrame, resample
-from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult, played_out
+from telephony.audio import AudioFrame, resample
+from telephony.leg import Clock, DtmfDigit, LegClosed, TransferResult, played_out
 
 from .call import KeyPress, SipCall, TransferOutcome
 from .ua import CallFailed, UserAgent

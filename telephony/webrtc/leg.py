@@ -11,9 +11,8 @@ from typing import AsyncIterator, Awaitable, Callable
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voiceagent.audio import AudioFrame, resample
-from voiceagent.audio.resample import StreamResampler
-from voiceagent.legs.base import Clock, DtmfDigit, LegClosed, TransferResult, played_out
+from telephony.audio import AudioFrame, StreamResampler, resample
+from telephony.leg import Clock, DtmfDigit, LegClosed, TransferResult, played_out
 
 from .media import RATE, AgentAudioTrack, InboundAudio, InboundTimeline
 

@@ -19,9 +19,8 @@ import numpy as np
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from telephony.audio import StreamResampler, float_to_pcm16, pcm16_to_float
 from telephony.rtp.stream import TimestampMapper
-from voiceagent.audio import float_to_pcm16, pcm16_to_float
-from voiceagent.audio.resample import StreamResampler
 
 RATE = 16000  # the engine's rate: what the leg receives and sends
 FRAME = RATE // 50  # 20 ms

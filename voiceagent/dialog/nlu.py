@@ -2,10 +2,10 @@
 language and dialect.
 
 Intent: a calibrated linear classifier over a multilingual sentence embedding (zh and en share
-one space, so mixed speech works) and lexical n-grams, trained by train_intents.py on
-dialog/data/nlu_train.jsonl, plus a high-precision cue rule where a miss is costly
+one space, so mixed speech works) and lexical n-grams, trained by training/train_intents.py on
+training/data/nlu_train.jsonl, plus a high-precision cue rule where a miss is costly
 (a caller asking for a person). The embedding comes from multilingual-e5-small with its upper
-layers fine-tuned on the intents (finetune_encoder.py), run by the same 4-bit engine.
+layers fine-tuned on the intents (training/finetune_encoder.py), run by the same 4-bit engine.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from ..embeddings import Embedder
 from ..errors import ModelMissing
 from ..perception import detect_dialect, detect_emotion
 from ..perception.text_emotion import AngerClassifier
-from ..textnorm import guess_language
+from ..textnorm import guess_language, repair_misheard_service_words
 from .intents import INTENTS
-from .features import lexical
+from ..lexical import lexical
 from .slots import extract_slots
-from .train_intents import MODEL_PATH, encoder_sha
+from .nlu_model import MODEL_PATH, encoder_sha
 
 # Cue rules: (intent, pattern, confidence floor), checked on the raw text after the classifier.
 # Only where a miss is costly and the words are unambiguous: a caller asking for a person must be
@@ -61,11 +61,11 @@ class Understanding:
 
 class IntentClassifier:
     """Logistic regression over [e5 embedding, lexical n-grams], temperature-calibrated
-    (train_intents.py), then the cue rules."""
+    (training/train_intents.py), then the cue rules."""
 
     def __init__(self, embedder: Embedder, model_path: Path = MODEL_PATH):
         if not model_path.exists():
-            raise ModelMissing(f"intent model {model_path} is missing; run: python -m voiceagent.dialog.train_intents")
+            raise ModelMissing(f"intent model {model_path} is missing; run: make train-nlu")
         data = np.load(model_path)
         if [str(x) for x in data["labels"]] != list(INTENTS):
             raise ModelMissing(f"intent model {model_path} has other labels; retrain: make train-nlu")
@@ -105,7 +105,7 @@ class IntentClassifier:
 
 class NLU:
     def __init__(self, embedder: Embedder, shop=None, anger: AngerClassifier | None = None):
-        """`embedder` is the intent encoder (train_intents.intent_encoder()); `anger`, the anger
+        """`embedder` is the intent encoder (nlu_model.intent_encoder()); `anger`, the anger
         classifier (text_emotion.load_anger_classifier; None: word cues alone)."""
         self.classifier = IntentClassifier(embedder)
         self.shop = shop
@@ -118,6 +118,8 @@ class NLU:
         if not text or not re.search(r"[\w\u4e00-\u9fff]", text):
             return Understanding(text, "other", 0.0, language=lang, dialect=None if lang != "zh" else "mandarin")
         clipped = text[:500]  # an embedding of a 10 000-character turn means nothing; its start does
+        # read as the caller meant it, not as one syllable was misheard ("我的快避到哪里了": 快递)
+        clipped = repair_misheard_service_words(clipped)
         intent, confidence, scores, cue = self.classifier.classify_with_cue(clipped)
         emotion = detect_emotion(clipped, self.anger)
         slots = extract_slots(clipped, self.shop)

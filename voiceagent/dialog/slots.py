@@ -2,7 +2,7 @@
 
 Rules rather than a model because these values have exact formats and must be exact; they work
 on ASR output, so spoken digits ("三八五一…", "three eight five…") and grouped digits are
-normalised first.
+normalised first (and misheard service words repaired by the NLU before: textnorm).
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ _REASONS_EN = {"doesn't fit": "does_not_fit", "does not fit": "does_not_fit", "t
                "too small": "too_small", "broken": "damaged", "damaged": "damaged", "wrong item": "wrong_item",
                "don't like": "changed_mind", "changed my mind": "changed_mind", "quality": "quality",
                "defective": "damaged"}
+# A number the caller names as the order number but heard with digits too many or too few
+# ("订单号是55-2020-1963" for 五五一二零九六三): kept as heard, so that the agent says it found no such
+# order and reads the number back, rather than asking for a number the caller has just given.
+_NAMED_ORDER_NUMBER = re.compile(r"(?:订单号|订单编号|order (?:number|no\.?|#))\s*(?:是|为|is|:|：)?\s*(\d{6,12})(?!\d)",
+                                 flags=re.I)
 _QTY_ZH = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 
 
@@ -47,6 +52,9 @@ def extract_slots(text: str, shop=None) -> dict[str, str]:
             continue
         slots["order_id"] = m.group(1)
         break
+    m = None if "order_id" in slots else _NAMED_ORDER_NUMBER.search(norm)
+    if m and m.group(1) not in slots.get("phone", ""):
+        slots["order_id"] = m.group(1)
 
     size = _size(norm)
     if size:

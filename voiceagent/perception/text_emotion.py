@@ -3,7 +3,7 @@
 Anger is hostility, exasperation, sarcasm, accusation or a threat, not the mention of something
 going wrong: "my parcel arrived damaged, how do I return it?" is calm. Much of it is carried by
 the construction ("你们发货前都不检查的吗？", "Who does that?") rather than by any word, so
-whether a turn is angry is decided by a classifier (AngerClassifier, trained by train_emotion.py
+whether a turn is angry is decided by a classifier (AngerClassifier, trained by training/train_emotion.py
 on hand-labelled caller turns) over the sentence encoders the dialog already runs. How angry is
 read from weighted cues (insults, threats, swearing, exasperation), combined as independent
 evidence (noisy-or); a cue right after a negation ("我不生气", "not terrible") does not count.
@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..lexical import lexical
+from ..model_files import ANGER_CLASSIFIER as MODEL_PATH
+from ..model_files import encoder_sha
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +181,6 @@ class AngerClassifier:
             self.lexical_weight = float(data["lexical_weight"])
 
     def features(self, texts: list[str]) -> np.ndarray:
-        from ..dialog.features import lexical
-
         cues = np.array([[cue_anger(t)] for t in texts], dtype=np.float32)
         return np.hstack([self.base.embed(texts), self.tuned.embed(texts), self.lexical_weight * lexical(texts), cues])
 
@@ -196,16 +198,13 @@ class AngerClassifier:
 def load_anger_classifier(base_embedder, intent_embedder) -> AngerClassifier | None:
     """The trained classifier, or None (cues alone) when its file is missing or was fitted on
     another intent encoder."""
-    from ..dialog.train_intents import encoder_sha
-    from .train_emotion import MODEL_PATH
-
     if not MODEL_PATH.exists():
         log.warning("anger classifier %s is missing: emotion from word cues alone "
-                    "(train it: python -m voiceagent.perception.train_emotion)", MODEL_PATH)
+                    "(train it: python -m training.train_emotion)", MODEL_PATH)
         return None
     if str(np.load(MODEL_PATH)["encoder_sha"]) != encoder_sha():
         log.warning("anger classifier %s was fitted on another intent encoder: emotion from word cues alone "
-                    "(retrain: python -m voiceagent.perception.train_emotion)", MODEL_PATH)
+                    "(retrain: python -m training.train_emotion)", MODEL_PATH)
         return None
     return AngerClassifier(base_embedder, intent_embedder, MODEL_PATH)
 

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from .. import paths
-from . import demo
+from .demo import DEMO_VERSION, build as build_demo_shop
 
 
 @dataclass(frozen=True)
@@ -286,11 +286,11 @@ def open_shop(db_path: str = "") -> ShopRepository:
             try:
                 with sqlite3.connect(path) as conn:
                     row = conn.execute("SELECT value FROM meta WHERE key='demo_version'").fetchone()
-                needs_build = row is None or row[0] != demo.DEMO_VERSION
+                needs_build = row is None or row[0] != DEMO_VERSION
             except sqlite3.Error:
                 needs_build = True
         if needs_build:
-            demo.build(path)
+            build_demo_shop(path)
     elif not path.exists():
         from ..errors import ConfigError
 

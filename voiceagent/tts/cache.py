@@ -14,7 +14,8 @@ import threading
 from collections import OrderedDict
 from typing import Iterable, Iterator
 
-from . import SpeechChunk, Voice, split_sentences
+from .sentences import split_sentences
+from .voice import SpeechChunk, Voice
 
 log = logging.getLogger(__name__)
 

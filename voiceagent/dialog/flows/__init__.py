@@ -1,0 +1,38 @@
+"""The dialog's flows: small units that each answer one kind of turn, chosen by a router.
+
+A turn reaches a flow as a `Turn` (the words, the NLU's `Understanding`, the intent read in
+context, the language, the customer, the escalation decision, the dialog state to read, and the
+shop's `Tools`). The flow returns a `FlowResult`: the reply text, the records it cites, whether it
+answered, and a `StateUpdate` with the slots and fields it changes. Flows write neither the state
+nor the reply; `DialogEngine` applies the result in one place (`base.apply`).
+
+Layout:
+    state.py             DialogState (carried across turns) and Reply (one turn's answer)
+    base.py              Turn, Tools, FlowResult, StateUpdate, Route, Router, apply
+    context.py           the turn read in context (a bare number continues the open question)
+    customer_service.py  the routing table of the customer-service conversation
+    control.py           transfer, callback, refusal, never mind, clarify
+    orders.py            status, tracking, cancel/modify, return/exchange ticket, refund, other order
+    products.py          size, price, stock, recommendation, product info
+    service.py           complaint, coupon, warranty/invoice rules, account, knowledge-base questions
+    small_talk.py        greetings, goodbyes, out-of-scope turns (template or checked LLM words)
+    facts.py             lookups the flows share (policy, knowledge base, the caller's order)
+    finishing.py         after the flow: tier style, apology, tier citation, cacheability
+
+Adding a conversation type (say, a marketing call: pitch, objections, acceptance, opt-out):
+write its flows in a module of their own (functions `Turn -> FlowResult`), list them as
+`Route(name, condition, flow)` in that module's `ROUTES`, and give the engine a router over them:
+
+    DialogEngine(nlu, shop, routes=[*marketing.ROUTES, *customer_service.ROUTES])
+
+Routes are tried in order and the first whose condition holds answers the turn, so a campaign's
+routes placed first take the turns they recognise and leave the rest to customer service. New
+state a flow needs goes in `DialogState` and in `StateUpdate` (and `apply`), nowhere else.
+"""
+
+from .base import UNCHANGED, FlowResult, Route, Router, StateUpdate, Tools, Turn, apply, update_state
+from .customer_service import ROUTES as CUSTOMER_SERVICE_ROUTES
+from .state import DialogState, Reply
+
+__all__ = ["CUSTOMER_SERVICE_ROUTES", "DialogState", "FlowResult", "Reply", "Route", "Router", "StateUpdate", "Tools",
+           "Turn", "UNCHANGED", "apply", "update_state"]

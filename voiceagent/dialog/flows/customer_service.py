@@ -1,0 +1,43 @@
+"""The customer-service conversation: its routing table, read top to bottom. The first route whose
+condition holds answers the turn, so the order is the precedence: the escalation decision first,
+then refusals and changes of course, then the question the turn asks, and a catch-all last."""
+
+from __future__ import annotations
+
+from ..safety import is_injection
+from . import control, orders, products, service, small_talk
+from .base import Route, Turn
+from .patterns import ACTION_CONFIDENCE, CODE_LIKE, COMPLAINT_CUE, COUPON_REQUEST, NEVER_MIND, OTHER_ORDER, \
+    ORDER_INTENTS, PRODUCT_INTENTS
+
+
+def _wants_other_order(t: Turn) -> bool:
+    return bool(OTHER_ORDER.search(t.text)) and "order_id" not in t.understanding.slots and "order_id" in t.slots
+
+
+def _complaint_on_a_guess(t: Turn) -> bool:
+    # "I ordered a blender two weeks ago": no ticket unless the classifier is sure or the caller says so
+    return t.intent == "aftersales.complaint" and t.understanding.confidence < ACTION_CONFIDENCE \
+        and not COMPLAINT_CUE.search(t.understanding.text)
+
+
+ROUTES = [
+    Route("callback already booked", lambda t: t.decision.action == "transfer" and control.transfer_exhausted(t),
+          control.callback_pending),
+    Route("transfer to a person", lambda t: t.decision.action == "transfer", control.handoff),
+    Route("refuse an attempt on the rules", lambda t: is_injection(t.text) or CODE_LIKE.search(t.text), control.refuse),
+    Route("never mind", lambda t: t.state.pending_intent and NEVER_MIND.search(t.text), control.never_mind),
+    Route("the other order", _wants_other_order, orders.other_order),
+    Route("not understood", lambda t: t.unsure, control.ask_to_clarify),
+    Route("order question", lambda t: t.intent in ORDER_INTENTS, orders.order_question),
+    Route("product question", lambda t: t.intent in PRODUCT_INTENTS, products.product_question),
+    Route("complaint on a guess", _complaint_on_a_guess, control.clarify),
+    Route("complaint", lambda t: t.intent == "aftersales.complaint", service.complaint),
+    Route("coupon request", lambda t: t.intent == "promo.coupon" and COUPON_REQUEST.search(t.understanding.text),
+          service.coupon_request),
+    Route("rules question", lambda t: t.intent in service.RULES_POLICY, service.rules_question),
+    Route("account", lambda t: t.intent == "account.info", service.account),
+    Route("shop question or small talk", lambda t: t.intent == "other", service.shop_question),
+    Route("greeting or goodbye", lambda t: t.intent in small_talk.CHITCHAT_TEMPLATE, small_talk.chitchat),
+    Route("anything else", lambda t: True, control.clarify),
+]

@@ -1,0 +1,49 @@
+"""What the stages of one call share: the call's identity, its leg and clock, the models, the record
+being written, the dialog's state and the call's language. Stages read these; they change each
+other's behaviour only through events (`emit`)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..config import CallConfig
+from ..dialog.engine import DialogState
+from ..events import Event
+from ..latency import LatencyObserver
+from ..legs import CallLeg, Clock
+from ..playout import Playout
+from ..record import CallRecord
+from ..runtime import Runtime
+from .language import CallLanguage
+
+
+@dataclass
+class SessionOptions:
+    language: str = "auto"  # "zh", "en" or "auto"
+    customer_id: str | None = None
+    handoff_target: str | None = None  # None: [escalation] targets
+    greeting: bool | None = None  # None: as configured ([call] greeting)
+    call: CallConfig | None = None  # None: the runtime's [call] section
+    greeting_language: str | None = None  # "auto" calls: greet in this one until the caller is heard (a page's language)
+
+
+@dataclass
+class CallContext:
+    call_id: str
+    runtime: Runtime
+    leg: CallLeg
+    options: SessionOptions
+    call: CallConfig
+    record: CallRecord
+    state: DialogState
+    language: CallLanguage
+    latency: LatencyObserver
+    playout: Playout
+    emit: Callable[[Event], None]
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # set by the conductor alone
+
+    @property
+    def clock(self) -> Clock:
+        return self.leg.clock

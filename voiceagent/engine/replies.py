@@ -1,0 +1,291 @@
+"""The agent's side of the conversation: caller turns and prompts in, speech out.
+
+    TurnReady ─► perception ─► dialog (cache, NLU, tools, LLM) ─► text pieces ─► TTS ─► Playout
+    PromptDue ─► template ────────────────────────────────────────┘
+                                               reply.handoff ─► transfer (or a callback, and the caller stays)
+
+One item at a time, in order. The first piece of a reply plays while the next is made (and, for a
+streamed LLM reply, while it is still being generated). A caller who takes the floor (`FloorTaken`)
+voids the reply in hand. A failing stage gets an apology and the call listens on; after
+`max_stage_errors` failures in a row the call ends. Model calls run in threads (they release the
+GIL), so the frame loop never waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Iterable
+
+from ..dialog import templates
+from ..dialog.engine import Reply
+from ..events import (Event, FinalTranscript, IntentRecognized, Interruption, ReplyText, StageFailed,
+                      TransferRequested)
+from ..legs import TransferResult
+from ..playout import ReplyPlayback
+from ..record import AgentTurn, CallerTurn
+from ..textnorm import mask_pii
+from ..tts import split_sentences, synthesize_clauses
+from .context import CallContext
+from .intake import ENGINE_RATE
+from .signals import EndRequested, FloorTaken, PromptDue, ReplyDone, TurnReady
+
+log = logging.getLogger(__name__)
+
+
+class Replies:
+    def __init__(self, ctx: CallContext):
+        self.ctx = ctx
+        self._queue: asyncio.Queue[TurnReady | PromptDue | None] = asyncio.Queue()
+        self._working = False  # a turn in hand (thinking or speaking)
+        self._epoch = 0  # FloorTaken count: a reply begun under an older one is not said
+        self._cut: dict[int, str] = {}  # reply turn -> what the caller heard of it
+        self._turn_no = 0
+        self._errors_in_row = 0
+        self._heard_until_s = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self._working or not self._queue.empty()
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, (TurnReady, PromptDue)):
+            self._queue.put_nowait(event)
+        elif isinstance(event, FloorTaken):
+            self._epoch += 1
+        elif isinstance(event, Interruption):
+            self._cut[event.turn] = event.heard_text
+        elif isinstance(event, StageFailed) and event.stage == "asr":  # the recogniser failed on a turn: ask again
+            self._after_failure("not_heard", event)
+
+    def caller_gone(self) -> None:
+        """Finish the turn in hand, say nothing more."""
+        self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        while True:
+            item = await self._queue.get()
+            try:
+                if item is None:
+                    return
+                if ctx.finished.is_set():
+                    continue
+                self._working = True
+                if isinstance(item, PromptDue):
+                    await self._say_prompt(item)
+                else:
+                    await self._answer(item.final)
+            finally:
+                self._working = False
+                now = ctx.clock.now()
+                ctx.emit(ReplyDone(now, max(now, self._heard_until_s)))
+                self._queue.task_done()
+
+    # -- prompts ------------------------------------------------------------------------------
+    async def _say_prompt(self, prompt: PromptDue) -> None:
+        text = templates.render(self.ctx.language.for_reply(), prompt.key)
+        if not await self._say_text(text, prompt.kind, prompt.trigger_s):
+            return  # they spoke up after all
+        if prompt.hangup:
+            try:
+                await self.ctx.leg.hangup()
+            except Exception:
+                log.exception("call %s: hangup failed", self.ctx.call_id)
+            self.ctx.emit(EndRequested(self.ctx.clock.now(), "agent", prompt.hangup))
+
+    async def _say_text(self, text: str, kind: str, trigger_s: float | None = None) -> bool:
+        """Say something of the agent's own; False when the caller spoke over it."""
+        ctx = self.ctx
+        trigger_s = ctx.clock.now() if trigger_s is None else trigger_s
+        turn = self._next_turn()
+        ctx.latency.begin(turn, trigger_s=trigger_s)
+        playback = await self._speak(turn, [text], ctx.language.for_reply(), self._epoch)
+        if playback is not None:
+            agent = AgentTurn(text=text, start_s=0.0, end_s=0.0, latency_ms={}, kind=kind)
+            ctx.record.turns.append(agent)
+            await playback.done.wait()
+            self._settle(agent, playback, turn)
+            if playback.interrupted:
+                return False
+        return True
+
+    # -- answers ------------------------------------------------------------------------------
+    async def _answer(self, final: FinalTranscript) -> None:
+        ctx, rt, state = self.ctx, self.ctx.runtime, self.ctx.state
+        lang = ctx.language.observe(final)
+        ctx.record.language = ctx.language.heard or lang
+        text = final.text.strip()
+        log.info("call %s caller [%s%s]: %s", ctx.call_id, lang, "/dtmf" if final.source == "dtmf" else "", mask_pii(text))
+        turn = self._next_turn()
+        epoch = self._epoch
+        ctx.latency.begin(turn, final)
+        t1 = time.perf_counter()
+        try:
+            voice = None
+            if final.source == "voice" and final.audio is not None and rt.perception is not None:
+                voice = await ctx.clock.run_in_thread(rt.perception.hear, final.audio, ENGINE_RATE, text)
+            reply: Reply | None = rt.dialog.respond_cached(text, state, lang, voice, final.start_s)
+            if reply is None:
+                reply = await ctx.clock.run_in_thread(
+                    functools.partial(rt.dialog.respond, text, state, lang, cache_checked=True, stream=True,
+                                      voice=voice, at_s=final.start_s, language_scores=final.language_scores))
+        except Exception as exc:  # a failing dialog: apologise and listen on
+            self._stage_failed("dialog", exc)
+            return
+        dialog_ms = (time.perf_counter() - t1) * 1000
+        ctx.language.dialog_answered()
+        u = reply.understanding
+        ctx.emit(IntentRecognized(ctx.clock.now(), turn, reply.intent, u.confidence, dict(u.slots),
+                                  round(dialog_ms, 1), reply.llm_first_token_ms))
+        self._note_caller_turn(final, text, lang, reply)
+        agent = AgentTurn(text=reply.text, start_s=0.0, end_s=0.0, latency_ms={}, reply_source=reply.source,
+                          grounding=reply.grounding, handoff=reply.handoff)
+        pieces = reply.pieces if reply.pieces is not None else split_sentences(reply.text)
+        playback = await self._speak(turn, pieces, state.language, epoch)
+        agent.text = (reply.text or playback.text) if playback is not None else reply.text
+        if playback is None or not agent.text:
+            return
+        self._errors_in_row = 0
+        ctx.record.turns.append(agent)
+        await playback.done.wait()
+        self._settle(agent, playback, turn)
+        log.info("call %s agent: %s (v2v %.0f ms%s)", ctx.call_id, mask_pii(reply.text),
+                 agent.latency_ms["voice_to_voice"], ", interrupted" if agent.interrupted else "")
+        outcome = ctx.record.outcome
+        outcome.resolved = outcome.resolved or reply.resolved
+        if reply.handoff:
+            await self._transfer(reply)
+
+    def _note_caller_turn(self, final: FinalTranscript, text: str, lang: str, reply: Reply) -> None:
+        record, state, u, emotion = self.ctx.record, self.ctx.state, reply.understanding, reply.emotion
+        record.turns.append(CallerTurn(
+            text=text, start_s=round(final.start_s, 3), end_s=round(final.speech_end_s, 3), intent=reply.intent,
+            confidence=u.confidence, slots=u.slots, emotion=u.emotion, language=lang, dialect=u.dialect, anger=u.anger,
+            text_emotion=u.text_emotion, emotion_from=emotion.sources() if emotion else [],
+            voice=emotion.voice if emotion else None, escalation=reply.escalation.to_dict(),
+        ))
+        record.dialect = state.languages.dialect
+        record.emotion = {"running_anger": state.emotion.running_anger,
+                          "peak_anger": max((t.anger for _, t in state.emotion.timeline), default=0.0)}
+        record.slots = dict(state.slots)
+
+    # -- transfer -----------------------------------------------------------------------------
+    async def _transfer(self, reply: Reply) -> None:
+        """Hand the caller to a person with the summary; if the transfer fails (busy, no answer),
+        say so, book a callback, and keep the caller."""
+        ctx = self.ctx
+        outcome = ctx.record.outcome
+        # the transport's target, if it names one, except for a dialect: that goes where the policy says
+        # ([escalation] targets), to someone who speaks it
+        target = reply.handoff_target or "human-queue"
+        if ctx.options.handoff_target and reply.handoff_reason != "dialect":
+            target = ctx.options.handoff_target
+        summary = dict(reply.handoff_summary or {}, call_id=ctx.call_id, target=target)
+        outcome.handoff, outcome.handoff_reason, outcome.handoff_target = True, reply.handoff_reason, target
+        ctx.record.handoff = summary
+        self.on_handoff(summary)
+        ctx.emit(TransferRequested(ctx.clock.now(), target, reply.handoff_reason))
+        try:
+            result = TransferResult.of(await ctx.leg.transfer(target, summary))
+        except Exception as exc:
+            log.exception("call %s: transfer failed", ctx.call_id)
+            ctx.record.errors.append(f"transfer: {type(exc).__name__}: {exc}")
+            result = TransferResult(False, "failed")
+        outcome.transfer_ok, outcome.transfer_status = result.ok, result.status
+        if result.ok:
+            ctx.emit(EndRequested(ctx.clock.now(), "transfer"))
+            return
+        log.info("call %s: transfer to %s failed (%s): the caller stays", ctx.call_id, target, result.status)
+        lang = ctx.language.for_reply()
+        try:
+            text = await ctx.clock.run_in_thread(ctx.runtime.dialog.callback_ticket, ctx.state, summary, lang)
+        except Exception:
+            log.exception("call %s: callback ticket failed", ctx.call_id)
+            text = templates.render(lang, "transfer_failed_no_ticket")
+        outcome.callback_ticket = ctx.state.callback_ticket
+        await self._say_text(text, "notice")
+
+    def on_handoff(self, summary: dict) -> None:
+        """Replaced by the session with the channel's hook: the summary is stored before the
+        transfer, so the human's screen reads it as the call rings."""
+
+    # -- speech -------------------------------------------------------------------------------
+    def _next_turn(self) -> int:
+        self._turn_no += 1
+        return self._turn_no
+
+    async def _speak(self, turn: int, pieces: Iterable[str], language: str, epoch: int) -> ReplyPlayback | None:
+        """Synthesise `pieces` one by one and queue them: the first plays while the next is made.
+        Returns the playback, or None when nothing was said (the caller spoke up first, or the voice
+        failed)."""
+        ctx = self.ctx
+        playout, clock = ctx.playout, ctx.clock
+        playback = playout.begin_reply(turn)
+        if epoch != self._epoch:  # interrupted while the reply was being thought of
+            playback.interrupted = True
+        queued = False
+        texts = iter(pieces)
+        try:
+            voice = ctx.runtime.tts.voice(language)
+            while not playback.interrupted and not ctx.finished.is_set():
+                text = await clock.run_in_thread(next, texts, None)
+                if text is None:
+                    break
+                ctx.emit(ReplyText(clock.now(), text, turn))
+                chunks = iter(synthesize_clauses(voice, text))
+                while not playback.interrupted:
+                    chunk = await clock.run_in_thread(next, chunks, None)
+                    if chunk is None:
+                        break
+                    queued = True
+                    playout.enqueue(turn, chunk.samples, chunk.sample_rate, chunk.text or text)
+        except Exception as exc:  # a failing voice: what was made still plays
+            if not queued:
+                playout.end_reply(turn)
+                playback.done.set()
+                self._stage_failed("tts", exc)
+                return None
+            log.exception("call %s: TTS failed mid-reply", ctx.call_id)
+            ctx.emit(StageFailed(clock.now(), "tts", f"{type(exc).__name__}: {exc}"))
+        finally:
+            close = getattr(texts, "close", None)
+            if close is not None:  # a streamed reply cut short: let the LLM go
+                await clock.run_in_thread(close)
+        playout.end_reply(turn)
+        if not queued:
+            playback.done.set()
+            if playback.interrupted:
+                self._cut.setdefault(turn, "")
+                return playback
+            return None
+        return playback
+
+    def _settle(self, agent: AgentTurn, playback: ReplyPlayback, turn: int) -> None:
+        now = self.ctx.clock.now()
+        start = playback.start_s if playback.start_s is not None else now
+        end = playback.end_s if playback.end_s is not None else start
+        agent.start_s, agent.end_s = round(start, 3), round(max(end, start), 3)
+        agent.latency_ms = self.ctx.latency.latency(turn)
+        if playback.interrupted:
+            agent.interrupted = True
+            agent.heard_text = self._cut.get(turn, "")
+        self._heard_until_s = max(self._heard_until_s, end)
+
+    # -- failures -----------------------------------------------------------------------------
+    def _stage_failed(self, stage: str, exc: Exception, key: str = "system_error") -> None:
+        ctx = self.ctx
+        log.error("call %s: %s failed: %s: %s", ctx.call_id, stage, type(exc).__name__, exc)
+        event = StageFailed(ctx.clock.now(), stage, f"{type(exc).__name__}: {exc}")
+        ctx.emit(event)
+        self._after_failure(key, event)
+
+    def _after_failure(self, key: str, event: StageFailed) -> None:
+        """Apologise and listen on; after `max_stage_errors` failures in a row, end the call."""
+        self._errors_in_row += 1
+        if self._errors_in_row >= self.ctx.call.max_stage_errors:
+            self.ctx.emit(EndRequested(event.at_s, "error", "stage_errors", error=f"{event.stage}: {event.error}"))
+        else:
+            self._queue.put_nowait(PromptDue(event.at_s, key, "notice", event.at_s))

@@ -1,0 +1,67 @@
+"""One way to run a call, whatever brought it: SIP, AudioSocket, the browser, a file, the dialer.
+
+The channel hands over its leg and says what it knows (the caller, the options); `run_call` runs
+the session, lets the channel release its line (a BYE, a hang-up) and describe its side of the call
+for the record (peer, codec, media counters, transfers), then keeps the record: in the process's
+list and in the store, off the event loop so other calls go on. A failure to store is logged, never
+raised into the channel.
+
+    channel ─► leg + SessionOptions + Channel ─► run_call ─► CallSession.run() ─► record ─► CallStore
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from ..events import Event
+from ..legs import CallLeg
+from ..record import CallRecord
+from ..runtime import Runtime
+from ..store import CallStore
+from .context import SessionOptions
+from .session import CallSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Channel:
+    """What a transport adds to the engine's call."""
+
+    kind: str  # "sip", "audiosocket", "webrtc", "file", ...
+    describe: Callable[[], dict] | None = None  # its side of the call, for record.channel (read after the call)
+    started: Callable[[CallSession], None] | None = None  # the session exists (tell the peer its call id)
+    release: Callable[[], Awaitable[None]] | None = None  # the call is over for the agent: free the line
+    observers: tuple[Callable[[Event], None], ...] = ()
+    records: list[CallRecord] | None = None  # the process's finished calls (newest last), for tests and status
+
+
+async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, channel: Channel,
+                   store: CallStore | None = None, call_id: str | None = None) -> CallRecord:
+    if options.call is None:
+        options.call = runtime.config.call
+    session = CallSession(runtime, leg, options, call_id=call_id, observers=list(channel.observers),
+                          on_handoff=store.save_handoff if store is not None else None)
+    if channel.started is not None:
+        channel.started(session)
+    try:
+        record = await session.run()
+    finally:
+        if channel.release is not None:
+            try:
+                await channel.release()
+            except Exception:
+                log.exception("call %s: releasing the %s line failed", session.call_id, channel.kind)
+    if channel.describe is not None:
+        record.channel = channel.describe()
+    if channel.records is not None:
+        channel.records.append(record)
+    if store is not None:
+        try:
+            await asyncio.to_thread(store.save, record)
+        except Exception:
+            log.exception("call %s: storing the call failed", record.call_id)
+    return record
