@@ -108,6 +108,7 @@ class NLU:
         """`embedder` is the intent encoder (nlu_model.intent_encoder()); `anger`, the anger
         classifier (text_emotion.load_anger_classifier; None: word cues alone)."""
         self.classifier = IntentClassifier(embedder)
+        repair_misheard_service_words("快避")  # loads pypinyin's dictionaries now (~180 ms), not on the first call
         self.shop = shop
         self.anger = anger
 

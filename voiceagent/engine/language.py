@@ -4,7 +4,7 @@ A call's language is pinned by the channel ("zh"/"en"), or heard: guessed on the
 steadied (one short turn in another language does not switch it; dialog/state's LanguageTracker
 decides). Until the caller is heard, the agent greets in the language the channel suggests (a
 page's language) or the configured default. The recogniser asks `for_asr()`, the replies
-`for_reply()`, and the record takes `for_record()` at the end: nothing else keeps its own copy.
+`for_reply()`, and the record takes `current()` at the end: nothing else keeps its own copy.
 The dialog's `state.language` is the dialog's own note of the language it last answered in.
 """
 
@@ -51,6 +51,3 @@ class CallLanguage:
         if not self._dialog_answered and self._turn is not None:
             return self._turn
         return self._state.language if self._state.language in LANGUAGES else (self.heard or "zh")
-
-    def for_record(self) -> str:
-        return self.current()

@@ -27,7 +27,7 @@ def close_record(ctx: CallContext, stats: dict, barge_in_stop_ms: list[float]) -
         outcome.resolved = False
     record.duration_s = round(max(ctx.clock.now(), getattr(ctx.leg, "play_end_s", 0.0)), 3)
     if not record.language:
-        record.language = ctx.language.for_record()
+        record.language = ctx.language.current()
     record.stats = {**stats, "underruns": ctx.playout.underruns, "late_frames": ctx.playout.late_frames}
     if barge_in_stop_ms:
         record.stats["barge_in_stop_ms"] = max(barge_in_stop_ms)

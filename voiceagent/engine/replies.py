@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..dialog import templates
 from ..dialog.engine import Reply
@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 
 
 class Replies:
-    def __init__(self, ctx: CallContext):
+    def __init__(self, ctx: CallContext, on_handoff: Callable[[dict], None]):
+        """`on_handoff`: stores the summary before the transfer, so the human's screen reads it as
+        the call rings."""
         self.ctx = ctx
+        self._on_handoff = on_handoff
         self._queue: asyncio.Queue[TurnReady | PromptDue | None] = asyncio.Queue()
         self._working = False  # a turn in hand (thinking or speaking)
         self._epoch = 0  # FloorTaken count: a reply begun under an older one is not said
@@ -186,7 +189,7 @@ class Replies:
         summary = dict(reply.handoff_summary or {}, call_id=ctx.call_id, target=target)
         outcome.handoff, outcome.handoff_reason, outcome.handoff_target = True, reply.handoff_reason, target
         ctx.record.handoff = summary
-        self.on_handoff(summary)
+        self._on_handoff(summary)
         ctx.emit(TransferRequested(ctx.clock.now(), target, reply.handoff_reason))
         try:
             result = TransferResult.of(await ctx.leg.transfer(target, summary))
@@ -207,10 +210,6 @@ class Replies:
             text = templates.render(lang, "transfer_failed_no_ticket")
         outcome.callback_ticket = ctx.state.callback_ticket
         await self._say_text(text, "notice")
-
-    def on_handoff(self, summary: dict) -> None:
-        """Replaced by the session with the channel's hook: the summary is stored before the
-        transfer, so the human's screen reads it as the call rings."""
 
     # -- speech -------------------------------------------------------------------------------
     def _next_turn(self) -> int:

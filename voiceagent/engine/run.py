@@ -41,8 +41,6 @@ class Channel:
 
 async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, channel: Channel,
                    store: CallStore | None = None, call_id: str | None = None) -> CallRecord:
-    if options.call is None:
-        options.call = runtime.config.call
     session = CallSession(runtime, leg, options, call_id=call_id, observers=list(channel.observers),
                           on_handoff=store.save_handoff if store is not None else None)
     if channel.started is not None:

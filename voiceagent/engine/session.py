@@ -67,9 +67,8 @@ class CallSession:
         self.detector = TurnDetector(runtime.new_vad(), runtime.asr, runtime.config.vad, call, self.emit,
                                      clock=leg.clock, language=ctx.language.for_asr,
                                      expecting_number=self._expecting_number, language_pinned=pinned is not None)
-        self.replies = Replies(ctx)
-        self.replies.on_handoff = self._store_handoff
         self._on_handoff = on_handoff
+        self.replies = Replies(ctx, self._store_handoff)
         self.dtmf = DtmfKeys(self.emit, leg.clock.now, ctx.language.current, call.dtmf_timeout_s)
         self.turn_taking = TurnTaking(call, ctx.playout, self.detector, self.emit, leg.clock.now,
                                       lambda: self.intake.timeline_s, lambda: self.replies.busy)
