@@ -89,7 +89,9 @@ def test_a_call_over_audiosocket_is_answered_paced_and_stored(config, runtime, t
     ch = record.channel
     assert ch["kind"] == "audiosocket" and ch["asterisk_channel"] == channel.name and ch["uniqueid"] == channel.uniqueid
     assert ch["caller"] != "13800138000" and ch["caller"].endswith("8000") and ch["end_reason"] == "closed"
-    assert ch["media"]["frames_in"] > 300 and ch["media"]["frames_out"] == len(frames)
+    # every frame the agent counts was sent: the caller got all of them but the few written while its
+    # hang-up was on the wire (Asterisk drops those too)
+    assert ch["media"]["frames_in"] > 300 and 0 <= ch["media"]["frames_out"] - len(frames) <= 3
     stored = store.get(record.call_id)
     assert stored is not None and stored["channel"]["kind"] == "audiosocket"
 
