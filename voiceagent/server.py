@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -34,6 +35,8 @@ class ChatRequest(BaseModel):
     session_id: str = Field(min_length=1, max_length=128)
     text: str = Field(max_length=10_000)
     customer_id: str | None = Field(default=None, max_length=64)
+    # "voice": a front end that speaks the replies (short ones, details on request); chat may say more
+    channel: Literal["text", "voice"] = "text"
 
 
 WEB = Path(__file__).parent / "web"  # the widget and the demo shop page
@@ -157,6 +160,7 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
         if rt is None:
             return JSONResponse({"detail": "models are still loading"}, status_code=503)
         state, lock = sessions.get(req.session_id, req.customer_id)
+        state.channel = req.channel
         async with lock:  # one turn at a time per conversation; other sessions go on
             # A hot question is a dict lookup: answered here on the event loop. Anything else runs the
             # NLU and the tools in a worker thread.

@@ -29,7 +29,7 @@ from .cache import CachedReply, HotCache
 from .escalation import EscalationPolicy
 from .flows import CUSTOMER_SERVICE_ROUTES, Route, Router, Tools, Turn, apply, update_state
 from .flows.context import is_unsure, read_in_context
-from .flows.finishing import apology, cite_tier, context_free, styled
+from .flows.finishing import apology, cite_tier, context_free, for_the_ear, styled
 from .flows.patterns import CODE_LIKE, LETTERS, ORDER_INTENTS, PRODUCT_INTENTS  # noqa: F401  (their old home)
 from .flows.state import DialogState, Reply
 from .handoff import build_summary
@@ -80,6 +80,11 @@ class DialogEngine:
     def respond(self, text: str, state: DialogState, language: str | None = None, cache_checked: bool = False,
                 stream: bool = False, voice: HeardVoice | None = None, at_s: float = 0.0,
                 language_scores: dict[str, float] | None = None) -> Reply:
+        with templates.channel(state.channel):  # a voice call gets the short templates
+            return self._respond(text, state, language, cache_checked, stream, voice, at_s, language_scores)
+
+    def _respond(self, text: str, state: DialogState, language: str | None, cache_checked: bool, stream: bool,
+                 voice: HeardVoice | None, at_s: float, language_scores: dict[str, float] | None) -> Reply:
         """One caller turn. `cache_checked`: the caller already tried respond_cached and missed.
         `stream`: an LLM reply may come as `reply.pieces`, to be spoken clause by clause.
         `voice`: how the turn sounded (a voice call); `at_s`: when it started on the call's timeline;
@@ -127,10 +132,17 @@ class DialogEngine:
         state.unclear_turns = state.unclear_turns + 1 if low and not reply.handoff else 0
         # Unanswered turns in a row (clarifying questions, unknown orders, out-of-scope requests,
         # asking again for a value): the third one sends the next turn to a person.
-        state.failed_turns = 0 if reply.resolved else state.failed_turns + (0 if reply.handoff else 1)
+        state.failed_turns = 0 if reply.resolved or reply.progress else state.failed_turns + (0 if reply.handoff else 1)
         if (reply.resolved and not reply.keeps_pending) or reply.handoff:
             state.pending_intent = state.awaiting = None
-        reply.text = styled(reply, tier, lang)
+        task = state.open_task()
+        if task is not None and state.pending_intent is None and not reply.handoff:
+            # a question on the side was answered: the open task is still what the next answer is for
+            state.pending_intent = task.kind
+            state.awaiting = task.awaiting if task.awaiting not in ("order", "order_id") else None
+        plain = reply.text
+        reply.text = styled(reply, state, tier, lang)
+        greeted = reply.text != plain
         if reply.escalation.action == "apologize":
             self._apologize(reply, state, customer, lang, tools)
         reply.text, masked = filter_output(reply.text)
@@ -138,10 +150,14 @@ class DialogEngine:
             reply.grounding.append("safety:masked")
         reply.slots = dict(state.slots)
         if self.cache is not None and context_free_turn and reply.resolved and reply.pieces is None \
-                and context_free(reply) and reply.escalation.action == "none":
+                and context_free(reply) and reply.escalation.action == "none" and not greeted:
             self.cache.put(lang_hint or "auto", tier, text,
                            CachedReply(reply.text, reply.intent, tuple(reply.grounding), reply.resolved, u,
                                        state.pending_intent if reply.keeps_pending else None))
+        if reply.pieces is None:
+            reply.text, more = for_the_ear(reply.text, state, lang)
+            if more or reply.resolved:
+                state.more, state.more_grounding = more, list(reply.grounding) if more else []
         cite_tier(reply, state)
         self._after_turn(reply, state)
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 1)
@@ -158,6 +174,9 @@ class DialogEngine:
         emotion = self._perceive(u, state, voice, at_s)
         reply = Reply(hit.text, u, hit.intent, dict(state.slots), resolved=hit.resolved, grounding=list(hit.grounding),
                       source="cache", keeps_pending=hit.pending_intent is not None, emotion=emotion)
+        lang = state.language
+        reply.text = styled(reply, state, state.customer_tier, lang)
+        reply.text, state.more = for_the_ear(reply.text, state, lang)
         cite_tier(reply, state)
         self._after_turn(reply, state)
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 3)

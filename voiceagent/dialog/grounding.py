@@ -408,6 +408,7 @@ class GroundingChecker:
                 if cid != customer_id:
                     result.ungrounded.append(Finding(Atom("citation", f"customers:{cid}", cid), "not the caller's record"))
         echoes = self._echoes(caller_said)
+        text = self._without_caller_addresses(text, caller_said)
         quoted_removed = self._unquoted(text, s.passages)
 
         for atom in extract_atoms(text, self.product_re):
@@ -434,6 +435,18 @@ class GroundingChecker:
 
         self._check_claims(normalise_numbers(quoted_removed), lang, s, result, cited)
         return result
+
+    @staticmethod
+    def _without_caller_addresses(text: str, caller_said) -> str:
+        """An address the caller gave, read back ("改成杭州市西湖区文三路98号，对吗？"), is their words, not a
+        shop fact: its numbers are not checked against the records."""
+        from .flows.tasks import answer_as_address
+
+        for said in caller_said:
+            address = answer_as_address(said or "")
+            if address and len(address) >= 6 and address in text:
+                text = text.replace(address, " ")
+        return text
 
     @staticmethod
     def _echoes(caller_said) -> set[str]:

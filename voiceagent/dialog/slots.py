@@ -129,3 +129,32 @@ def _size(text: str) -> str | None:
     if m and re.search(r"\b(wear|size|fit|get|take)\b", text, flags=re.I):
         return {"small": "S", "medium": "M", "large": "L"}[m.group(1).lower()]
     return None
+
+
+# Why an item goes back, as the after-sales tickets record it: the first category whose words are in
+# the turn (the narrower ones first: "尺码太小了" is too_small, not does_not_fit).
+REASON_CATEGORIES: list[tuple[str, re.Pattern]] = [
+    ("wrong_item", re.compile(r"发错|错发|寄错|不是我(买|要|订)的|货不对|wrong (item|size|colou?r|one|product)|"
+                              r"not what i ordered|sent (me )?the wrong|(got|received|sent me) (a |an |the )?\w+ (one )?instead", re.I)),
+    ("damaged", re.compile(r"坏|破|损|裂|洞|碎了|漏|开胶|不能用|用不了|不工作|没反应|broken|damaged|defective|cracked|torn|"
+                           r"ripped|hole|(doesn't|does not|won't|stopped) (work|turn on|charge)|not working|dead|leak", re.I)),
+    ("too_small", re.compile(r"(太|偏|有点|有些|稍微|略)?小了|太小|偏小|紧|穿不上|挤脚|too (small|tight|short)|tight|"
+                             r"runs small|(a )?size (too )?small|smaller", re.I)),
+    ("too_big", re.compile(r"(太|偏|有点|有些|稍微|略)?大了|太大|偏大|太松|太长|too (big|large|loose|long)|loose|"
+                           r"runs (big|large)|baggy|bigger", re.I)),
+    ("not_as_described", re.compile(r"色差|跟图|和图|与图|图片不|描述不|不一样|货不对板|实物|not as described|"
+                                    r"(looks|is) (different|nothing like)|different from the (picture|photo|description)|"
+                                    r"doesn't look like|misleading|looks? (kind of |a bit )?\w+ish\b", re.I)),
+    ("quality", re.compile(r"质量|做工|起球|掉色|褪色|开线|线头|掉毛|异味|味道|quality|pilling|faded|fading|"
+                           r"loose threads|cheap|smell|shoddy", re.I)),
+    ("late_delivery", re.compile(r"太慢|太晚|迟到|晚到|来晚|等太久|too late|took too long|arrived late|late delivery", re.I)),
+    ("changed_mind", re.compile(r"不喜欢|不想要|不需要|不要了|用不着|改主意|买多了|买重|后悔|changed my mind|don't (like|need|want)|"
+                                r"no longer (need|want)|not needed|ordered (two|twice|by mistake)|by mistake", re.I)),
+    ("does_not_fit", re.compile(r"不合适|不合身|不太合|尺码不对|尺寸不对|不适合|(doesn't|does not|didn't|don't) fit|"
+                                r"wrong size|not the right size|fit", re.I)),
+]
+
+
+def reason_category(text: str) -> str:
+    """The after-sales reason category of a turn ("other" when none is named)."""
+    return next((name for name, pattern in REASON_CATEGORIES if pattern.search(text)), "other")

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import string
 import tomllib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 
 from .. import paths
+
+# The channel the reply is for: "voice" picks the short [voice] template where there is one. Set for
+# the length of one dialog turn (DialogEngine.respond), so the flows need not carry it.
+_channel: ContextVar[str] = ContextVar("reply_channel", default="text")
+
+
+@contextmanager
+def channel(name: str):
+    token = _channel.set(name)
+    try:
+        yield
+    finally:
+        _channel.reset(token)
 
 
 class _Missing(dict):
@@ -21,7 +36,9 @@ def load(lang: str) -> dict:
 
 
 def render(lang: str, key: str, **values) -> str:
-    template = load(lang)["reply"][key]
+    table = load(lang)
+    template = table.get("voice", {}).get(key) if _channel.get() == "voice" else None
+    template = template or table["reply"][key]
     text = string.Formatter().vformat(template, (), _Missing(values))
     return " ".join(text.split()) if lang != "zh" else text.strip()
 
@@ -40,5 +57,6 @@ def ack(lang: str, intent: str) -> str:
 
 def fixed_replies(lang: str) -> list[str]:
     """The replies with no value to fill in ("请告诉我您的订单号..."): said word for word, again and again."""
+    table = load(lang)
     return [" ".join(t.split()) if lang != "zh" else t.strip()
-            for t in load(lang)["reply"].values() if "{" not in t]
+            for t in [*table["reply"].values(), *table.get("voice", {}).values()] if "{" not in t]

@@ -56,7 +56,7 @@ class CallSession:
         pinned = options.language if options.language in LANGUAGES else None
         greet_in = options.greeting_language if options.greeting_language in LANGUAGES else None
         state = DialogState(language=pinned or greet_in or runtime.config.dialog.default_language,
-                            customer_id=options.customer_id)
+                            customer_id=options.customer_id, channel="voice")  # replies for the ear
         record = CallRecord(call_id, pinned or "", options.customer_id, models=runtime.model_names())
         self.latency = LatencyObserver()
         self.observers = [self.latency.on_event, *(observers or [])]

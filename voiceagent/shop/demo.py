@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 SCHEMA = Path(__file__).with_name("schema.sql")
-DEMO_VERSION = "2"
+DEMO_VERSION = "3"
 # The demo shop's "today": fixed so that order states and dates are reproducible.
 DEMO_TODAY = date(2026, 11, 20)
 
@@ -101,6 +101,11 @@ CARRIERS = [("SF", "顺丰速运", "SF Express"), ("YT", "圆通速递", "YTO Ex
 CITIES = [("上海", "Shanghai"), ("杭州", "Hangzhou"), ("广州", "Guangzhou"), ("北京", "Beijing"), ("成都", "Chengdu"),
           ("武汉", "Wuhan"), ("深圳", "Shenzhen"), ("南京", "Nanjing")]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+# Shipping addresses: drawn from their own generator, so that every other generated fact stays as it was.
+STREETS_ZH = ["人民路", "中山路", "解放路", "建设路", "和平路", "长江路", "文化路", "新华路"]
+DISTRICTS_ZH = {"上海": "浦东新区", "杭州": "西湖区", "广州": "天河区", "北京": "朝阳区", "成都": "武侯区", "武汉": "江汉区",
+                "深圳": "南山区", "南京": "鼓楼区"}
+STREETS_EN = ["Oak Street", "Maple Avenue", "Cedar Road", "Elm Street", "Park Lane", "River Road"]
 GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "霞", "平", "刚"]
 EN_NAMES = ["Emma Smith", "Liam Johnson", "Olivia Brown", "Noah Davis", "Ava Wilson", "Lucas Miller", "Mia Moore",
             "Ethan Taylor", "Sophia Anderson", "Mason Thomas"]
@@ -199,6 +204,8 @@ def build(path: str | Path, n_customers: int = 600, n_orders: int = 2400, seed: 
         plan.append((oid, rng.choice(customers)[0], rng.randrange(len(products)), status))
 
     orders, events = [], []
+    addresses = random.Random(seed + 1)
+    language = {c[0]: c[4] for c in customers}
     for oid, cid, pidx, status in plan:
         product = products[pidx]
         sizes = product[10].split(",") if product[10] else [None]
@@ -225,10 +232,15 @@ def build(path: str | Path, n_customers: int = 600, n_orders: int = 2400, seed: 
                 events.append((tracking, stamp.isoformat(sep=" ", timespec="minutes"), city[0], city[1], ezh, een))
         if status == "returned":
             refund = rng.choice(["processing", "refunded"]) if oid != "64209517" else "processing"
+        city_zh, city_en = addresses.choice(CITIES)
+        if language[cid] == "en":
+            address = f"{addresses.randint(1, 300)} {addresses.choice(STREETS_EN)}, {city_en}"
+        else:
+            address = f"{city_zh}市{DISTRICTS_ZH[city_zh]}{addresses.choice(STREETS_ZH)}{addresses.randint(1, 300)}号"
         orders.append((oid, cid, product[0], size, color_zh, color_en, qty, product[5] * qty, status, created.isoformat(),
                        ship_by.isoformat(), shipped and shipped.isoformat(), delivered and delivered.isoformat(),
-                       carrier, tracking, refund))
-    db.executemany("INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", orders)
+                       carrier, tracking, refund, address))
+    db.executemany("INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", orders)
     db.executemany("INSERT INTO tracking_events VALUES (?,?,?,?,?,?)", events)
     for key, ((tzh, bzh), (ten, ben)) in POLICIES.items():
         db.execute("INSERT INTO policies VALUES (?,?,?,?)", (key, "zh", tzh, bzh))

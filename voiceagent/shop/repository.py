@@ -55,6 +55,7 @@ class Order:
     carrier_en: str | None
     tracking_no: str | None
     refund_status: str | None
+    address: str | None = None
 
     def product(self, lang: str) -> str:
         return self.product_zh if lang == "zh" else self.product_en
@@ -161,13 +162,13 @@ class ShopRepository:
 
     _ORDER_SQL = """SELECT o.order_id, o.customer_id, o.sku, p.name_zh, p.name_en, o.size, o.color_zh, o.color_en,
         o.quantity, o.amount, o.status, o.created_at, o.ship_by, o.shipped_at, o.delivered_at, o.carrier,
-        o.tracking_no, o.refund_status FROM orders o JOIN products p ON p.sku = o.sku"""
+        o.tracking_no, o.refund_status, o.address FROM orders o JOIN products p ON p.sku = o.sku"""
 
     @staticmethod
     def _order(row: tuple) -> Order:
         carrier = row[15] or ""
         czh, _, cen = carrier.partition("|")
-        return Order(*row[:15], czh or None, cen or None, row[16], row[17])
+        return Order(*row[:15], czh or None, cen or None, row[16], row[17], row[18])
 
     def order(self, order_id: str) -> Order | None:
         row = self._q1(self._ORDER_SQL + " WHERE o.order_id = ?", (order_id,))
@@ -230,6 +231,14 @@ class ShopRepository:
         best = match_product(text, rows)
         return self.product(best) if best is not None else None
 
+    def product_rows(self, skus) -> list[tuple]:
+        """(sku, keywords, name_zh, name_en) of these products, for match_product among them."""
+        skus = sorted(skus)
+        if not skus:
+            return []
+        return self._q("SELECT sku, keywords, name_zh, name_en FROM products WHERE sku IN "
+                       f"({','.join('?' * len(skus))}) ORDER BY sku", tuple(skus))
+
     # -- actions ------------------------------------------------------------------------------
 
     def _next_id(self, prefix: str, table: str, column: str) -> str:
@@ -246,6 +255,37 @@ class ShopRepository:
                              (ticket_id, kind, order.order_id if order else None, order.customer_id if order else None,
                               reason, detail[:500], "open", datetime.now().isoformat(timespec="seconds")))
         return Ticket(ticket_id, kind, order.order_id if order else None, reason)
+
+    # What the agent may change on an order before it ships, and the column each change writes.
+    CHANGEABLE = {"address": ("address",), "size": ("size",), "color": ("color_zh", "color_en")}
+
+    def change_order(self, order_id: str, field: str, value: str | tuple[str, str], source: str = "agent") -> Order:
+        """Change an unshipped order's address, size or colour (`value` for colour: (zh, en)), and keep
+        the change in `order_changes`. Raises ValueError when the order has shipped or does not exist:
+        the caller was told it could be changed, so a refusal here is a fault to report, not to hide."""
+        columns = self.CHANGEABLE[field]
+        values = value if isinstance(value, tuple) else (value,)
+        with self._write_lock, sqlite3.connect(self.db_path, timeout=10) as conn:
+            row = conn.execute(f"SELECT status, {columns[-1]} FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+            if row is None or row[0] != "paid":
+                raise ValueError(f"order {order_id} cannot be changed ({row[0] if row else 'not found'})")
+            conn.execute(f"UPDATE orders SET {', '.join(c + ' = ?' for c in columns)} WHERE order_id = ?",
+                         (*values, order_id))
+            conn.execute("INSERT INTO order_changes VALUES (?,?,?,?,?,?)",
+                         (order_id, field, row[1], values[-1], source, datetime.now().isoformat(timespec="seconds")))
+        return self.order(order_id)
+
+    def cancel_order(self, order_id: str, source: str = "agent") -> Order:
+        """Cancel an order that has not shipped: the payment goes back (refund processing)."""
+        with self._write_lock, sqlite3.connect(self.db_path, timeout=10) as conn:
+            row = conn.execute("SELECT status FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+            if row is None or row[0] != "paid":
+                raise ValueError(f"order {order_id} cannot be cancelled ({row[0] if row else 'not found'})")
+            conn.execute("UPDATE orders SET status = 'cancelled', refund_status = 'processing' WHERE order_id = ?",
+                         (order_id,))
+            conn.execute("INSERT INTO order_changes VALUES (?,?,?,?,?,?)",
+                         (order_id, "status", "paid", "cancelled", source, datetime.now().isoformat(timespec="seconds")))
+        return self.order(order_id)
 
     def open_ticket(self, order_id: str, kind: str) -> Ticket | None:
         row = self._q1("SELECT ticket_id, kind, order_id, reason FROM tickets WHERE order_id = ? AND kind = ? "

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS orders (
     delivered_at TEXT,
     carrier TEXT,
     tracking_no TEXT,
-    refund_status TEXT               -- NULL, 'processing', 'refunded'
+    refund_status TEXT,              -- NULL, 'processing', 'refunded'
+    address TEXT                     -- where it ships (changeable until it ships)
 );
 CREATE INDEX IF NOT EXISTS orders_customer ON orders(customer_id);
 CREATE INDEX IF NOT EXISTS orders_tracking ON orders(tracking_no);
@@ -90,3 +91,15 @@ CREATE TABLE IF NOT EXISTS coupons (
     expires_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS coupons_customer ON coupons(customer_id);
+
+-- Every change the agent makes to an order (address, size, colour, cancellation), with the value
+-- before and after: what a person checks when a customer disputes a change.
+CREATE TABLE IF NOT EXISTS order_changes (
+    order_id TEXT NOT NULL,
+    field TEXT NOT NULL,
+    old_value TEXT,
+    new_value TEXT,
+    source TEXT NOT NULL,
+    changed_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS order_changes_order ON order_changes(order_id);

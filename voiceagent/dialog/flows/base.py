@@ -12,7 +12,7 @@ from ...llm import LanguageModel
 from ...shop.repository import Customer, ShopRepository
 from ..escalation import Escalation
 from ..nlu import Understanding
-from .state import DialogState, Reply
+from .state import DialogState, Reply, Task
 
 
 class _Unchanged:
@@ -32,6 +32,9 @@ class StateUpdate:
     turn_intent: str | None = None  # what this turn is recorded as in `state.intents` (a refusal: "other")
     apologized: bool | None = None
     tried: tuple[str, ...] = ()  # what the agent did, for the handoff summary
+    task: Task | None = UNCHANGED  # the task the conversation is on (flows/tasks.py)
+    suspended: tuple[Task, ...] = UNCHANGED  # tasks left for another, to come back to
+    more: str | None = UNCHANGED  # details left out of a voice reply, said on request
 
     def then(self, later: StateUpdate) -> StateUpdate:
         """This update followed by `later` (later values win)."""
@@ -39,7 +42,8 @@ class StateUpdate:
         return StateUpdate(pick(self.pending_intent, later.pending_intent), pick(self.awaiting, later.awaiting),
                            {**self.slots, **later.slots}, later.turn_intent or self.turn_intent,
                            later.apologized if later.apologized is not None else self.apologized,
-                           self.tried + later.tried)
+                           self.tried + later.tried, pick(self.task, later.task), pick(self.suspended, later.suspended),
+                           pick(self.more, later.more))
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class FlowResult:
     resolved: bool = False
     grounding: tuple[str, ...] = ()  # the records and passages the text states ("orders:38512074")
     keeps_pending: bool = False
+    progress: bool = False  # not answered yet, but a task moved on (a value taken, a read-back): no failure
     intent: str | None = None  # the intent the reply answers, when not the turn's ("the other order")
     handoff: bool = False
     handoff_reason: str | None = None
@@ -131,6 +136,7 @@ def apply(result: FlowResult, reply: Reply, state: DialogState) -> None:
     reply.grounding.extend(result.grounding)
     reply.resolved = result.resolved
     reply.keeps_pending = result.keeps_pending
+    reply.progress = result.progress
     if result.intent is not None:
         reply.intent = result.intent
     if result.escalation is not None:
@@ -163,3 +169,9 @@ def update_state(update: StateUpdate, state: DialogState) -> None:
     if update.apologized is not None:
         state.apologized = update.apologized
     state.tried.extend(update.tried)
+    if update.task is not UNCHANGED:
+        state.task = update.task
+    if update.suspended is not UNCHANGED:
+        state.suspended = list(update.suspended)
+    if update.more is not UNCHANGED:
+        state.more = update.more

@@ -37,7 +37,7 @@ def refuse(turn: Turn) -> FlowResult:
 def never_mind(turn: Turn) -> FlowResult:
     """"算了，不退了": the open task is dropped."""
     return FlowResult(templates.render(turn.language, "flow_cancelled"), resolved=True,
-                      state=StateUpdate(pending_intent=None, awaiting=None))
+                      state=StateUpdate(pending_intent=None, awaiting=None, task=None))
 
 
 def ask_to_clarify(turn: Turn) -> FlowResult:
@@ -48,3 +48,9 @@ def ask_to_clarify(turn: Turn) -> FlowResult:
 def clarify(turn: Turn) -> FlowResult:
     """Understood, but not something to act on (a complaint on a guess) or no flow for it."""
     return FlowResult(templates.render(turn.language, "clarify"))
+
+
+def details(turn: Turn) -> FlowResult:
+    """"详细说说": the part of the last answer a voice reply left out."""
+    return FlowResult(turn.state.more or "", resolved=True, grounding=tuple(turn.state.more_grounding),
+                      state=StateUpdate(more=None))

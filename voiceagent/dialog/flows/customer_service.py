@@ -5,14 +5,25 @@ then refusals and changes of course, then the question the turn asks, and a catc
 from __future__ import annotations
 
 from ..safety import is_injection
-from . import control, orders, products, service, small_talk
+from . import control, orders, products, service, small_talk, tasks
 from .base import Route, Turn
+from .patterns import MORE_DETAILS
 from .patterns import ACTION_CONFIDENCE, CODE_LIKE, COMPLAINT_CUE, COUPON_REQUEST, NEVER_MIND, OTHER_ORDER, \
     ORDER_INTENTS, PRODUCT_INTENTS
+from .state import TASK_KINDS
 
 
 def _wants_other_order(t: Turn) -> bool:
+    if t.state.open_task() is not None:
+        return False  # a task picks its order itself (tasks.gather)
     return bool(OTHER_ORDER.search(t.text)) and "order_id" not in t.understanding.slots and "order_id" in t.slots
+
+
+def _change_of_mind(t: Turn) -> bool:
+    # "算了，先帮我查物流": the open task is left (kept to come back to) for the new one
+    task = t.state.open_task()
+    return task is not None and bool(NEVER_MIND.search(t.text)) and t.intent in TASK_KINDS and t.intent != task.kind \
+        and t.understanding.confidence >= 0.5
 
 
 def _complaint_on_a_guess(t: Turn) -> bool:
@@ -25,10 +36,15 @@ ROUTES = [
     Route("callback already booked", lambda t: t.decision.action == "transfer" and control.transfer_exhausted(t),
           control.callback_pending),
     Route("transfer to a person", lambda t: t.decision.action == "transfer", control.handoff),
+    Route("details on request", lambda t: t.state.more and MORE_DETAILS.search(t.text) and len(t.text) < 30,
+          control.details),
     Route("refuse an attempt on the rules", lambda t: is_injection(t.text) or CODE_LIKE.search(t.text), control.refuse),
-    Route("never mind", lambda t: t.state.pending_intent and NEVER_MIND.search(t.text), control.never_mind),
+    Route("change of mind", _change_of_mind, tasks.task_turn),
+    Route("never mind", lambda t: (t.state.pending_intent or t.state.task) and NEVER_MIND.search(t.text),
+          control.never_mind),
     Route("the other order", _wants_other_order, orders.other_order),
     Route("not understood", lambda t: t.unsure, control.ask_to_clarify),
+    Route("task", lambda t: t.intent in TASK_KINDS, tasks.task_turn),
     Route("order question", lambda t: t.intent in ORDER_INTENTS, orders.order_question),
     Route("product question", lambda t: t.intent in PRODUCT_INTENTS, products.product_question),
     Route("complaint on a guess", _complaint_on_a_guess, control.clarify),

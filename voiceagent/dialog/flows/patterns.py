@@ -46,3 +46,7 @@ CODE_LIKE = re.compile(r";\s*--|\b(drop|truncate|alter)\s+table\b|\bunion\s+sele
 
 def is_question(text: str) -> bool:
     return bool(QUESTION.search(text))
+
+# The caller asks for what a short voice reply left out.
+MORE_DETAILS = re.compile(r"详细|具体(点|一点|说)|多说|展开说|还有呢|然后呢|tell me more|more detail|details|go on|"
+                          r"what else|and then\??$", re.I)

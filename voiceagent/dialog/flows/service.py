@@ -8,27 +8,58 @@ import re
 
 from ...textnorm import spoken_date
 from .. import templates
-from .base import FlowResult, Turn
+from ..slots import reason_category
+from . import order_choice
+from .base import FlowResult, StateUpdate, Turn
+from .state import Task
 from .facts import knowledge, policy
 from .small_talk import small_talk
 
 
 def complaint(turn: Turn) -> FlowResult:
-    """Log the complaint; a known customer also gets the goodwill coupon policy allows. Not resolved:
-    a person follows it up."""
-    shop, slots, lang = turn.tools.shop, turn.slots, turn.language
-    order = shop.order(slots["order_id"]) if "order_id" in slots else None
-    if order is not None and turn.state.customer_id and order.customer_id != turn.state.customer_id:
+    """Log the complaint (once a call: a second "log it" is told the ticket it has); a known customer
+    also gets the goodwill coupon policy allows. Not resolved: a person follows it up. The order is
+    the one named, by number or by product."""
+    shop, slots, lang, state = turn.tools.shop, turn.slots, turn.language, turn.state
+    last = state.task if state.task is not None and state.task.kind == "aftersales.complaint" else None
+    task_slots = dict(last.slots) if last is not None else {}
+    order = shop.order(slots["order_id"]) if "order_id" in turn.understanding.slots else None
+    if order is None and state.customer_id:
+        named = order_choice.mentioned(turn.text, shop.orders_for_customer(state.customer_id), shop)
+        order = named[0] if len(named) == 1 else None
+    if order is None and "order_id" in task_slots:
+        order = shop.order(task_slots["order_id"])
+    if order is None and "order_id" in slots:
+        order = shop.order(slots["order_id"])
+    if order is not None and state.customer_id and order.customer_id != state.customer_id:
         order = None
-    ticket = shop.create_ticket("complaint", order, slots.get("reason"), detail=turn.understanding.text)
-    cites = [f"tickets:{ticket.ticket_id}"]
+    if order is not None:
+        task_slots["order_id"] = order.order_id
+    if (reason := reason_category(turn.text)) != "other":
+        task_slots["reason"] = reason
+    cites = [f"orders:{order.order_id}"] if order is not None else []
+    if last is not None and last.result:  # logged already on this call
+        cites.append(f"tickets:{last.result}")
+        return FlowResult(templates.render(lang, "complaint_logged", ticket_id=last.result), resolved=True,
+                          grounding=tuple(cites), state=StateUpdate(task=Task("aftersales.complaint", task_slots,
+                                                                                    done=True, result=last.result)))
+    ticket = shop.create_ticket("complaint", order, task_slots.get("reason") or slots.get("reason"),
+                                detail=turn.understanding.text)
+    cites.append(f"tickets:{ticket.ticket_id}")
+    done = StateUpdate(task=Task("aftersales.complaint", task_slots, done=True, result=ticket.ticket_id))
     grant = shop.issue_coupon(turn.customer, reason="complaint") if turn.customer else None
     if grant is not None and grant.coupon_id:
         cites.append(f"coupons:{grant.coupon_id}")
         return FlowResult(templates.render(lang, "complaint_coupon", ticket_id=ticket.ticket_id,
                                            amount=f"{grant.amount:g}", min_spend=f"{grant.min_spend:g}"),
-                          grounding=tuple(cites))
-    return FlowResult(templates.render(lang, "complaint_ticket", ticket_id=ticket.ticket_id), grounding=tuple(cites))
+                          grounding=tuple(cites), state=done)
+    return FlowResult(templates.render(lang, "complaint_ticket", ticket_id=ticket.ticket_id), grounding=tuple(cites),
+                      state=done)
+
+
+def coupon_task(turn: Turn) -> StateUpdate:
+    """A coupon asked about is the conversation's task, unless it is a question beside an open one."""
+    return StateUpdate() if turn.state.open_task() is not None else StateUpdate(task=Task("promo.coupon", done=True))
 
 
 def coupon_request(turn: Turn) -> FlowResult:
@@ -41,14 +72,14 @@ def coupon_request(turn: Turn) -> FlowResult:
         key = {"cooldown": "coupon_cooldown", "budget": "coupon_budget"}.get(grant.refusal or "")
         said = templates.render(lang, key, policy=rules, cooldown_days=shop.coupon_policy.cooldown_days) \
             if key else rules
-        return FlowResult(said, resolved=True, grounding=tuple(cites))
+        return FlowResult(said, resolved=True, grounding=tuple(cites), state=coupon_task(turn))
     cites.append(f"coupons:{grant.coupon_id}")
     issued = templates.render(lang, "coupon_issued", amount=f"{grant.amount:g}", min_spend=f"{grant.min_spend:g}",
                               expires_at=spoken_date(grant.expires_at, lang))
     asked = re.search(r"(\d+)\s*(元|块|yuan|rmb)", text, re.I)
     if asked and float(asked.group(1)) > grant.amount:  # more than policy allows: say so
         issued = templates.render(lang, "coupon_limit", amount=f"{grant.amount:g}") + turn.sep + issued
-    return FlowResult(issued, resolved=True, grounding=tuple(cites))
+    return FlowResult(issued, resolved=True, grounding=tuple(cites), state=coupon_task(turn))
 
 
 RULES_POLICY = {"aftersales.warranty": "warranty", "aftersales.invoice": "invoice", "promo.coupon": "coupon"}
@@ -59,7 +90,8 @@ def rules_question(turn: Turn) -> FlowResult:
     cites: list[str] = []
     text = knowledge(turn.tools, turn.understanding.text, turn.language, cites, turn.intent) \
         or policy(turn.tools, RULES_POLICY[turn.intent], turn.language, cites)
-    return FlowResult(text, resolved=True, grounding=tuple(cites))
+    update = coupon_task(turn) if turn.intent == "promo.coupon" else StateUpdate()
+    return FlowResult(text, resolved=True, grounding=tuple(cites), state=update)
 
 
 def account(turn: Turn) -> FlowResult:

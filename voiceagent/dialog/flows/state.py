@@ -13,6 +13,34 @@ from ..escalation import Escalation
 from ..nlu import Understanding
 
 
+# The tasks a conversation carries over turns: each gathers its slots, may need the caller's order
+# chosen, and (the actions) is read back and confirmed before the shop is changed.
+ACTION_TASKS = {"aftersales.return", "aftersales.exchange", "order.modify", "order.cancel"}
+INFO_TASKS = {"order.status", "logistics.track", "aftersales.refund"}
+TASK_KINDS = ACTION_TASKS | INFO_TASKS
+
+
+@dataclass
+class Task:
+    """One thing the caller wants done, held across turns until it is done or dropped.
+    `slots`: what the task has gathered (order_id, reason, size, color, address, phone; `change` for
+    an order change: which field). `awaiting`: what the last reply asked for (a slot, "order" (which
+    of `candidates`), "confirm"). `done`: finished on some turn (answered, acted on, or refused)."""
+    kind: str
+    slots: dict[str, str] = field(default_factory=dict)
+    awaiting: str | None = None
+    candidates: list[str] = field(default_factory=list)  # order ids offered when asking which one
+    done: bool = False
+    result: str | None = None  # what was done: a ticket id, "address changed", "cancelled"
+
+    def open(self) -> bool:
+        return not self.done
+
+    def as_state(self) -> dict:
+        """The task as the evaluation reads it: kind and its slots."""
+        return {"task": self.kind, "slots": {k: v for k, v in self.slots.items() if k != "change" and not k.startswith("_")}}
+
+
 @dataclass
 class DialogState:
     language: str = "zh"
@@ -32,6 +60,16 @@ class DialogState:
     escalations: list[dict] = field(default_factory=list)  # every turn's decision, with its reason
     tried: list[str] = field(default_factory=list)  # what the agent did, for the handoff summary
     history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), the last turns
+    channel: str = "text"  # "voice" (a call: short replies for the ear) or "text" (chat: may say more)
+    task: Task | None = None  # the task the conversation is on (open, or finished on the last turn)
+    suspended: list[Task] = field(default_factory=list)  # tasks left for another, to resume (latest last)
+    tier_greeted: bool = False  # the tier's touch ("尊敬的VIP会员") is said once a call
+    said: list[str] = field(default_factory=list)  # sentences the agent said, not to be said again
+    more: str | None = None  # what a short voice reply left out, said when the caller asks for details
+    more_grounding: list[str] = field(default_factory=list)  # the records and passages `more` states
+
+    def open_task(self) -> Task | None:
+        return self.task if self.task is not None and self.task.open() else None
 
 
 @dataclass
@@ -47,6 +85,7 @@ class Reply:
     escalation: Escalation = field(default_factory=Escalation)
     emotion: TurnEmotion | None = None  # the turn's emotion from words and voice
     resolved: bool = False  # the turn answered the caller's question
+    progress: bool = False  # a task moved on without being answered yet (not a failed turn)
     source: str = "template"  # "template" or "llm"
     grounding: list[str] = field(default_factory=list)
     llm_first_token_ms: float | None = None

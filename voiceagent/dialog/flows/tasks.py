@@ -1,0 +1,532 @@
+"""Tasks that hold their thread over turns: a return, an exchange, an address (size, colour) change,
+a cancellation, a parcel or refund question.
+
+Each turn of a task: the turn's values are gathered into the task (read first as the answer to
+what the agent just asked: "尺码太小了" is the return reason, "5 Main Street" the new address, "the
+dress" picks the order), the order is chosen by what the task needs (order_choice), what is still
+missing is asked for, and an action is read back and done only once the caller confirms it. The
+shop's data says what is possible: an exchange offers the colours and sizes the product comes in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from ...shop import Order
+from .. import templates
+from ..slots import COLORS_ZH, reason_category
+from . import order_choice
+from .base import FlowResult, StateUpdate, Turn
+from .facts import knowledge, order_values, policy
+from .orders import about_the_rules, answer_about_order
+from .patterns import CORRECTION, is_question
+from .state import ACTION_TASKS, INFO_TASKS, Task
+
+YES = re.compile(r"^\W*(对的?|是的?|好的?|可以|行|嗯+|ok(ay)?|yes|yeah|yep|yup|sure|correct|right|fine|great|perfect|"
+                 r"absolutely|exactly)\b|确认|确定|没错|没问题|就这样|办吧|go ahead|please do|do it|that's right|"
+                 r"that is right|sounds good|yes please|confirm", re.I)
+NO = re.compile(r"不对|不是|错了|不要|不用|不行|先别|\bno\b|\bnope\b|wrong|not right|don't|cancel that", re.I)
+ADDRESS_WORDS = re.compile(r"地址|寄到|送到|发到|收货|\baddress\b|ship (it )?to|deliver(ed)? to|send it to", re.I)
+SIZE_WORDS = re.compile(r"尺码|码数|大小|号码|\bsize\b", re.I)
+COLOUR_WORDS = re.compile(r"颜色|色的|\bcolou?r\b", re.I)
+# A target for an exchange or an order change: "换成蓝色", "改成L码", "for a medium", "to navy"
+TARGET_CUE = re.compile(r"换成|改成|改为|换个|换一|换|要|想要|\binstead\b|\bfor an?\b|\bto\b|\binto\b|\bswap\b|"
+                        r"\bexchange\b|\bchange\b|\bget\b|\bneed\b|\bwant\b", re.I)
+# An address spoken: a Chinese one (…路/街/号…) or an English street address.
+EN_ADDRESS = re.compile(r"\b\d{1,5}\s+[A-Za-z][A-Za-z .'-]*?\b(street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|"
+                        r"way|court|ct|place|pl|square|sq)\b\.?(?:,?\s*(?:apt|apartment|unit|suite|#)\s*\w+)?"
+                        r"(?:,\s*[A-Za-z][A-Za-z .'-]+)*", re.I)
+# bounded: an unbounded run of Chinese characters backtracks for minutes on a long turn with no 路 in it
+ZH_ADDRESS = re.compile(r"[\u4e00-\u9fff]{2,12}[\u4e00-\u9fff\d\-]{0,24}?(?:路|街|道|巷|村|小区|大厦|广场|弄)"
+                        r"[\u4e00-\u9fff\d\-号栋室楼单元座]{0,20}")
+LONGEST_ADDRESS = 120  # characters: a longer turn is not read as an address
+ADDRESS_LEAD = re.compile(r"^(?:\W|嗯|呃|那个|就是|新的|新|收货|地址|是|改到|改成|改为|换成|寄到|送到|发到|帮我|麻烦|请)+|"
+                          r"^(?:(?:please\s+)?(?:change|update|send|ship|deliver)\s+(?:it\s+)?to|the new address is|"
+                          r"new address is|my new address is|it's|it is|address is|to)\s+", re.I)
+NEEDS_ORDER = ACTION_TASKS | INFO_TASKS
+REASON_TASKS = {"aftersales.return", "aftersales.exchange"}
+
+
+def spoken_address(text: str) -> str | None:
+    """The address in the turn ("改到上海市浦东新区张江路88号" -> "上海市浦东新区张江路88号")."""
+    if len(text) > LONGEST_ADDRESS:
+        return None
+    m = EN_ADDRESS.search(text)
+    if m:
+        return m.group(0).strip(" .,")
+    m = ZH_ADDRESS.search(text)
+    if m:
+        return ADDRESS_LEAD.sub("", m.group(0)).strip() or None
+    return None
+
+
+def answer_as_address(text: str) -> str | None:
+    """A turn given as the address the agent asked for: the spoken address, else the words cleaned."""
+    found = spoken_address(text)
+    if found:
+        return found
+    if len(text) > LONGEST_ADDRESS:
+        return None
+    cleaned = ADDRESS_LEAD.sub("", text.strip()).strip(" 。.,，!！")
+    if re.fullmatch(r"[\W\d_]*(手机号?|电话|号码|phone|number|my|is|it's)*[\W\d_]*", cleaned, re.I):
+        return None  # a phone or order number, not an address
+    return cleaned if len(cleaned) >= 6 and re.search(r"\d", cleaned) else None
+
+
+GOODBYE = re.compile(r"再见|拜拜|\bbye\b|goodbye", re.I)
+
+
+def confirms(text: str) -> bool:
+    return bool(YES.search(text)) and not NO.search(text) and not GOODBYE.search(text)
+
+
+def _product(turn: Turn, order: Order):
+    return turn.tools.shop.product(order.sku)
+
+
+def _canonical_colour(colour: str) -> str:
+    return "grey" if colour == "gray" else colour
+
+
+# -- gathering the turn's values into the task ------------------------------------------------------
+
+def gather(task: Task, turn: Turn) -> tuple[Task, list[str]]:
+    """The task with this turn's values added (a correction replaces the slot it corrects). Returns
+    the problems to tell the caller (a colour the product does not come in, a sold-out size)."""
+    u, text, slots = turn.understanding, turn.text, dict(task.slots)
+    task = replace(task, slots=slots, candidates=list(task.candidates))
+    problems: list[str] = []
+    if "order_id" in u.slots:
+        if slots.get("order_id") not in (None, u.slots["order_id"]):
+            for key in ("size", "color"):  # the target was for the other order's product
+                slots.pop(key, None)
+        slots["order_id"] = u.slots["order_id"]
+    elif task.awaiting == "order" and task.candidates:
+        orders = [o for o in (turn.tools.shop.order(i) for i in task.candidates) if o is not None]
+        picked = order_choice.pick(text, orders, turn.tools.shop)
+        if picked is not None:
+            slots["order_id"] = picked.order_id
+    elif turn.state.customer_id and "order_id" in slots and (CORRECTION.search(text) or NO.search(text)):
+        # "no, not the suitcase, the blender": the order named instead
+        others = _others(turn, slots["order_id"])
+        named = order_choice.mentioned(text, others, turn.tools.shop)
+        if len(named) == 1:
+            slots["order_id"] = named[0].order_id
+            for key in ("size", "color"):
+                slots.pop(key, None)
+    if "phone" in u.slots and task.kind == "order.modify":
+        slots["phone"] = u.slots["phone"]
+    if task.kind in REASON_TASKS | {"aftersales.refund"}:
+        if task.awaiting == "reason":
+            reason = reason_category(text)
+            named_order_only = reason == "other" and bool({"product", "order_id", "phone", "tracking_no"} & u.slots.keys())
+            if not named_order_only:
+                slots["reason"] = reason
+        elif (reason := reason_category(text)) != "other":
+            slots["reason"] = reason
+    if task.kind == "order.modify":
+        address = answer_as_address(text) if task.awaiting == "address" else spoken_address(text)
+        if address and (task.awaiting == "address" or ADDRESS_WORDS.search(text) or slots.get("change") == "address"
+                        or task.awaiting in ("change", "confirm")):
+            slots["address"], slots["change"] = address, "address"
+        elif ADDRESS_WORDS.search(text) and "change" not in slots:
+            slots["change"] = "address"
+    if task.kind in ("aftersales.exchange", "order.modify"):
+        problems += _gather_target(task, turn, slots)
+    return task, problems
+
+
+TARGET_LEAD = re.compile(r"换成|改成|改为|换个|换一|那就|就要|就换|就改|我要|想要|换|要|instead|rather|\bfor\b|\bto\b|\binto\b|"
+                         r"\bthen\b|\bmake it\b|\bgo with\b|\bi'?ll take\b|\bwant\b|\bneed\b", re.I)
+
+
+def _wanted(text: str) -> tuple[str | None, str | None]:
+    """The size and colour the caller wants: those after the last word that asks for something
+    ("S码小了，我想换M" -> M; "没有米色啊，那就白色" -> white), else the last ones named."""
+    from ..slots import _color, _size
+
+    cues = list(TARGET_LEAD.finditer(text))
+    for m in reversed(cues):
+        tail = text[m.end():]
+        size, colour = _size(tail), _color(tail)
+        if size or colour:
+            return size, colour and COLORS_ZH.get(colour, colour)
+    return _last(text, _size), (lambda c: c and COLORS_ZH.get(c, c))(_last(text, _color))
+
+
+def _last(text: str, find) -> str | None:
+    """The last value `find` sees in the text (it returns the first of a string)."""
+    for i in range(len(text) - 1, -1, -1):
+        if i > 0 and text[i - 1].isascii() and text[i - 1].isalnum():
+            continue  # inside a word: the "L" of "XL"
+        found = find(text[i:])
+        if found is not None:
+            return found
+    return None
+
+
+def _gather_target(task: Task, turn: Turn, slots: dict) -> list[str]:
+    """The size or colour the caller wants (an exchange, a change before shipping), checked against
+    what the product comes in; kept aside ("_size", "_color") until the order is known."""
+    u, text = turn.understanding, turn.text
+    size, colour = _wanted(text)
+    if task.kind == "order.modify" and not (size or colour) and "change" not in slots:
+        if SIZE_WORDS.search(text):
+            slots["change"] = "size"
+        elif COLOUR_WORDS.search(text):
+            slots["change"] = "color"
+    if not (size or colour):
+        return []
+    awaited = task.awaiting in ("target", "size", "color", "confirm", "change", "change_confirm")
+    if not awaited and not TARGET_CUE.search(text):
+        return []  # "the black dress" names the item bought, not the one wanted
+    if colour:
+        slots["_color"] = _canonical_colour(colour)
+    if size:
+        slots["_size"] = size
+    return check_target(turn, slots)
+
+
+def check_target(turn: Turn, slots: dict) -> list[str]:
+    """Move the wanted size and colour into the task once the order's product says they exist."""
+    if "order_id" not in slots or not ({"_size", "_color"} & slots.keys()):
+        return []
+    order = turn.tools.shop.order(slots["order_id"])
+    if order is None:
+        return []
+    product = _product(turn, order)
+    problems = []
+    colour, size = slots.pop("_color", None), slots.pop("_size", None)
+    if colour and not (colour == (order.color_en or "") and not size):
+        if product is not None and colour not in product.colors_en:
+            problems.append(f"color:{colour}")
+            slots.pop("color", None)
+        else:
+            slots["color"] = colour
+    if size:
+        if product is not None and product.sizes and size not in product.sizes:
+            problems.append(f"size:{size}")
+            slots.pop("size", None)
+        elif product is None or product.sizes:
+            slots["size"] = size
+    if "change" not in slots and ("size" in slots or "color" in slots):
+        slots["change"] = "size" if "size" in slots else "color"
+    return problems
+
+
+# -- the task's turn --------------------------------------------------------------------------------
+
+def task_turn(turn: Turn) -> FlowResult:
+    """The turn of a task: gather, choose the order, ask what is missing, read back, act."""
+    state, kind = turn.state, turn.intent
+    current = state.open_task()
+    last = state.task
+    suspend: list[Task] = []
+    resumed = None
+    if current is not None and current.kind != kind and kind in INFO_TASKS and is_question(turn.text) \
+            and "order_id" in current.slots and "order_id" not in turn.understanding.slots \
+            and not order_choice.mentioned(turn.text, _others(turn, current.slots["order_id"]), turn.tools.shop):
+        # "取消了钱多久能退回来？" while the cancellation waits for a yes: answered, and the task goes on
+        aside = _side_answer(current, turn) or _follow_up(current, turn)
+        return replace(aside, keeps_pending=True, state=aside.state.then(StateUpdate(task=current)))
+    if current is not None and current.kind == kind:
+        task = current
+    else:
+        if current is None and last is not None and kind in INFO_TASKS and "order_id" in last.slots \
+                and "order_id" not in turn.understanding.slots and is_question(turn.text) \
+                and not order_choice.mentioned(turn.text, _others(turn, last.slots["order_id"]), turn.tools.shop):
+            return _follow_up(last, turn)
+        resumed = next((t for t in reversed(state.suspended) if t.kind == kind), None)
+        if resumed is None and current is None and about_the_rules(turn, []) and not (
+                state.customer_id and order_choice.mentioned(turn.text, turn.tools.shop.orders_for_customer(
+                    state.customer_id), turn.tools.shop)):
+            return answer_about_order(turn, kind)  # "退货运费谁出？": the rules, and the order asked for if it is one
+        task = resumed or _new_task(kind, turn, last)
+        replaced = {current.kind, kind} <= REASON_TASKS if current is not None else False
+        if current is not None and current.kind != kind and (current.slots or current.awaiting) and not replaced:
+            suspend.append(current)  # a change of mind: the old task is kept to come back to
+        if replaced and "order_id" in current.slots and "order_id" not in task.slots:
+            task = replace(task, slots={"order_id": current.slots["order_id"]})  # "exchange it instead": same order
+    others = [t for t in state.suspended if t is not task] + suspend
+    before = (dict(task.slots), task.awaiting)
+    task, problems = gather(task, turn)
+    if task.awaiting is not None and (dict(task.slots), task.awaiting) == before and not problems \
+            and is_question(turn.text) and not YES.search(turn.text):
+        aside = _side_answer(task, turn)
+        if aside is not None:
+            return replace(aside, state=StateUpdate(suspended=tuple(others)).then(aside.state))
+    result = _advance(task, turn, problems)
+    if result.state.task is not None and not result.resolved:
+        after = result.state.task
+        grew = set(after.slots) - set(before[0]) - {"change"}
+        moved = after.awaiting != before[1] and after.awaiting not in (None, "order_id")
+        result = replace(result, progress=bool(grew) or moved)
+    lang, sep = turn.language, turn.sep
+    text = result.text
+    if task is resumed and resumed is not None:
+        text = templates.render(lang, "resumed", task=templates.value(lang, f"task_{kind}")) + sep + text
+    finished = result.state.task
+    if others and finished is not None and finished.done:
+        # the task switched to is done: offer the one left behind
+        text += sep + templates.render(lang, "resume_offer", task=templates.value(lang, f"task_{others[-1].kind}"))
+    return replace(result, text=text, state=StateUpdate(suspended=tuple(others)).then(result.state))
+
+
+def _others(turn: Turn, order_id: str) -> list[Order]:
+    customer_id = turn.state.customer_id
+    return [o for o in turn.tools.shop.orders_for_customer(customer_id) if o.order_id != order_id] if customer_id else []
+
+
+def _new_task(kind: str, turn: Turn, last: Task | None) -> Task:
+    """A new task, on the order the conversation is on when that order can be meant: an anonymous
+    caller has only the one they named; an identified caller's is kept when it fits the new task."""
+    order_id = (last.slots.get("order_id") if last is not None else None) or turn.state.slots.get("order_id")
+    if order_id is None or "order_id" in turn.understanding.slots:
+        return Task(kind)
+    if turn.state.customer_id is not None:
+        order = turn.tools.shop.order(order_id)
+        named = order_choice.mentioned(turn.text, _others(turn, order_id), turn.tools.shop)
+        if order is None or named or not order_choice.fits(kind, order, turn.tools.shop):
+            return Task(kind)
+    return Task(kind, slots={"order_id": order_id})
+
+
+def _follow_up(last: Task, turn: Turn) -> FlowResult:
+    """"那大概什么时候能到" after the order was answered: the same order, the question's answer; the
+    conversation stays on the task it was on."""
+    slots = {**turn.slots, "order_id": last.slots["order_id"]}
+    answer = answer_about_order(replace(turn, slots=slots), turn.intent)
+    said = {re.sub(r"[\W_]+", "", x) for x in turn.state.said}
+    if re.sub(r"[\W_]+", "", answer.text.lower()) in said:
+        # the order's answer was said already: the question wants what the rules say ("几天到账")
+        cites: list[str] = []
+        known = knowledge(turn.tools, turn.text, turn.language, cites, turn.intent)
+        if known:  # still about that order: its record stays cited
+            return FlowResult(known, resolved=True, grounding=(f"orders:{last.slots['order_id']}", *cites),
+                              state=StateUpdate(task=last))
+    return replace(answer, state=StateUpdate(task=last))
+
+
+def _side_answer(task: Task, turn: Turn) -> FlowResult | None:
+    """A question on the side of an open task ("退货运费谁出？"): the knowledge base's answer, then the
+    task's question again, shortly. None when the knowledge base has no answer."""
+    cites: list[str] = []
+    known = knowledge(turn.tools, turn.text, turn.language, cites, task.kind) or knowledge(
+        turn.tools, turn.text, turn.language, cites)
+    if not known:
+        return None
+    again = templates.render(turn.language, "back_to_task", task=templates.value(turn.language, f"task_{task.kind}"))
+    return FlowResult(known + turn.sep + again, resolved=True, keeps_pending=True, grounding=tuple(cites),
+                      state=StateUpdate(task=task))
+
+
+def _result(task: Task, text: str, cites: list[str], *, resolved: bool = False, **changes) -> FlowResult:
+    task = replace(task, **changes)
+    pending = None if task.done else task.kind
+    awaiting = task.awaiting if not task.done and task.awaiting not in ("order", "order_id") else None
+    slots = {"order_id": task.slots["order_id"]} if "order_id" in task.slots else {}
+    for key in ("reason", "size", "color", "address"):
+        if key in task.slots:
+            slots[key] = task.slots[key]
+    return FlowResult(text, resolved=resolved, grounding=tuple(cites), keeps_pending=not task.done,
+                      state=StateUpdate(pending_intent=pending, awaiting=awaiting, slots=slots, task=task))
+
+
+def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
+    lang, shop, state = turn.language, turn.tools.shop, turn.state
+    cites: list[str] = []
+    # -- which order -------------------------------------------------------------------------
+    if "order_id" not in task.slots and "tracking_no" in turn.understanding.slots:
+        by_tracking = shop.order_by_tracking(turn.understanding.slots["tracking_no"])
+        if by_tracking is None:
+            return _result(task, templates.render(lang, "order_not_found", order_id=turn.understanding.slots["tracking_no"]),
+                           cites, awaiting="order_id")
+        task = replace(task, slots={**task.slots, "order_id": by_tracking.order_id}, candidates=[])
+    if "order_id" not in task.slots:
+        customer_id = state.customer_id
+        if customer_id is None and "phone" in turn.slots:
+            owner = shop.customer_by_phone(turn.slots["phone"])
+            customer_id = owner.customer_id if owner else None
+        if customer_id is None:
+            lead = templates.ack(lang, task.kind)
+            return _result(task, (lead + turn.sep + templates.render(lang, "ask_order_id")).strip(), cites,
+                           awaiting="order_id")
+        orders = shop.orders_for_customer(customer_id)
+        choice = order_choice.choose(task.kind, orders, turn.text, shop) if task.awaiting != "order" else \
+            order_choice.Choice(candidates=tuple(o for o in orders if o.order_id in task.candidates))
+        if choice.candidates:
+            named = [order_choice.brief(o, lang, list(choice.candidates)) for o in choice.candidates]
+            options = ("、" if lang == "zh" else ", ").join(named[:-1]) + ("还是" if lang == "zh" else " or ") + named[-1]
+            for o in choice.candidates:
+                cites.append(f"orders:{o.order_id}")
+            return _result(task, templates.render(lang, "which_of", options=options), cites, awaiting="order",
+                           candidates=[o.order_id for o in choice.candidates])
+        order = choice.order or choice.fallback
+        if order is None:
+            return _result(task, templates.render(lang, "no_orders"), cites, done=True)
+        task = replace(task, slots={**task.slots, "order_id": order.order_id}, candidates=[])
+        if choice.order is None:  # nothing fits: the answer on the most relevant order says why
+            return _explain(task, turn, cites)
+    order = shop.order(task.slots["order_id"])
+    if order is None:
+        bad = task.slots.pop("order_id")
+        return _result(task, templates.render(lang, "order_not_found", order_id=bad), cites, awaiting="order_id")
+    if state.customer_id and order.customer_id != state.customer_id:
+        task.slots.pop("order_id")
+        return _result(task, templates.render(lang, "order_not_yours"), cites, awaiting="order_id")
+    cites.append(f"orders:{order.order_id}")
+    if task.kind == "aftersales.exchange" and order.status == "paid":
+        task = replace(task, kind="order.modify")  # not shipped yet: the order itself is changed
+    problems = problems + check_target(turn, task.slots)
+    if task.kind in INFO_TASKS or not order_choice.fits(task.kind, order, shop):
+        return _explain(task, turn, cites)
+    return _action(task, turn, order, problems, cites)
+
+
+def _explain(task: Task, turn: Turn, cites: list[str]) -> FlowResult:
+    """A question answered (status, parcel, refund), or an action the order does not allow, said why."""
+    slots = {**turn.slots, "order_id": task.slots["order_id"]}
+    answer = answer_about_order(replace(turn, slots=slots), task.kind)
+    return _result(task, answer.text, [*cites, *(c for c in answer.grounding if c not in cites)], resolved=True,
+                   done=True, awaiting=None)
+
+
+def _action(task: Task, turn: Turn, order: Order, problems: list[str], cites: list[str]) -> FlowResult:
+    lang, shop, state = turn.language, turn.tools.shop, turn.state
+    v = order_values(turn.tools, order, lang)
+    product = _product(turn, order)
+    if task.kind in REASON_TASKS:
+        existing = shop.open_ticket(order.order_id, "return" if task.kind == "aftersales.return" else "exchange")
+        if existing is not None:
+            cites.append(f"tickets:{existing.ticket_id}")
+            return _result(task, templates.render(lang, "ticket_exists", ticket_id=existing.ticket_id, **v), cites,
+                           resolved=True, done=True, awaiting=None)
+    if problems:
+        return _result(task, _unavailable(problems, product, lang, cites), cites, awaiting="target")
+    missing = _missing(task, turn, order)
+    if missing == "phone_mismatch":
+        task.slots.pop("phone", None)
+        return _result(task, templates.render(lang, "phone_mismatch"), cites, awaiting="phone")
+    if missing:
+        return _result(task, _ask(missing, task, product, lang, v, cites), cites, awaiting=missing)
+    if task.awaiting == "confirm" and confirms(turn.text):
+        return _act(task, turn, order, v, cites)
+    if task.awaiting == "confirm" and NO.search(turn.text) and not _changed(turn):
+        return _result(task, templates.render(lang, "what_to_change"), cites, awaiting="change_confirm")
+    return _result(task, _read_back(task, lang, v, _target(task, product, lang)), cites, awaiting="confirm")
+
+
+def _changed(turn: Turn) -> bool:
+    """The turn carries a new value (a correction), not just a "no"."""
+    u = turn.understanding
+    return bool({"order_id", "size", "color", "address", "phone", "product"} & u.slots.keys()) or \
+        reason_category(turn.text) != "other" or (CORRECTION.search(turn.text) and spoken_address(turn.text) is not None)
+
+
+def _missing(task: Task, turn: Turn, order: Order) -> str | None:
+    slots = task.slots
+    if task.kind == "aftersales.return" and "reason" not in slots:
+        return "reason"
+    if task.kind == "aftersales.exchange" and not ({"size", "color"} & slots.keys()):
+        return "target"
+    if task.kind == "order.modify":
+        change = slots.get("change")
+        if change is None:
+            return "change"
+        if change == "address":
+            if turn.state.customer_id is None:  # an anonymous caller redirecting a parcel proves the account first
+                if "phone" not in slots:
+                    return "phone"
+                owner = turn.tools.shop.customer(order.customer_id)
+                if owner is None or owner.phone != slots["phone"]:
+                    return "phone_mismatch"
+            if "address" not in slots:
+                return "address"
+        elif change in ("size", "color") and not ({"size", "color"} & slots.keys()):
+            return "target"
+    return None
+
+
+def _ask(missing: str, task: Task, product, lang: str, v: dict, cites: list[str]) -> str:
+    if missing == "target" and product is not None:
+        cites.append(f"products:{product.sku}")
+        return templates.render(lang, "ask_target", **_options(product, lang))
+    key = {"reason": "ask_reason_short", "change": "ask_change", "address": "ask_address", "phone": "ask_phone_verify",
+           "target": "ask_target_plain"}[missing]
+    return templates.render(lang, key, **v)
+
+
+def _options(product, lang: str) -> dict:
+    sep = "、" if lang == "zh" else ", "
+    colours = product.colors_zh if lang == "zh" else product.colors_en
+    return {"product": product.name(lang), "colors": sep.join(colours),
+            "sizes": sep.join(product.sizes) if product.sizes else ("均码" if lang == "zh" else "one size")}
+
+
+def _unavailable(problems: list[str], product, lang: str, cites: list[str]) -> str:
+    """"换成蓝色的" for a dress that comes in black, white and navy: say what it does come in."""
+    cites.append(f"products:{product.sku}")
+    kind, _, asked = problems[0].partition(":")
+    if kind == "color":
+        asked = next((zh for zh, en in COLORS_ZH.items() if en == asked), asked) if lang == "zh" else asked
+        return templates.render(lang, "no_such_color", asked=asked, **_options(product, lang))
+    return templates.render(lang, "no_such_size", asked=asked, **_options(product, lang))
+
+
+def _target(task: Task, product, lang: str) -> str:
+    """The size and colour asked for, as said to the caller ("藏青色、L码", "navy, size L")."""
+    parts = []
+    if "color" in task.slots:
+        en = task.slots["color"]
+        if product is not None and en in product.colors_en:
+            parts.append(product.colors_zh[product.colors_en.index(en)] if lang == "zh" else en)
+    if "size" in task.slots:
+        parts.append(f"{task.slots['size']}码" if lang == "zh" else f"size {task.slots['size']}")
+    return ("、" if lang == "zh" else ", ").join(parts)
+
+
+def _read_back(task: Task, lang: str, v: dict, target: str) -> str:
+    """What will be done, said back before it is done."""
+    kind = task.kind
+    if kind == "aftersales.return":
+        return templates.render(lang, "confirm_return", reason=templates.value(lang, f"reason_{task.slots['reason']}"), **v)
+    if kind == "order.cancel":
+        return templates.render(lang, "confirm_cancel", **v)
+    if kind == "order.modify" and task.slots.get("change") == "address":
+        return templates.render(lang, "confirm_address", address=task.slots["address"], **v)
+    return templates.render(lang, "confirm_exchange" if kind == "aftersales.exchange" else "confirm_modify",
+                            target=target, **v)
+
+
+def _act(task: Task, turn: Turn, order: Order, v: dict, cites: list[str]) -> FlowResult:
+    """The caller said yes: the shop is changed, and the reply says what was done."""
+    lang, tools, shop = turn.language, turn.tools, turn.tools.shop
+    kind, slots = task.kind, task.slots
+    target = _target(task, _product(turn, order), lang)
+    if kind in REASON_TASKS:
+        ticket_kind = "return" if kind == "aftersales.return" else "exchange"
+        detail = "" if kind == "aftersales.return" else f"to {slots.get('size', '')} {slots.get('color', '')}".strip()
+        ticket = shop.create_ticket(ticket_kind, order, slots.get("reason"), detail=detail)
+        cites.append(f"tickets:{ticket.ticket_id}")
+        rules = policy(tools, "refund" if kind == "aftersales.return" else "exchange", lang, cites)
+        text = templates.render(lang, f"{ticket_kind}_done", ticket_id=ticket.ticket_id, target=target, policy=rules, **v)
+        return _result(task, text, cites, resolved=True, done=True, awaiting=None, result=ticket.ticket_id)
+    if kind == "order.cancel":
+        shop.cancel_order(order.order_id)
+        policy(tools, "cancel", lang, cites)
+        return _result(task, templates.render(lang, "cancel_done", **v), cites, resolved=True, done=True,
+                       awaiting=None, result="cancelled")
+    change = slots.get("change")
+    if change == "address":
+        shop.change_order(order.order_id, "address", slots["address"])
+        text = templates.render(lang, "address_done", address=slots["address"], **v)
+    else:
+        product = _product(turn, order)
+        if "color" in slots and product is not None and slots["color"] in product.colors_en:
+            i = product.colors_en.index(slots["color"])
+            shop.change_order(order.order_id, "color", (product.colors_zh[i], product.colors_en[i]))
+        if "size" in slots:
+            shop.change_order(order.order_id, "size", slots["size"])
+        text = templates.render(lang, "modify_done", target=target, **v)
+    return _result(task, text, cites, resolved=True, done=True, awaiting=None, result=f"{change} changed")
