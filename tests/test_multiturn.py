@@ -207,19 +207,21 @@ def test_a_voice_reply_leaves_details_for_when_they_are_asked_for(runner):
     assert more.text and left.startswith(more.text) and more.text not in first.text
 
 
-def test_the_dev_set_holds_its_thread(runner):
-    """The dev half of the multi-turn data (the held-out half is measured by benchmarks/eval_multiturn.py):
-    rates with a margin, so that another CPU's slightly different NLU scores do not flip it."""
-    report = multiturn.run(multiturn.load("dev"), runner)
-    assert report.task_success >= 0.85, report.failures
-    assert report.joint_goal_accuracy >= 0.85, report.failures
+@pytest.mark.parametrize("name, least", [("dev", 0.85), ("dev2", 0.78)])
+def test_the_dev_sets_hold_their_thread(runner, name, least):
+    """The dev sets of the multi-turn data (the held-out one is measured by benchmarks/eval_multiturn.py):
+    rates with a margin, so that another CPU's slightly different NLU scores do not flip them. dev2
+    is the harder one (dialect words, rambling turns, numbers spoken as words)."""
+    report = multiturn.run(multiturn.load(name), runner)
+    assert report.task_success >= least, report.failures
+    assert report.joint_goal_accuracy >= least, report.failures
     assert not report.ungrounded, report.ungrounded
     assert report.median_voice("zh") <= 40 and report.median_voice("en") <= 25
     assert report.repeated <= 0.04 * report.sentences  # a fact asked for again is said again; stock lines are not
 
 
 def test_the_data_sets_are_sound():
-    for name, least in (("heldout", 100), ("dev", 30)):
+    for name, least in (("heldout", 100), ("dev", 30), ("dev2", 50)):
         conversations = multiturn.load(name)
         assert len(conversations) >= least
         assert len({c["id"] for c in conversations}) == len(conversations)

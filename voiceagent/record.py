@@ -26,6 +26,7 @@ class CallerTurn:
     emotion_from: list[str] = field(default_factory=list)  # what made it angry: "words", "voice", "model"
     voice: dict | None = None  # the voice's measures and their change from the caller's baseline
     escalation: dict | None = None  # the policy's decision on this turn: action, reason, detail, target
+    task: dict | None = None  # the task the conversation is on after this turn: kind, slots, awaiting, done
     role: str = "caller"
 
 
@@ -94,6 +95,9 @@ class CallRecord:
                 turn["heard_text"] = mask_pii(turn["heard_text"])
             if "slots" in turn:
                 turn["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in turn["slots"].items()}
+            if turn.get("task"):
+                task_slots = turn["task"]["slots"]
+                turn["task"]["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in task_slots.items()}
         data["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in data["slots"].items()}
         return data
 

@@ -54,11 +54,21 @@ def build_summary(state, shop, reason: str | None, detail: str | None, target: s
         "intents": list(state.intents),
         "emotion": {"now": state.emotion.timeline[-1][1].label if state.emotion.timeline else "neutral",
                     "running_anger": state.emotion.running_anger, "peak_anger": peak, "timeline": emotions},
+        # what the caller was in the middle of: the person picks it up rather than asking again
+        "task": _task(getattr(state, "task", None)), "suspended": [_task(t) for t in getattr(state, "suspended", [])],
         "tried": list(state.tried),
         "transcript": [{"role": role, "text": mask_pii(text)} for role, text in state.history[-10:]],
     }
     summary["brief"] = brief(summary)
     return summary
+
+
+def _task(task) -> dict | None:
+    if task is None:
+        return None
+    record = task.as_record()
+    record["slots"] = {k: mask_pii(v) if k in ("phone", "address") else v for k, v in record["slots"].items()}
+    return record
 
 
 def brief(summary: dict) -> str:

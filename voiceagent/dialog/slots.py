@@ -138,15 +138,16 @@ REASON_CATEGORIES: list[tuple[str, re.Pattern]] = [
                               r"not what i ordered|sent (me )?the wrong|(got|received|sent me) (a |an |the )?\w+ (one )?instead", re.I)),
     ("damaged", re.compile(r"坏|破|损|裂|洞|碎了|漏|开胶|不能用|用不了|不工作|没反应|broken|damaged|defective|cracked|torn|"
                            r"ripped|hole|(doesn't|does not|won't|stopped) (work|turn on|charge)|not working|dead|leak", re.I)),
-    ("too_small", re.compile(r"(太|偏|有点|有些|稍微|略)?小了|太小|偏小|紧|穿不上|挤脚|too (small|tight|short)|tight|"
-                             r"runs small|(a )?size (too )?small|smaller", re.I)),
-    ("too_big", re.compile(r"(太|偏|有点|有些|稍微|略)?大了|太大|偏大|太松|太长|too (big|large|loose|long)|loose|"
-                           r"runs (big|large)|baggy|bigger", re.I)),
+    ("too_small", re.compile(r"(太|偏|有点|有些|稍微|略)?小了|太小|偏小|紧|勒|穿不上|穿不进|挤脚|磨脚|too (small|tight|short)|tight|"
+                             r"runs small|(a )?size (too )?small|smaller|tiny|squish|squeez|pinch", re.I)),
+    ("too_big", re.compile(r"(太|偏|有点|有些|稍微|略)?大了|太大|偏大|太松|太长|特别大|大得|空荡|too (big|large|loose|long)|loose|"
+                           r"runs (big|large)|baggy|bigger|huge|massive|swimming in", re.I)),
     ("not_as_described", re.compile(r"色差|跟图|和图|与图|图片不|描述不|不一样|货不对板|实物|not as described|"
                                     r"(looks|is) (different|nothing like)|different from the (picture|photo|description)|"
                                     r"doesn't look like|misleading|looks? (kind of |a bit )?\w+ish\b", re.I)),
-    ("quality", re.compile(r"质量|做工|起球|掉色|褪色|开线|线头|掉毛|异味|味道|quality|pilling|faded|fading|"
-                           r"loose threads|cheap|smell|shoddy", re.I)),
+    ("quality", re.compile(r"质量|做工|起球|掉色|褪色|开线|线头|掉毛|脱皮|掉漆|异味|味道|味儿|气味|quality|pilling|faded|fading|"
+                           r"loose threads|cheap|smell|shoddy|peel|flak|stink|uneven|不均匀|不好用|(doesn't|does not|won't) \w+ "
+                           r"(properly|evenly|well|right)", re.I)),
     ("late_delivery", re.compile(r"太慢|太晚|迟到|晚到|来晚|等太久|too late|took too long|arrived late|late delivery", re.I)),
     ("changed_mind", re.compile(r"不喜欢|不想要|不需要|不要了|用不着|改主意|买多了|买重|后悔|changed my mind|don't (like|need|want)|"
                                 r"no longer (need|want)|not needed|ordered (two|twice|by mistake)|by mistake", re.I)),

@@ -169,6 +169,7 @@ class Replies:
             confidence=u.confidence, slots=u.slots, emotion=u.emotion, language=lang, dialect=u.dialect, anger=u.anger,
             text_emotion=u.text_emotion, emotion_from=emotion.sources() if emotion else [],
             voice=emotion.voice if emotion else None, escalation=reply.escalation.to_dict(),
+            task=state.task.as_record() if state.task is not None else None,
         ))
         record.dialect = state.languages.dialect
         record.emotion = {"running_anger": state.emotion.running_anger,
@@ -288,3 +289,4 @@ class Replies:
             self.ctx.emit(EndRequested(event.at_s, "error", "stage_errors", error=f"{event.stage}: {event.error}"))
         else:
             self._queue.put_nowait(PromptDue(event.at_s, key, "notice", event.at_s))
+

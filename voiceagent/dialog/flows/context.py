@@ -31,16 +31,28 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
     """The turn read as the answer to what the open task asked, before anything else: "尺码太小了"
     is the return's reason, "5 Main Street" the new address, "the dress" the order, "对" the go-ahead.
     None: the turn is not about the open task (a new request, a question on the side)."""
-    from .tasks import ADDRESS_WORDS, NO, YES, answer_as_address, spoken_address
+    from .tasks import ADDRESS_WORDS, DROP, NO, YES, _wanted, answer_as_address, spoken_address
 
     task = state.open_task()
     if task is None:
         done = state.task
+        if done is not None and done.kind == "aftersales.complaint" and LOG_IT.search(text):
+            return InContext("aftersales.complaint")  # "对，给我登记一下": the complaint, not a new question
+        if done is not None and done.kind == "aftersales.refund" and "order_id" in done.slots:
+            from .tasks import REVIEW_CUE
+
+            if REVIEW_CUE.search(text) and u.intent in ("aftersales.refund", "aftersales.complaint", "other",
+                                                         "order.status", "logistics.track"):
+                return InContext("aftersales.refund")
         if state.suspended and (RESUME.search(text) or (done is not None and done.done and YES.search(text)
                                                         and state.history and _offered_resume(state))):
             named = next((t for t in reversed(state.suspended) if FLOW_WORDS.get(t.kind, _NEVER).search(text)), None)
             return InContext((named or state.suspended[-1]).kind, resume=True)
         return None
+    if task.awaiting == "reason" and reason_category(text) != "other" and not DROP.search(text):
+        return InContext(task.kind, reason_category(text))  # "I just changed my mind": the reason
+    if NEVER_MIND.search(text) and task.kind in ("aftersales.exchange", "order.modify") and _wanted(text) != (None, None):
+        return InContext(task.kind)  # "那拉倒吧，换个米色的": another colour, the same exchange
     if u.cue is not None or NEVER_MIND.search(text):
         return None  # a person asked for, or the task dropped (maybe for another: the router sees the rest)
     if state.suspended and RESUME.search(text) and u.intent != task.kind:
@@ -51,6 +63,8 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
     awaiting = task.awaiting
     values = {"order_id", "phone", "tracking_no", "size", "color", "address"} & u.slots.keys()
     if awaiting == "confirm" or awaiting == "change_confirm":
+        if explicit_other and u.intent in TASK_OR_QUESTION and not values and not YES.search(text):
+            return None  # "先别整，你先帮我查查羽绒服到哪了": another request, not an answer
         if YES.search(text) or NO.search(text) or values or reason_category(text) != "other":
             return InContext(task.kind)
     if awaiting == "order" and ("product" in u.slots or values or _points_at_one(text)):
@@ -61,6 +75,9 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
         if u.intent in AFTER_SALES_FLOWS and u.intent != task.kind and (
                 SWITCH.search(text) or (explicit_other and FLOW_WORDS[u.intent].search(text))):
             return InContext(u.intent)
+        other_flow = next((k for k in AFTER_SALES_FLOWS if k != task.kind), None)
+        if task.kind in AFTER_SALES_FLOWS and SWITCH.search(text) and FLOW_WORDS[other_flow].search(text):
+            return InContext(other_flow)  # "要不还是换货吧，换个L": the other flow, whatever the classifier says
         if not (explicit_other and is_question(text)) and not (u.intent == "aftersales.complaint" and COMPLAINT_CUE.search(text)):
             return InContext(task.kind, reason_category(text))
     if awaiting == "address" and not is_question(text) and answer_as_address(text):
@@ -68,7 +85,8 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
     if awaiting == "phone" and "phone" in u.slots:
         return InContext(task.kind)
     if awaiting in ("target", "change") and ({"size", "color"} & u.slots.keys() or ADDRESS_WORDS.search(text)
-                                             or spoken_address(text) or reason_category(text) != "other"):
+                                             or spoken_address(text) or reason_category(text) != "other"
+                                             or _wanted(text) != (None, None)):
         return InContext(task.kind)
     if awaiting == "change" and re.search(r"尺码|颜色|地址|size|colou?r|address", text, re.I):
         return InContext(task.kind)
@@ -79,6 +97,9 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
 
 
 _NEVER = re.compile(r"(?!x)x")
+TASK_OR_QUESTION = {"order.status", "logistics.track", "order.cancel", "order.modify", "aftersales.return",
+                    "aftersales.exchange", "aftersales.refund", "aftersales.complaint", "handoff.human"}
+LOG_IT = re.compile(r"登记|记录|记下|投诉|立案|file it|log it|report it|make it official|complaint", re.I)
 
 
 def _points_at_one(text: str) -> bool:
@@ -136,7 +157,47 @@ def read_in_context(u: Understanding, state: DialogState, text: str) -> InContex
     if intent in ("other", "chitchat.greeting") and gives_order and u.confidence < 0.6:
         # an order or tracking number with no clear question around it: the caller wants it looked up
         return InContext("logistics.track" if "tracking_no" in u.slots else "order.status")
+    if intent not in ORDER_INTENTS and ADDRESS_CHANGE.search(text) or (
+            intent == "aftersales.exchange" and ADDRESS_CHANGE.search(text)):
+        return InContext("order.modify")  # "change the delivery address": an order change, not an exchange
+    if intent == "order.status" and WHERE.search(text):
+        return InContext("logistics.track")  # "where is my order": the parcel's whereabouts
+    if intent not in ORDER_INTENTS and WHERE.search(text) and not is_question_about_rules(text):
+        return InContext("logistics.track")
+    if intent in {"chitchat.greeting", "other"} and RETURN_REQUEST.search(text):
+        return InContext("aftersales.return")  # "在吗 我想把鞋退了"
+    if CHANGE_ITEM.search(text) and intent not in ("order.modify", "aftersales.exchange", "aftersales.return"):
+        # "can I still change the size to XL?": an exchange, which the task turns into a change of the
+        # order itself when it has not shipped (tasks._advance)
+        return InContext("aftersales.exchange")
+    if intent in PRODUCT_INTENTS | {"other"} and EXCHANGE_REQUEST.search(text):
+        return InContext("aftersales.exchange")  # "想换一下卫衣的颜色，有蓝色的吗": an exchange, asked as a question
+    if intent in PRODUCT_INTENTS | {"other", "aftersales.complaint"} and u.confidence < 0.6 and NOT_ARRIVED.search(text) \
+            and not COMPLAINT_CUE.search(text):
+        return InContext("logistics.track")  # "my watch hasn't arrived": where it is
     return InContext(intent)
+
+
+# Words that make a turn a request whatever the classifier's first guess (it reads the question form).
+ADDRESS_CHANGE = re.compile(r"改(一下)?(收货)?地址|地址(改|换|写错|填错)|换(个|一下)?地址|新地址|寄到别的|送到别的|"
+                            r"change (the |my )?(delivery |shipping )?address|(update|correct|fix) (the |my )?address|"
+                            r"new address|wrong address|ship it to|deliver it to|send it to (a|my|another)", re.I)
+WHERE = re.compile(r"到哪(了|儿了|里了)?|在哪(了|儿|里)|走到哪|啥时候(能)?到|什么时候(能)?到|物流|快递(呢|到)|"
+                   r"\bwhere('s| is| are)\b.{0,30}\b(order|parcel|package|stuff|it|delivery|blender|shoes|jacket)\b|"
+                   r"\btrack(ing)?\b", re.I)
+RETURN_REQUEST = re.compile(r"(想|要|把|给我)(把)?.{0,8}退(了|掉|回去|货)|退货|\breturn (it|this|them|the|my)\b|"
+                            r"send (it|them) back", re.I)
+EXCHANGE_REQUEST = re.compile(r"换(一下|个|成|一个|一件|一双)?.{0,8}(颜色|尺码|码|大小|色)|"
+                              r"\b(exchange|swap)\b.{0,30}\b(colou?r|size)\b", re.I)
+CHANGE_ITEM = re.compile(r"(换|改)(成|为|一下|个)?.{0,6}(尺码|码|颜色|大小)|(尺码|颜色|码数).{0,4}(换|改)|"
+                         r"\b(change|switch|swap)\b.{0,20}\b(size|colou?r)\b", re.I)
+NOT_ARRIVED = re.compile(r"还没(到|收到|送到|送来)|没收到|怎么还不到|\b(hasn't|has not|haven't|have not|didn't|never) "
+                         r"(arrived|come|got|received|shown up|turned up)|still not here|where('s| is) my (parcel|package|order)",
+                         re.I)
+
+
+def is_question_about_rules(text: str) -> bool:
+    return bool(re.search(r"政策|规定|一般|多久|几天|运费|policy|how long|usually", text, re.I))
 
 
 def is_unsure(u: Understanding, intent: str, low_confidence: float) -> bool:

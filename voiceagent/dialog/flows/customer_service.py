@@ -21,6 +21,8 @@ def _wants_other_order(t: Turn) -> bool:
 
 def _change_of_mind(t: Turn) -> bool:
     # "算了，先帮我查物流": the open task is left (kept to come back to) for the new one
+    if tasks.answers_reason(t):
+        return False
     task = t.state.open_task()
     return task is not None and bool(NEVER_MIND.search(t.text)) and t.intent in TASK_KINDS and t.intent != task.kind \
         and t.understanding.confidence >= 0.5
@@ -40,7 +42,8 @@ ROUTES = [
           control.details),
     Route("refuse an attempt on the rules", lambda t: is_injection(t.text) or CODE_LIKE.search(t.text), control.refuse),
     Route("change of mind", _change_of_mind, tasks.task_turn),
-    Route("never mind", lambda t: (t.state.pending_intent or t.state.task) and NEVER_MIND.search(t.text),
+    Route("never mind", lambda t: (t.state.pending_intent or t.state.task) and NEVER_MIND.search(t.text)
+          and not tasks.names_another_target(t) and not tasks.answers_reason(t),
           control.never_mind),
     Route("the other order", _wants_other_order, orders.other_order),
     Route("not understood", lambda t: t.unsure, control.ask_to_clarify),

@@ -105,7 +105,7 @@ def cite_tier(reply: Reply, state: DialogState) -> None:
     cites the caller's customer record."""
     opening = templates.tier_opening(state.language, state.customer_tier) if state.customer_tier else ""
     cite = f"customers:{state.customer_id}"
-    if opening and reply.text.startswith(opening) and cite not in reply.grounding:
+    if opening and opening.strip() in reply.text and cite not in reply.grounding:  # after an apology too
         reply.grounding.append(cite)
 
 

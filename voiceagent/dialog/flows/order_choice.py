@@ -49,8 +49,9 @@ def fallback(kind: str, orders: list[Order]) -> Order | None:
     return next((o for o in orders if o.status in prefer), orders[0] if orders else None)
 
 
-def mentioned(text: str, orders: list[Order], shop: ShopRepository) -> list[Order]:
-    """The orders the words point at: a product named, a colour, an ordinal among `orders`, "the latest"."""
+def mentioned(text: str, orders: list[Order], shop: ShopRepository, products_only: bool = False) -> list[Order]:
+    """The orders the words point at: a product named, a colour, an ordinal among `orders`, "the latest".
+    `products_only`: a product must be named ("换成灰色的" names the colour wanted, not an order)."""
     if not orders:
         return []
     rows = shop.product_rows({o.sku for o in orders})
@@ -63,6 +64,8 @@ def mentioned(text: str, orders: list[Order], shop: ShopRepository) -> list[Orde
         by_product = [o for o in orders if o.sku in skus]
         narrowed = _by_colour(text, by_product)
         return narrowed or by_product
+    if products_only:
+        return []
     by_colour = _by_colour(text, orders)
     if by_colour:
         return by_colour
@@ -96,7 +99,7 @@ def choose(kind: str, orders: list[Order], text: str, shop: ShopRepository) -> C
     if len(fitting) == 1:
         return Choice(order=fitting[0])
     if fitting:
-        return Choice(candidates=tuple(fitting[:3]))
+        return Choice(candidates=tuple(fitting))
     if named:  # the caller named it: explain on the one named (the latest of them)
         return Choice(fallback=named[0])
     return Choice(fallback=fallback(kind, orders))

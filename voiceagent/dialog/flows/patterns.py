@@ -14,10 +14,11 @@ CONTINUATION_INTENTS = {"other", "chitchat.greeting", "order.status"}
 DEFAULT_WINDOW_DAYS = {"return": 7, "exchange": 15}
 # Intents where callers often ask about the rules rather than about one order.
 POLICY_QUESTION_INTENTS = {"aftersales.return", "aftersales.exchange", "aftersales.refund", "order.cancel", "order.modify"}
-QUESTION = re.compile(r"[?？]|吗|什么|谁|怎么|多久|几天|哪|能不能|可不可以|是否|\b(who|what|when|where|how|can|do|does|is|are)\b", re.I)
+QUESTION = re.compile(r"[?？]|吗|什么|谁|怎么|多久|几天|哪|能不能|可不可以|是否|啥时候|几时|好久|咋|\b(who|what|when|where|how|can|do|does|is|are)\b", re.I)
 OTHER_ORDER = re.compile(r"另一个订单|另外一个订单|不是这个(订单|单)?|换一个订单|上一个订单|other order|another order|"
                          r"not (that|this) (one|order)|different order|previous order", re.I)
-NEVER_MIND = re.compile(r"算了|不用了|不退了|不换了|不要退|先不(退|换|办)|never ?mind|forget it|don't want to return|"
+NEVER_MIND = re.compile(r"算了|不用了|不退了|不换了|不要退|先不(退|换|办|改|取消)|不弄了|不整了|拉倒|不改了|不取消了|"
+                        r"never ?mind|forget (it|about it)|leave it|don't bother|don't want to return|"
                         r"changed my mind|no longer want to (return|exchange)", re.I)
 # Logging a complaint (a ticket, perhaps a coupon) is an action: the classifier must be fairly sure.
 ACTION_CONFIDENCE = 0.6

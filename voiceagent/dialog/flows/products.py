@@ -12,6 +12,13 @@ def product_question(turn: Turn) -> FlowResult:
     intent, lang, shop = turn.intent, turn.language, turn.tools.shop
     cites: list[str] = []
     sku = turn.slots.get("product")
+    if turn.state.customer_id and "product" in turn.understanding.slots:
+        # "and the windbreaker?": the one the caller bought, when they bought one
+        from .order_choice import mentioned
+
+        named = mentioned(turn.text, shop.orders_for_customer(turn.state.customer_id), shop)
+        if named and len({o.sku for o in named}) == 1:
+            sku = named[0].sku
     product = shop.product(sku) if sku else None
     if product is None and intent == "product.size":
         return FlowResult(templates.render(lang, "size_general", policy=policy(turn.tools, "size_guide", lang, cites)),

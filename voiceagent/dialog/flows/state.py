@@ -32,9 +32,15 @@ class Task:
     candidates: list[str] = field(default_factory=list)  # order ids offered when asking which one
     done: bool = False
     result: str | None = None  # what was done: a ticket id, "address changed", "cancelled"
+    asked: str | None = None  # the question the last reply ended on (asked again after a question on the side)
 
     def open(self) -> bool:
         return not self.done
+
+    def as_record(self) -> dict:
+        """The task as a call record and a handoff summary keep it."""
+        return {"kind": self.kind, "slots": self.as_state()["slots"], "awaiting": self.awaiting, "done": self.done,
+                "result": self.result}
 
     def as_state(self) -> dict:
         """The task as the evaluation reads it: kind and its slots."""

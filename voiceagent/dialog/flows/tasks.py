@@ -19,14 +19,17 @@ from ..slots import COLORS_ZH, reason_category
 from . import order_choice
 from .base import FlowResult, StateUpdate, Turn
 from .facts import knowledge, order_values, policy
+from .finishing import is_question_sentence, split_sentences
 from .orders import about_the_rules, answer_about_order
-from .patterns import CORRECTION, is_question
+from .patterns import CORRECTION, NEVER_MIND, is_question
 from .state import ACTION_TASKS, INFO_TASKS, Task
 
-YES = re.compile(r"^\W*(对的?|是的?|好的?|可以|行|嗯+|ok(ay)?|yes|yeah|yep|yup|sure|correct|right|fine|great|perfect|"
-                 r"absolutely|exactly)\b|确认|确定|没错|没问题|就这样|办吧|go ahead|please do|do it|that's right|"
-                 r"that is right|sounds good|yes please|confirm", re.I)
-NO = re.compile(r"不对|不是|错了|不要|不用|不行|先别|\bno\b|\bnope\b|wrong|not right|don't|cancel that", re.I)
+# (Chinese has no word boundaries: "对的对的", "嗯那行" start with a yes and run on)
+YES = re.compile(r"^\W*(?:对(?!不)|是的|是啊|是+(?=\W|$|退|换|改)|好的|好(?!久|几|多|像|不|点)|可以(?!吗|不)|行(?!不)|嗯|没错|确认|确定|要得|对头)|"
+                 r"^\W*(?:ok(?:ay)?|yes|yeah|yep|yup|sure|correct|right|fine|great|perfect|absolutely|exactly)\b|"
+                 r"确认|确定|没错|没问题|就这样|就这么|办吧|弄吧|整吧|(退|换|改|取消)吧|go ahead|please do|do it|that's right|that is right|"
+                 r"sounds good|yes please|confirm", re.I)
+NO = re.compile(r"不对|不是|(?<!没)错了|不要|不用|不行|先别|\bno\b|\bnope\b|wrong|not right|don't|cancel that", re.I)
 ADDRESS_WORDS = re.compile(r"地址|寄到|送到|发到|收货|\baddress\b|ship (it )?to|deliver(ed)? to|send it to", re.I)
 SIZE_WORDS = re.compile(r"尺码|码数|大小|号码|\bsize\b", re.I)
 COLOUR_WORDS = re.compile(r"颜色|色的|\bcolou?r\b", re.I)
@@ -34,17 +37,26 @@ COLOUR_WORDS = re.compile(r"颜色|色的|\bcolou?r\b", re.I)
 TARGET_CUE = re.compile(r"换成|改成|改为|换个|换一|换|要|想要|\binstead\b|\bfor an?\b|\bto\b|\binto\b|\bswap\b|"
                         r"\bexchange\b|\bchange\b|\bget\b|\bneed\b|\bwant\b", re.I)
 # An address spoken: a Chinese one (…路/街/号…) or an English street address.
-EN_ADDRESS = re.compile(r"\b\d{1,5}\s+[A-Za-z][A-Za-z .'-]*?\b(street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|"
-                        r"way|court|ct|place|pl|square|sq)\b\.?(?:,?\s*(?:apt|apartment|unit|suite|#)\s*\w+)?"
-                        r"(?:,\s*[A-Za-z][A-Za-z .'-]+)*", re.I)
+EN_ADDRESS = re.compile(r"(?:\b(?:room|rm|apt|apartment|unit|flat|suite)\s*#?\w{1,6},?\s*)?\b\d{1,5}\s+[A-Za-z][A-Za-z.'-]{0,30}(?:\s+[A-Za-z][A-Za-z.'-]{0,30}){0,3}?\s+(street|st|road|rd|"
+                        r"avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|square|sq)\b\.?"
+                        r"(?:,?\s*(?:apt|apartment|unit|suite|flat|#)\s*\w{1,6})?"
+                        r"(?-i:(?:,?\s+[A-Z][A-Za-z'’-]{1,30}(?:\s+(?:[A-Z][A-Za-z'’-]{1,30}|an|de|la|of|on)){0,3}){0,3})", re.I)  # city: capitalised
 # bounded: an unbounded run of Chinese characters backtracks for minutes on a long turn with no 路 in it
 ZH_ADDRESS = re.compile(r"[\u4e00-\u9fff]{2,12}[\u4e00-\u9fff\d\-]{0,24}?(?:路|街|道|巷|村|小区|大厦|广场|弄)"
                         r"[\u4e00-\u9fff\d\-号栋室楼单元座]{0,20}")
-LONGEST_ADDRESS = 120  # characters: a longer turn is not read as an address
+LONGEST_ADDRESS = 600  # characters: a longer turn is not read as an address
 ADDRESS_LEAD = re.compile(r"^(?:\W|嗯|呃|那个|就是|新的|新|收货|地址|是|改到|改成|改为|换成|寄到|送到|发到|帮我|麻烦|请)+|"
                           r"^(?:(?:please\s+)?(?:change|update|send|ship|deliver)\s+(?:it\s+)?to|the new address is|"
                           r"new address is|my new address is|it's|it is|address is|to)\s+", re.I)
 NEEDS_ORDER = ACTION_TASKS | INFO_TASKS
+# A question about the rules ("退货运费谁出？", "does changing it cost extra?"), not a request
+RULES_WORDS = re.compile(r"政策|规定|规则|运费|邮费|费用|收费|要钱|花钱|多久|(要|需要|得)几天|几天(能|可以|到|内|之内)|多长时间|怎么(退|换|办|申请|弄)|流程|一般|"
+                         r"policy|rule|how long|how many days|who pays|shipping cost|\bcost|\bfee|charge|extra|free|"
+                         r"how do i|usually|normally", re.I)
+# A refund that is taking long, to be looked into: offered as a refund review (a ticket, once confirmed)
+REVIEW_CUE = re.compile(r"催|加急|审核|复核|核实|查一下|查查|帮我看看|跟进|还没(收到|到账|退)|怎么还没|太慢|太久|"
+                        r"look into|check on|chase|review|escalate|expedite|speed (it )?up|still (haven't|not|no)|"
+                        r"hasn't (come|arrived)|taking (so|too) long|too long", re.I)
 REASON_TASKS = {"aftersales.return", "aftersales.exchange"}
 
 
@@ -75,6 +87,24 @@ def answer_as_address(text: str) -> str | None:
 
 
 GOODBYE = re.compile(r"再见|拜拜|\bbye\b|goodbye", re.I)
+
+
+DROP = re.compile(r"不退了|不换了|不改了|不办了|不要退|先不(退|换|办|改)|算了|don't want to (return|exchange)|"
+                  r"no longer want|cancel the (return|exchange)|forget (it|about it)|never ?mind|leave it", re.I)
+
+
+def answers_reason(turn: Turn) -> bool:
+    """"I just changed my mind, I found one I like more" after "why?": the reason, not a change of mind
+    about the return."""
+    task = turn.state.open_task()
+    return task is not None and task.awaiting == "reason" and reason_category(turn.text) != "other" \
+        and not DROP.search(turn.text)
+
+
+def names_another_target(turn: Turn) -> bool:
+    """"那拉倒吧，那换个米色的": giving up on one size or colour for another, not on the exchange."""
+    task = turn.state.open_task()
+    return task is not None and task.kind in ("aftersales.exchange", "order.modify") and _wanted(turn.text) != (None, None)
 
 
 def confirms(text: str) -> bool:
@@ -110,13 +140,15 @@ def gather(task: Task, turn: Turn) -> tuple[Task, list[str]]:
     elif turn.state.customer_id and "order_id" in slots and (CORRECTION.search(text) or NO.search(text)):
         # "no, not the suitcase, the blender": the order named instead
         others = _others(turn, slots["order_id"])
-        named = order_choice.mentioned(text, others, turn.tools.shop)
+        named = order_choice.mentioned(text, others, turn.tools.shop, products_only=True)
         if len(named) == 1:
             slots["order_id"] = named[0].order_id
             for key in ("size", "color"):
                 slots.pop(key, None)
     if "phone" in u.slots and task.kind == "order.modify":
         slots["phone"] = u.slots["phone"]
+    elif "phone" in u.slots and "order_id" not in slots:
+        slots["_phone"] = u.slots["phone"]  # the account's phone: it finds the caller's orders
     if task.kind in REASON_TASKS | {"aftersales.refund"}:
         if task.awaiting == "reason":
             reason = reason_category(text)
@@ -137,8 +169,31 @@ def gather(task: Task, turn: Turn) -> tuple[Task, list[str]]:
     return task, problems
 
 
-TARGET_LEAD = re.compile(r"换成|改成|改为|换个|换一|那就|就要|就换|就改|我要|想要|换|要|instead|rather|\bfor\b|\bto\b|\binto\b|"
+TARGET_LEAD = re.compile(r"换成|改成|改为|换个|换一|那就|就要|就换|就改|我要|想要|整个|给我|换|要|就|instead|rather|\bfor\b|"
+                         r"\bto\b|\binto\b|\bmake (it|that)\b|\bthinking\b|"
                          r"\bthen\b|\bmake it\b|\bgo with\b|\bi'?ll take\b|\bwant\b|\bneed\b", re.I)
+
+
+_EN_NUMBER = {"thirty": 30, "forty": 40, "fifty": 50, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+              "seven": 7, "eight": 8, "nine": 9}
+_SPOKEN_SIZE = re.compile(r"\b(thirty|forty|fifty)[\s-]?(one|two|three|four|five|six|seven|eight|nine)?\b", re.I)
+_WORD_SIZE = re.compile(r"(?:^\W*|\b(?:a|an|the|in|to|for|size|thinking|want|need|take|get|yes|yeah|ok|okay)\W+)"
+                        r"(extra[\s-]small|x-?small|small|medium|large|extra[\s-]large|x-?large)\b", re.I)
+_X_COUNT = re.compile(r"([两二三四2-4])\s*个\s*[Xx]\s*[Ll]?")
+
+
+def _sizes_spelled(text: str) -> str:
+    """Sizes as callers say them, written as the shop lists them: "forty three" -> 43, "a large" -> L,
+    "三个X" -> XXXL."""
+    text = _SPOKEN_SIZE.sub(lambda m: "size " + str(_EN_NUMBER[m.group(1).lower()]
+                                                    + _EN_NUMBER.get((m.group(2) or "").lower(), 0)), text)
+    words = {"extra small": "XS", "x-small": "XS", "xsmall": "XS", "small": "S", "medium": "M", "large": "L",
+             "extra large": "XL", "x-large": "XL", "xlarge": "XL"}
+    text = _WORD_SIZE.sub(lambda m: m.group(0)[: -len(m.group(1))] + words[re.sub(r"[\s-]+", " ", m.group(1).lower())
+                                                                       .replace("x small", "x-small").replace("x large", "x-large")]
+                          + "码", text)
+    return _X_COUNT.sub(lambda m: "X" * {"两": 2, "二": 2, "三": 3, "四": 4}.get(m.group(1), int(m.group(1)) if
+                                                                            m.group(1).isdigit() else 2) + "L", text)
 
 
 def _wanted(text: str) -> tuple[str | None, str | None]:
@@ -146,12 +201,14 @@ def _wanted(text: str) -> tuple[str | None, str | None]:
     ("S码小了，我想换M" -> M; "没有米色啊，那就白色" -> white), else the last ones named."""
     from ..slots import _color, _size
 
+    text = _sizes_spelled(text)
     cues = list(TARGET_LEAD.finditer(text))
-    for m in reversed(cues):
-        tail = text[m.end():]
-        size, colour = _size(tail), _color(tail)
-        if size or colour:
-            return size, colour and COLORS_ZH.get(colour, colour)
+    tails = [text[m.end():] for m in reversed(cues)]
+    # each of size and colour from the last asking word that has one after it ("换成30码的 要黑色": 30, black)
+    size = next((found for tail in tails if (found := _size(tail))), None) if cues else None
+    colour = next((found for tail in tails if (found := _color(tail))), None) if cues else None
+    if size or colour:
+        return size, colour and COLORS_ZH.get(colour, colour)
     return _last(text, _size), (lambda c: c and COLORS_ZH.get(c, c))(_last(text, _color))
 
 
@@ -204,6 +261,8 @@ def check_target(turn: Turn, slots: dict) -> list[str]:
             slots.pop("color", None)
         else:
             slots["color"] = colour
+    if size and size == (order.size or "") and not colour:
+        size = None  # the size it already is: not a change
     if size:
         if product is not None and product.sizes and size not in product.sizes:
             problems.append(f"size:{size}")
@@ -230,15 +289,37 @@ def task_turn(turn: Turn) -> FlowResult:
         # "取消了钱多久能退回来？" while the cancellation waits for a yes: answered, and the task goes on
         aside = _side_answer(current, turn) or _follow_up(current, turn)
         return replace(aside, keeps_pending=True, state=aside.state.then(StateUpdate(task=current)))
+    if current is None and kind == "aftersales.refund" and last is not None and last.kind == kind \
+            and "order_id" in last.slots and REVIEW_CUE.search(turn.text):
+        current = replace(last, done=False, awaiting=None)  # "can someone look into it?": the same refund
+    if current is not None and current.kind != kind and is_question(turn.text) and RULES_WORDS.search(turn.text) \
+            and not NEVER_MIND.search(turn.text) and not NO.search(turn.text) and not (
+                "order_id" in current.slots and order_choice.mentioned(turn.text, _others(turn, current.slots["order_id"]),
+                                                                        turn.tools.shop)):
+        # "does changing it cost extra?" while an address change is open: a question about it, not a new task
+        return _side_answer(current, turn) or _result(
+            current, templates.render(turn.language, "not_sure") + turn.sep + (current.asked or ""),
+            [f"orders:{current.slots['order_id']}"] if "order_id" in current.slots else [], keeps=True)
+    if current is not None and current.kind == "order.modify" and kind == "aftersales.exchange":
+        kind = current.kind  # an exchange asked before shipping became an order change: still that
     if current is not None and current.kind == kind:
         task = current
     else:
+        if current is None and last is not None and last.done and kind == last.kind and kind in ACTION_TASKS \
+                and "order_id" in last.slots and is_question(turn.text) and "order_id" not in turn.understanding.slots \
+                and not order_choice.mentioned(turn.text, _others(turn, last.slots["order_id"]), turn.tools.shop, True):
+            # "那换的那条好久能寄到？" after the exchange was booked: about it, not a second one
+            aside = _side_answer(replace(last, asked=None), turn)
+            if aside is not None:
+                return replace(aside, keeps_pending=False, state=StateUpdate(task=last))
         if current is None and last is not None and kind in INFO_TASKS and "order_id" in last.slots \
                 and "order_id" not in turn.understanding.slots and is_question(turn.text) \
                 and not order_choice.mentioned(turn.text, _others(turn, last.slots["order_id"]), turn.tools.shop):
             return _follow_up(last, turn)
         resumed = next((t for t in reversed(state.suspended) if t.kind == kind), None)
-        if resumed is None and current is None and about_the_rules(turn, []) and not (
+        if resumed is not None and resumed.awaiting == "confirm":
+            resumed = replace(resumed, awaiting=None)  # taken up again: read back before it is done
+        if resumed is None and current is None and RULES_WORDS.search(turn.text) and about_the_rules(turn, []) and not (
                 state.customer_id and order_choice.mentioned(turn.text, turn.tools.shop.orders_for_customer(
                     state.customer_id), turn.tools.shop)):
             return answer_about_order(turn, kind)  # "退货运费谁出？": the rules, and the order asked for if it is one
@@ -316,13 +397,19 @@ def _side_answer(task: Task, turn: Turn) -> FlowResult | None:
         turn.tools, turn.text, turn.language, cites)
     if not known:
         return None
-    again = templates.render(turn.language, "back_to_task", task=templates.value(turn.language, f"task_{task.kind}"))
+    again = task.asked or templates.render(turn.language, "back_to_task", task=templates.value(turn.language, f"task_{task.kind}"))
+    if task.asked and "order_id" in task.slots:
+        cites.append(f"orders:{task.slots['order_id']}")  # the question asked again names the order's item
     return FlowResult(known + turn.sep + again, resolved=True, keeps_pending=True, grounding=tuple(cites),
                       state=StateUpdate(task=task))
 
 
-def _result(task: Task, text: str, cites: list[str], *, resolved: bool = False, **changes) -> FlowResult:
+def _result(task: Task, text: str, cites: list[str], *, resolved: bool = False, keeps: bool = False,
+            **changes) -> FlowResult:
     task = replace(task, **changes)
+    if not keeps:  # the question this reply ends on, to ask again after a question on the side
+        last = split_sentences(text, "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en")
+        task.asked = last[-1] if last and is_question_sentence(last[-1]) and not task.done else None
     pending = None if task.done else task.kind
     awaiting = task.awaiting if not task.done and task.awaiting not in ("order", "order_id") else None
     slots = {"order_id": task.slots["order_id"]} if "order_id" in task.slots else {}
@@ -345,8 +432,9 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
         task = replace(task, slots={**task.slots, "order_id": by_tracking.order_id}, candidates=[])
     if "order_id" not in task.slots:
         customer_id = state.customer_id
-        if customer_id is None and "phone" in turn.slots:
-            owner = shop.customer_by_phone(turn.slots["phone"])
+        phone = task.slots.get("_phone") or task.slots.get("phone") or turn.slots.get("phone")
+        if customer_id is None and phone:
+            owner = shop.customer_by_phone(phone)
             customer_id = owner.customer_id if owner else None
         if customer_id is None:
             lead = templates.ack(lang, task.kind)
@@ -356,9 +444,9 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
         choice = order_choice.choose(task.kind, orders, turn.text, shop) if task.awaiting != "order" else \
             order_choice.Choice(candidates=tuple(o for o in orders if o.order_id in task.candidates))
         if choice.candidates:
-            named = [order_choice.brief(o, lang, list(choice.candidates)) for o in choice.candidates]
+            named = [order_choice.brief(o, lang, list(choice.candidates)) for o in choice.candidates[:3]]
             options = ("、" if lang == "zh" else ", ").join(named[:-1]) + ("还是" if lang == "zh" else " or ") + named[-1]
-            for o in choice.candidates:
+            for o in choice.candidates[:3]:  # the three latest are named; any of them all can be picked
                 cites.append(f"orders:{o.order_id}")
             return _result(task, templates.render(lang, "which_of", options=options), cites, awaiting="order",
                            candidates=[o.order_id for o in choice.candidates])
@@ -377,7 +465,8 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
         return _result(task, templates.render(lang, "order_not_yours"), cites, awaiting="order_id")
     cites.append(f"orders:{order.order_id}")
     if task.kind == "aftersales.exchange" and order.status == "paid":
-        task = replace(task, kind="order.modify")  # not shipped yet: the order itself is changed
+        # not shipped yet: the order itself is changed (no reason needed for that)
+        task = replace(task, kind="order.modify", slots={k: v for k, v in task.slots.items() if k != "reason"})
     problems = problems + check_target(turn, task.slots)
     if task.kind in INFO_TASKS or not order_choice.fits(task.kind, order, shop):
         return _explain(task, turn, cites)
@@ -386,10 +475,44 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
 
 def _explain(task: Task, turn: Turn, cites: list[str]) -> FlowResult:
     """A question answered (status, parcel, refund), or an action the order does not allow, said why."""
+    if task.kind == "aftersales.refund":
+        reviewed = _refund_review(task, turn, cites)
+        if reviewed is not None:
+            return reviewed
     slots = {**turn.slots, "order_id": task.slots["order_id"]}
     answer = answer_about_order(replace(turn, slots=slots), task.kind)
     return _result(task, answer.text, [*cites, *(c for c in answer.grounding if c not in cites)], resolved=True,
                    done=True, awaiting=None)
+
+
+def _refund_review(task: Task, turn: Turn, cites: list[str]) -> FlowResult | None:
+    """A refund still processing that the caller wants looked into: a review offered, and booked once
+    the caller says yes. None: not that case (the refund's status is the answer)."""
+    lang, shop = turn.language, turn.tools.shop
+    order = shop.order(task.slots["order_id"])
+    if order is None or order.refund_status != "processing":
+        return None
+    v = order_values(turn.tools, order, lang)
+    if task.awaiting == "confirm":
+        if confirms(turn.text):
+            ticket = shop.create_ticket("refund_review", order, task.slots.get("reason"), detail=turn.text)
+            cites.append(f"tickets:{ticket.ticket_id}")
+            return _result(task, templates.render(lang, "refund_review_done", ticket_id=ticket.ticket_id, **v), cites,
+                           resolved=True, done=True, awaiting=None, result=ticket.ticket_id)
+        if NO.search(turn.text):
+            return _result(task, templates.render(lang, "refund_review_declined"), cites, resolved=True, done=True,
+                           awaiting=None)
+    if not REVIEW_CUE.search(turn.text):
+        return None
+    existing = shop.open_ticket(order.order_id, "refund_review")
+    if existing is not None:
+        cites.append(f"tickets:{existing.ticket_id}")
+        return _result(task, templates.render(lang, "ticket_exists", ticket_id=existing.ticket_id, **v), cites,
+                       resolved=True, done=True, awaiting=None)
+    status = answer_about_order(replace(turn, slots={**turn.slots, "order_id": order.order_id}), task.kind)
+    cites.extend(c for c in status.grounding if c not in cites)
+    return _result(task, status.text + turn.sep + templates.render(lang, "refund_review_offer"), cites,
+                   awaiting="confirm")
 
 
 def _action(task: Task, turn: Turn, order: Order, problems: list[str], cites: list[str]) -> FlowResult:
@@ -421,6 +544,7 @@ def _changed(turn: Turn) -> bool:
     """The turn carries a new value (a correction), not just a "no"."""
     u = turn.understanding
     return bool({"order_id", "size", "color", "address", "phone", "product"} & u.slots.keys()) or \
+        _wanted(turn.text) != (None, None) or \
         reason_category(turn.text) != "other" or (CORRECTION.search(turn.text) and spoken_address(turn.text) is not None)
 
 
@@ -451,7 +575,7 @@ def _missing(task: Task, turn: Turn, order: Order) -> str | None:
 def _ask(missing: str, task: Task, product, lang: str, v: dict, cites: list[str]) -> str:
     if missing == "target" and product is not None:
         cites.append(f"products:{product.sku}")
-        return templates.render(lang, "ask_target", **_options(product, lang))
+        return templates.render(lang, "ask_target" if product.sizes else "ask_target_colours", **_options(product, lang))
     key = {"reason": "ask_reason_short", "change": "ask_change", "address": "ask_address", "phone": "ask_phone_verify",
            "target": "ask_target_plain"}[missing]
     return templates.render(lang, key, **v)
