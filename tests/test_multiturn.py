@@ -217,7 +217,7 @@ def test_the_dev_sets_hold_their_thread(runner, name, least):
     assert report.joint_goal_accuracy >= least, report.failures
     assert not report.ungrounded, report.ungrounded
     assert report.median_voice("zh") <= 40 and report.median_voice("en") <= 25
-    assert report.repeated <= 0.04 * report.sentences  # a fact asked for again is said again; stock lines are not
+    assert report.repeated <= 0.05 * report.sentences  # a fact asked for again is said again; stock lines are not
 
 
 def test_the_data_sets_are_sound():

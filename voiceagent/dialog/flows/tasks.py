@@ -378,8 +378,9 @@ def _follow_up(last: Task, turn: Turn) -> FlowResult:
     conversation stays on the task it was on."""
     slots = {**turn.slots, "order_id": last.slots["order_id"]}
     answer = answer_about_order(replace(turn, slots=slots), turn.intent)
-    said = {re.sub(r"[\W_]+", "", x) for x in turn.state.said}
-    if re.sub(r"[\W_]+", "", answer.text.lower()) in said:
+    said = set(turn.state.said)
+    sentences = split_sentences(answer.text, turn.language)
+    if sentences and all(re.sub(r"[\W_]+", "", x.lower()) in said for x in sentences[:1]):
         # the order's answer was said already: the question wants what the rules say ("几天到账")
         cites: list[str] = []
         known = knowledge(turn.tools, turn.text, turn.language, cites, turn.intent)
