@@ -63,6 +63,8 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
     awaiting = task.awaiting
     values = {"order_id", "phone", "tracking_no", "size", "color", "address"} & u.slots.keys()
     if awaiting == "confirm" or awaiting == "change_confirm":
+        if u.intent == "aftersales.complaint" and not COMPLAINT_CUE.search(text):
+            return InContext(task.kind)  # "I found it cheaper elsewhere": why, not a complaint to log
         if explicit_other and u.intent in TASK_OR_QUESTION and not values and not YES.search(text):
             return None  # "先别整，你先帮我查查羽绒服到哪了": another request, not an answer
         if YES.search(text) or NO.search(text) or values or reason_category(text) != "other":

@@ -13,8 +13,9 @@ from ...shop import Order
 from ...shop.repository import ShopRepository, match_product
 from .patterns import DEFAULT_WINDOW_DAYS
 
-ORDINALS = [(re.compile(r"第一|头一个|\bfirst\b|\bformer\b"), 0), (re.compile(r"第二|\bsecond\b|\blatter\b"), 1),
-            (re.compile(r"第三|\bthird\b"), 2)]
+ORDINALS = [(re.compile(r"第一(个|单|件|条|双)|头一个|\b(the )?first (one|order)\b|\bthe former\b"), 0),
+            (re.compile(r"第二(个|单|件|条|双)|\b(the )?second (one|order)\b|\bthe latter\b"), 1),
+            (re.compile(r"第三(个|单|件|条|双)|\b(the )?third (one|order)\b"), 2)]
 LATEST = re.compile(r"最近|最新|刚买|刚下|这周|这几天|\b(latest|most recent|newest|last one|recent)\b", re.I)
 
 
@@ -63,18 +64,31 @@ def mentioned(text: str, orders: list[Order], shop: ShopRepository, products_onl
     if skus:
         by_product = [o for o in orders if o.sku in skus]
         narrowed = _by_colour(text, by_product)
+        narrowed = _by_size(text, narrowed or by_product) or narrowed
         return narrowed or by_product
     if products_only:
         return []
     by_colour = _by_colour(text, orders)
     if by_colour:
-        return by_colour
+        return _by_size(text, by_colour) or by_colour
+    by_size = _by_size(text, orders)
+    if by_size:
+        return by_size
     for pattern, index in ORDINALS:
         if pattern.search(text) and index < len(orders):
             return [orders[index]]
     if LATEST.search(text):
         return [orders[0]]
     return []
+
+
+def _by_size(text: str, orders: list[Order]) -> list[Order]:
+    """"the medium one": the orders bought in the size named (when the sizes tell them apart)."""
+    from .tasks import _wanted
+
+    size = _wanted(text)[0]
+    found = [o for o in orders if size and o.size == size]
+    return found if found and len(found) < len(orders) else []
 
 
 def _by_colour(text: str, orders: list[Order]) -> list[Order]:
@@ -120,6 +134,10 @@ def brief(order: Order, lang: str, siblings: list[Order]) -> str:
         colour = order.color_zh if lang == "zh" else order.color_en
         if colour and all((o.color_zh if lang == "zh" else o.color_en) != colour for o in same):
             return f"{colour}的{name}" if lang == "zh" else f"the {colour} {name}"
+        if order.size and all(o.size != order.size for o in same):
+            return f"{order.size}码的{name}" if lang == "zh" else f"the {name} in size {order.size}"
+        if any(o.created_at == order.created_at for o in same):
+            return f"尾号{order.order_id[-4:]}的{name}" if lang == "zh" else f"the {name} on order ending {order.order_id[-4:]}"
         month, day = order.created_at[5:7], order.created_at[8:10]
         return f"{int(month)}月{int(day)}日买的{name}" if lang == "zh" \
             else f"the {name} ordered on {order.created_at}"

@@ -25,7 +25,9 @@ def complaint(turn: Turn) -> FlowResult:
     task_slots = dict(last.slots) if last is not None else {}
     order = shop.order(slots["order_id"]) if "order_id" in turn.understanding.slots else None
     if order is None and state.customer_id:
-        named = order_choice.mentioned(turn.text, shop.orders_for_customer(state.customer_id), shop)
+        # a complaint already on an order moves to another only when that one's product is named
+        named = order_choice.mentioned(turn.text, shop.orders_for_customer(state.customer_id), shop,
+                                       products_only="order_id" in task_slots)
         order = named[0] if len(named) == 1 else None
     if order is None and "order_id" in task_slots:
         order = shop.order(task_slots["order_id"])

@@ -58,6 +58,9 @@ REVIEW_CUE = re.compile(r"催|加急|审核|复核|核实|查一下|查查|帮�
                         r"look into|check on|chase|review|escalate|expedite|speed (it )?up|still (haven't|not|no)|"
                         r"hasn't (come|arrived)|taking (so|too) long|too long", re.I)
 REASON_TASKS = {"aftersales.return", "aftersales.exchange"}
+# A question of this kind right after a finished task of those kinds is about that task's order
+FOLLOWS = {"aftersales.refund": {"aftersales.return", "order.cancel"},
+           "logistics.track": {"order.status", "aftersales.exchange"}, "order.status": {"logistics.track"}}
 
 
 def spoken_address(text: str) -> str | None:
@@ -313,6 +316,7 @@ def task_turn(turn: Turn) -> FlowResult:
             if aside is not None:
                 return replace(aside, keeps_pending=False, state=StateUpdate(task=last))
         if current is None and last is not None and kind in INFO_TASKS and "order_id" in last.slots \
+                and (kind == last.kind or FOLLOWS.get(kind, set()) & {last.kind}) \
                 and "order_id" not in turn.understanding.slots and is_question(turn.text) \
                 and not order_choice.mentioned(turn.text, _others(turn, last.slots["order_id"]), turn.tools.shop):
             return _follow_up(last, turn)
@@ -380,8 +384,9 @@ def _follow_up(last: Task, turn: Turn) -> FlowResult:
     answer = answer_about_order(replace(turn, slots=slots), turn.intent)
     said = set(turn.state.said)
     sentences = split_sentences(answer.text, turn.language)
-    if sentences and all(re.sub(r"[\W_]+", "", x.lower()) in said for x in sentences[:1]):
-        # the order's answer was said already: the question wants what the rules say ("几天到账")
+    if turn.intent == "aftersales.refund" and sentences and re.sub(r"[\W_]+", "", sentences[0].lower()) in said:
+        # the refund's status was said already: "几天到账" wants what the rules say (a parcel's answer
+        # says when it ships or where it is, even said twice)
         cites: list[str] = []
         known = knowledge(turn.tools, turn.text, turn.language, cites, turn.intent)
         if known:  # still about that order: its record stays cited
