@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Multi-turn conversations with the dialog state expected after every turn
-(benchmarks/data/multiturn/{heldout,dev,dev2}.jsonl, written from the caller's side apart from the
+(benchmarks/data/multiturn/{heldout,dev,dev2,dev3}.jsonl, written from the caller's side apart from the
 dialog code), through the dialog engine on a fresh copy of the demo shop each. Prints the held-out
 figures first: joint goal accuracy per turn, task success per conversation, the median voice reply
 (Chinese characters / English words), sentences repeated within a call, ungrounded facts, and the
 dialog step's p50/p95.
 
-    .venv/bin/python benchmarks/eval_multiturn.py [--set heldout|dev|dev2|all] [--show N] [--only ID] [--transcript] [--json]
+    .venv/bin/python benchmarks/eval_multiturn.py [--set heldout|dev|dev2|dev3|all] [--show N] [--only ID] [--transcript] [--json]
 
 Aims (issue 20): task success >= 90 %, joint goal accuracy >= 0.9, median voice reply <= 40 Chinese
 characters / 25 English words, no repeated sentences, 0 ungrounded facts, dialog step p95 < 30 ms.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", default="all", choices=["heldout", "dev", "dev2", "all"])
+    ap.add_argument("--set", default="all", choices=["heldout", "dev", "dev2", "dev3", "all"])
     ap.add_argument("--show", type=int, default=0, help="failed turns and conversations to print")
     ap.add_argument("--only", default="", help="the conversations whose id contains this")
     ap.add_argument("--transcript", action="store_true", help="print every turn")
@@ -45,7 +45,7 @@ def main() -> int:
         config = Config()
         rt = Runtime.load(config, parts=("dialog",))
         runner = ConversationRunner(rt.nlu, rt.kb, config.dialog.low_confidence, workdir=tmp)
-        names = ["heldout", "dev", "dev2"] if args.set == "all" else [args.set]
+        names = ["heldout", "dev", "dev2", "dev3"] if args.set == "all" else [args.set]
         for name in names:
             conversations = [c for c in multiturn.load(name) if args.only in c["id"]]
             t0 = time.perf_counter()

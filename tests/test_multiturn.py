@@ -14,7 +14,8 @@ import pytest
 from voiceagent.dialog.cache import HotCache
 from voiceagent.dialog.engine import DialogEngine, DialogState
 from voiceagent.dialog.flows.order_choice import delivered_within
-from voiceagent.dialog.flows.tasks import _wanted, answer_as_address, spoken_address
+from voiceagent.dialog.flows.tasks import answer_as_address, spoken_address
+from voiceagent.dialog.flows.wanted import wanted as _wanted
 from voiceagent.dialog.grounding import GroundingChecker
 from voiceagent.dialog.slots import reason_category
 from voiceagent.evals import multiturn
@@ -207,7 +208,7 @@ def test_a_voice_reply_leaves_details_for_when_they_are_asked_for(runner):
     assert more.text and left.startswith(more.text) and more.text not in first.text
 
 
-@pytest.mark.parametrize("name, least", [("dev", 0.85), ("dev2", 0.78)])
+@pytest.mark.parametrize("name, least", [("dev", 0.85), ("dev2", 0.8), ("dev3", 0.72)])
 def test_the_dev_sets_hold_their_thread(runner, name, least):
     """The dev sets of the multi-turn data (the held-out one is measured by benchmarks/eval_multiturn.py):
     rates with a margin, so that another CPU's slightly different NLU scores do not flip them. dev2
@@ -221,11 +222,11 @@ def test_the_dev_sets_hold_their_thread(runner, name, least):
 
 
 def test_the_data_sets_are_sound():
-    for name, least in (("heldout", 100), ("dev", 30), ("dev2", 50)):
+    for name, least in (("heldout", 100), ("dev", 30), ("dev2", 50), ("dev3", 30)):
         conversations = multiturn.load(name)
         assert len(conversations) >= least
         assert len({c["id"] for c in conversations}) == len(conversations)
-        assert {c["lang"] for c in conversations} == {"zh", "en"}
+        assert {c["lang"] for c in conversations} <= {"zh", "en"}
         for c in conversations:
             assert c["turns"] and all("state" in t and "say" in t for t in c["turns"])
 

@@ -442,10 +442,10 @@ class GroundingChecker:
         shop fact: its numbers are not checked against the records."""
         from .flows.tasks import answer_as_address
 
-        for said in caller_said:
-            address = answer_as_address(said or "")
-            if address and len(address) >= 6 and address in text:
-                text = text.replace(address, " ")
+        addresses = {answer_as_address(said or "") for said in caller_said}
+        # the longest first: "18 Riverside Road" must not lose "8 Riverside Road" and leave a stray "1"
+        for address in sorted((a for a in addresses if a and len(a) >= 6), key=len, reverse=True):
+            text = text.replace(address, " ")
         return text
 
     @staticmethod

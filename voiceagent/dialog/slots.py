@@ -136,12 +136,13 @@ def _size(text: str) -> str | None:
 REASON_CATEGORIES: list[tuple[str, re.Pattern]] = [
     ("wrong_item", re.compile(r"发错|错发|寄错|不是我(买|要|订)的|货不对|wrong (item|size|colou?r|one|product)|"
                               r"not what i ordered|sent (me )?the wrong|(got|received|sent me) (a |an |the )?\w+ (one )?instead", re.I)),
-    ("damaged", re.compile(r"坏|破|损|裂|洞|碎了|漏|开胶|不能用|用不了|不工作|没反应|broken|damaged|defective|cracked|torn|"
-                           r"ripped|hole|(doesn't|does not|won't|stopped) (work|turn on|charge)|not working|dead|leak", re.I)),
+    ("damaged", re.compile(r"坏|破|损|裂|洞|凹|瘪|碎了|漏|开胶|不能用|用不了|不工作|没反应|broken|damaged|defective|cracked|torn|"
+                           r"ripped|hole|dent|scratch|(doesn't|does not|won't|stopped) (work|turn on|charge|close|open)|not working|dead|leak",
+                           re.I)),
     ("too_small", re.compile(r"(太|偏|有点|有些|稍微|略)?小了|太小|偏小|紧|勒|穿不上|穿不进|挤脚|磨脚|too (small|tight|short)|tight|"
                              r"runs small|(a )?size (too )?small|smaller|tiny|squish|squeez|pinch", re.I)),
     ("too_big", re.compile(r"(太|偏|有点|有些|稍微|略)?大了|太大|偏大|太松|太长|特别大|大得|空荡|too (big|large|loose|long)|loose|"
-                           r"runs (big|large)|baggy|bigger|huge|massive|swimming in", re.I)),
+                           r"runs (big|large)|baggy|bigger|(is|are|it's|they're)\s+(\w+\s+)?(huge|massive)|(huge|massive) on|swimming in", re.I)),
     ("not_as_described", re.compile(r"色差|跟图|和图|与图|图片不|描述不|不一样|货不对板|实物|not as described|"
                                     r"(looks|is) (different|nothing like)|different from the (picture|photo|description)|"
                                     r"doesn't look like|misleading|looks? (kind of |a bit )?\w+ish\b", re.I)),

@@ -31,7 +31,8 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
     """The turn read as the answer to what the open task asked, before anything else: "尺码太小了"
     is the return's reason, "5 Main Street" the new address, "the dress" the order, "对" the go-ahead.
     None: the turn is not about the open task (a new request, a question on the side)."""
-    from .tasks import ADDRESS_WORDS, DROP, NO, YES, _wanted, answer_as_address, spoken_address
+    from .tasks import ADDRESS_WORDS, DROP, NO, YES, answer_as_address, spoken_address
+    from .wanted import wanted as _wanted
 
     task = state.open_task()
     if task is None:
@@ -63,13 +64,16 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
     awaiting = task.awaiting
     values = {"order_id", "phone", "tracking_no", "size", "color", "address"} & u.slots.keys()
     if awaiting == "confirm" or awaiting == "change_confirm":
+        if task.kind in ("aftersales.exchange", "order.modify") and _wanted(text) != (None, None) \
+                and not is_question(text):
+            return InContext(task.kind)  # "actually make it a twenty nine": the target corrected
         if u.intent == "aftersales.complaint" and not COMPLAINT_CUE.search(text):
             return InContext(task.kind)  # "I found it cheaper elsewhere": why, not a complaint to log
         if explicit_other and u.intent in TASK_OR_QUESTION and not values and not YES.search(text):
             return None  # "先别整，你先帮我查查羽绒服到哪了": another request, not an answer
         if YES.search(text) or NO.search(text) or values or reason_category(text) != "other":
             return InContext(task.kind)
-    if awaiting == "order" and ("product" in u.slots or values or _points_at_one(text)):
+    if awaiting == "order" and ("product" in u.slots or values or _points_at_one(text) or _wanted(text) != (None, None)):
         return InContext(task.kind)
     if awaiting == "order_id" and {"order_id", "phone", "tracking_no"} & u.slots.keys():
         return InContext(task.kind)
@@ -169,10 +173,11 @@ def read_in_context(u: Understanding, state: DialogState, text: str) -> InContex
     if intent in {"chitchat.greeting", "other"} and RETURN_REQUEST.search(text):
         return InContext("aftersales.return")  # "在吗 我想把鞋退了"
     if CHANGE_ITEM.search(text) and intent not in ("order.modify", "aftersales.exchange", "aftersales.return"):
-        # "can I still change the size to XL?": an exchange, which the task turns into a change of the
-        # order itself when it has not shipped (tasks._advance)
-        return InContext("aftersales.exchange")
-    if intent in PRODUCT_INTENTS | {"other"} and EXCHANGE_REQUEST.search(text):
+        # "can I still change the size to XL?": a change of the order, which the task turns into an
+        # exchange when the order was delivered (tasks._advance)
+        return InContext("order.modify")
+    if intent in PRODUCT_INTENTS | {"other"} and (EXCHANGE_REQUEST.search(text) or (
+            reason_category(text) != "other" and SWAP_FOR.search(text))):
         return InContext("aftersales.exchange")  # "想换一下卫衣的颜色，有蓝色的吗": an exchange, asked as a question
     if intent in PRODUCT_INTENTS | {"other", "aftersales.complaint"} and u.confidence < 0.6 and NOT_ARRIVED.search(text) \
             and not COMPLAINT_CUE.search(text):
@@ -191,6 +196,7 @@ RETURN_REQUEST = re.compile(r"(想|要|把|给我)(把)?.{0,8}退(了|掉|回去
                             r"send (it|them) back", re.I)
 EXCHANGE_REQUEST = re.compile(r"换(一下|个|成|一个|一件|一双)?.{0,8}(颜色|尺码|码|大小|色)|"
                               r"\b(exchange|swap)\b.{0,30}\b(colou?r|size)\b", re.I)
+SWAP_FOR = re.compile(r"\b(can i|could i|i'?d like|i want|i wanna) (get|have|swap|exchange|change)\b|换(个|一个|成)", re.I)
 CHANGE_ITEM = re.compile(r"(换|改)(成|为|一下|个)?.{0,6}(尺码|码|颜色|大小)|(尺码|颜色|码数).{0,4}(换|改)|"
                          r"\b(change|switch|swap)\b.{0,20}\b(size|colou?r)\b", re.I)
 NOT_ARRIVED = re.compile(r"还没(到|收到|送到|送来)|没收到|怎么还不到|\b(hasn't|has not|haven't|have not|didn't|never) "
@@ -215,6 +221,11 @@ def is_unsure(u: Understanding, intent: str, low_confidence: float) -> bool:
         return False
     if intent in PRODUCT_INTENTS and "product" in u.slots:
         return False
+    if intent in ("order.modify", "aftersales.exchange"):
+        from .wanted import wanted as _wanted
+
+        if _wanted(u.text) != (None, None):
+            return False  # a size or colour wanted makes the aim plain
     return group_probability(intent, u.scores) < low_confidence
 
 

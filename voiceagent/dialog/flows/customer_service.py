@@ -46,6 +46,7 @@ ROUTES = [
           and not tasks.names_another_target(t) and not tasks.answers_reason(t),
           control.never_mind),
     Route("the other order", _wants_other_order, orders.other_order),
+    Route("the same for another item", tasks.same_for_another, tasks.task_for_another),
     Route("not understood", lambda t: t.unsure, control.ask_to_clarify),
     Route("task", lambda t: t.intent in TASK_KINDS, tasks.task_turn),
     Route("order question", lambda t: t.intent in ORDER_INTENTS, orders.order_question),

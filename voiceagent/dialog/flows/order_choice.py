@@ -84,7 +84,7 @@ def mentioned(text: str, orders: list[Order], shop: ShopRepository, products_onl
 
 def _by_size(text: str, orders: list[Order]) -> list[Order]:
     """"the medium one": the orders bought in the size named (when the sizes tell them apart)."""
-    from .tasks import _wanted
+    from .wanted import wanted as _wanted
 
     size = _wanted(text)[0]
     found = [o for o in orders if size and o.size == size]
@@ -137,7 +137,7 @@ def brief(order: Order, lang: str, siblings: list[Order]) -> str:
         if order.size and all(o.size != order.size for o in same):
             return f"{order.size}码的{name}" if lang == "zh" else f"the {name} in size {order.size}"
         if any(o.created_at == order.created_at for o in same):
-            return f"尾号{order.order_id[-4:]}的{name}" if lang == "zh" else f"the {name} on order ending {order.order_id[-4:]}"
+            return f"订单{order.order_id}的{name}" if lang == "zh" else f"the {name} on order {order.order_id}"
         month, day = order.created_at[5:7], order.created_at[8:10]
         return f"{int(month)}月{int(day)}日买的{name}" if lang == "zh" \
             else f"the {name} ordered on {order.created_at}"

@@ -45,8 +45,14 @@ CODE_LIKE = re.compile(r";\s*--|\b(drop|truncate|alter)\s+table\b|\bunion\s+sele
                        r"\binsert\s+into\b|<\s*script|\$\{|\{\{", re.I)
 
 
+# English questions asked without a question mark, as speech-to-text writes them ("will i get the money back")
+QUESTION_START = re.compile(r"^\W*(?:\w+\W+){0,3}?(will|would|did|has|have|could|should|shall|am|was)\s+(i|you|it|they|we|my|the|that|this)\b", re.I)
+# "and the blender?", "what about my sneakers", "那跑鞋呢": the same question about another item
+AND_THE = re.compile(r"^\W*(and|what about|how about|also|还有|那)\b|呢\W*$|^\W*(and|what about)\s", re.I)
+
+
 def is_question(text: str) -> bool:
-    return bool(QUESTION.search(text))
+    return bool(QUESTION.search(text) or QUESTION_START.search(text))
 
 # The caller asks for what a short voice reply left out.
 MORE_DETAILS = re.compile(r"详细|具体(点|一点|说)|多说|展开说|还有呢|然后呢|tell me more|more detail|details|go on|"

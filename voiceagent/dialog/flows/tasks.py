@@ -20,8 +20,9 @@ from . import order_choice
 from .base import FlowResult, StateUpdate, Turn
 from .facts import knowledge, order_values, policy
 from .finishing import is_question_sentence, split_sentences
+from .wanted import wanted as _wanted
 from .orders import about_the_rules, answer_about_order
-from .patterns import CORRECTION, NEVER_MIND, is_question
+from .patterns import AND_THE, CORRECTION, NEVER_MIND, is_question
 from .state import ACTION_TASKS, INFO_TASKS, Task
 
 # (Chinese has no word boundaries: "对的对的", "嗯那行" start with a yes and run on)
@@ -42,6 +43,10 @@ EN_ADDRESS = re.compile(r"(?:\b(?:room|rm|apt|apartment|unit|flat|suite)\s*#?\w{
                         r"(?:,?\s*(?:apt|apartment|unit|suite|flat|#)\s*\w{1,6})?"
                         r"(?-i:(?:,?\s+[A-Z][A-Za-z'’-]{1,30}(?:\s+(?:[A-Z][A-Za-z'’-]{1,30}|an|de|la|of|on)){0,3}){0,3})", re.I)  # city: capitalised
 # bounded: an unbounded run of Chinese characters backtracks for minutes on a long turn with no 路 in it
+# Speech-to-text often writes an address in lower case: the city words after the street, up to a word
+# that is not part of an address
+EN_CITY_LOWER = re.compile(r"(?:,?\s+(?!(?:please|thanks|thank|and|instead|for|by|so|but|it|that|thats|that's|is|asap|now|"
+                           r"today|tomorrow|ok|okay|cheers|thx|ty|instead)\b)[a-z][a-z'’-]{1,30}){1,3}")
 ZH_ADDRESS = re.compile(r"[\u4e00-\u9fff]{2,12}[\u4e00-\u9fff\d\-]{0,24}?(?:路|街|道|巷|村|小区|大厦|广场|弄)"
                         r"[\u4e00-\u9fff\d\-号栋室楼单元座]{0,20}")
 LONGEST_ADDRESS = 600  # characters: a longer turn is not read as an address
@@ -50,9 +55,9 @@ ADDRESS_LEAD = re.compile(r"^(?:\W|嗯|呃|那个|就是|新的|新|收货|地�
                           r"new address is|my new address is|it's|it is|address is|to)\s+", re.I)
 NEEDS_ORDER = ACTION_TASKS | INFO_TASKS
 # A question about the rules ("退货运费谁出？", "does changing it cost extra?"), not a request
-RULES_WORDS = re.compile(r"政策|规定|规则|运费|邮费|费用|收费|要钱|花钱|多久|(要|需要|得)几天|几天(能|可以|到|内|之内)|多长时间|怎么(退|换|办|申请|弄)|流程|一般|"
+RULES_WORDS = re.compile(r"政策|规定|规则|运费|邮费|费用|收费|要钱|花钱|耽误|影响|会不会慢|多久|(要|需要|得)几天|几天(能|可以|到|内|之内)|多长时间|怎么(退|换|办|申请|弄)|流程|一般|"
                          r"policy|rule|how long|how many days|who pays|shipping cost|\bcost|\bfee|charge|extra|free|"
-                         r"how do i|usually|normally", re.I)
+                         r"how do i|usually|normally|longer|delay|slow|affect", re.I)
 # A refund that is taking long, to be looked into: offered as a refund review (a ticket, once confirmed)
 REVIEW_CUE = re.compile(r"催|加急|审核|复核|核实|查一下|查查|帮我看看|跟进|还没(收到|到账|退)|怎么还没|太慢|太久|"
                         r"look into|check on|chase|review|escalate|expedite|speed (it )?up|still (haven't|not|no)|"
@@ -60,7 +65,8 @@ REVIEW_CUE = re.compile(r"催|加急|审核|复核|核实|查一下|查查|帮�
 REASON_TASKS = {"aftersales.return", "aftersales.exchange"}
 # A question of this kind right after a finished task of those kinds is about that task's order
 FOLLOWS = {"aftersales.refund": {"aftersales.return", "order.cancel"},
-           "logistics.track": {"order.status", "aftersales.exchange"}, "order.status": {"logistics.track"}}
+           "logistics.track": {"order.status", "aftersales.exchange", "order.modify"},
+           "order.status": {"logistics.track", "order.modify", "aftersales.exchange"}}
 
 
 def spoken_address(text: str) -> str | None:
@@ -69,7 +75,12 @@ def spoken_address(text: str) -> str | None:
         return None
     m = EN_ADDRESS.search(text)
     if m:
-        return m.group(0).strip(" .,")
+        found = m.group(0).strip(" .,")
+        if text == text.lower():  # all lower case: the city is not capitalised either
+            city = EN_CITY_LOWER.match(text, m.end())
+            if city:
+                found = (found + city.group(0)).strip(" .,")
+        return found
     m = ZH_ADDRESS.search(text)
     if m:
         return ADDRESS_LEAD.sub("", m.group(0)).strip() or None
@@ -102,6 +113,21 @@ def answers_reason(turn: Turn) -> bool:
     task = turn.state.open_task()
     return task is not None and task.awaiting == "reason" and reason_category(turn.text) != "other" \
         and not DROP.search(turn.text)
+
+
+def same_for_another(turn: Turn) -> bool:
+    """"And the blender?" after the windbreaker's parcel was answered: that question, about the other
+    item the caller bought."""
+    last = turn.state.task
+    if last is None or last.kind not in INFO_TASKS or turn.state.open_task() is not None \
+            or not AND_THE.search(turn.text) or not turn.state.customer_id or "order_id" not in last.slots:
+        return False
+    others = _others(turn, last.slots["order_id"])
+    return bool(order_choice.mentioned(turn.text, others, turn.tools.shop, products_only=True))
+
+
+def task_for_another(turn: Turn) -> FlowResult:
+    return task_turn(replace(turn, intent=turn.state.task.kind))
 
 
 def names_another_target(turn: Turn) -> bool:
@@ -172,60 +198,6 @@ def gather(task: Task, turn: Turn) -> tuple[Task, list[str]]:
     return task, problems
 
 
-TARGET_LEAD = re.compile(r"换成|改成|改为|换个|换一|那就|就要|就换|就改|我要|想要|整个|给我|换|要|就|instead|rather|\bfor\b|"
-                         r"\bto\b|\binto\b|\bmake (it|that)\b|\bthinking\b|"
-                         r"\bthen\b|\bmake it\b|\bgo with\b|\bi'?ll take\b|\bwant\b|\bneed\b", re.I)
-
-
-_EN_NUMBER = {"thirty": 30, "forty": 40, "fifty": 50, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-              "seven": 7, "eight": 8, "nine": 9}
-_SPOKEN_SIZE = re.compile(r"\b(thirty|forty|fifty)[\s-]?(one|two|three|four|five|six|seven|eight|nine)?\b", re.I)
-_WORD_SIZE = re.compile(r"(?:^\W*|\b(?:a|an|the|in|to|for|size|thinking|want|need|take|get|yes|yeah|ok|okay)\W+)"
-                        r"(extra[\s-]small|x-?small|small|medium|large|extra[\s-]large|x-?large)\b", re.I)
-_X_COUNT = re.compile(r"([两二三四2-4])\s*个\s*[Xx]\s*[Ll]?")
-
-
-def _sizes_spelled(text: str) -> str:
-    """Sizes as callers say them, written as the shop lists them: "forty three" -> 43, "a large" -> L,
-    "三个X" -> XXXL."""
-    text = _SPOKEN_SIZE.sub(lambda m: "size " + str(_EN_NUMBER[m.group(1).lower()]
-                                                    + _EN_NUMBER.get((m.group(2) or "").lower(), 0)), text)
-    words = {"extra small": "XS", "x-small": "XS", "xsmall": "XS", "small": "S", "medium": "M", "large": "L",
-             "extra large": "XL", "x-large": "XL", "xlarge": "XL"}
-    text = _WORD_SIZE.sub(lambda m: m.group(0)[: -len(m.group(1))] + words[re.sub(r"[\s-]+", " ", m.group(1).lower())
-                                                                       .replace("x small", "x-small").replace("x large", "x-large")]
-                          + "码", text)
-    return _X_COUNT.sub(lambda m: "X" * {"两": 2, "二": 2, "三": 3, "四": 4}.get(m.group(1), int(m.group(1)) if
-                                                                            m.group(1).isdigit() else 2) + "L", text)
-
-
-def _wanted(text: str) -> tuple[str | None, str | None]:
-    """The size and colour the caller wants: those after the last word that asks for something
-    ("S码小了，我想换M" -> M; "没有米色啊，那就白色" -> white), else the last ones named."""
-    from ..slots import _color, _size
-
-    text = _sizes_spelled(text)
-    cues = list(TARGET_LEAD.finditer(text))
-    tails = [text[m.end():] for m in reversed(cues)]
-    # each of size and colour from the last asking word that has one after it ("换成30码的 要黑色": 30, black)
-    size = next((found for tail in tails if (found := _size(tail))), None) if cues else None
-    colour = next((found for tail in tails if (found := _color(tail))), None) if cues else None
-    if size or colour:
-        return size, colour and COLORS_ZH.get(colour, colour)
-    return _last(text, _size), (lambda c: c and COLORS_ZH.get(c, c))(_last(text, _color))
-
-
-def _last(text: str, find) -> str | None:
-    """The last value `find` sees in the text (it returns the first of a string)."""
-    for i in range(len(text) - 1, -1, -1):
-        if i > 0 and text[i - 1].isascii() and text[i - 1].isalnum():
-            continue  # inside a word: the "L" of "XL"
-        found = find(text[i:])
-        if found is not None:
-            return found
-    return None
-
-
 def _gather_target(task: Task, turn: Turn, slots: dict) -> list[str]:
     """The size or colour the caller wants (an exchange, a change before shipping), checked against
     what the product comes in; kept aside ("_size", "_color") until the order is known."""
@@ -290,7 +262,7 @@ def task_turn(turn: Turn) -> FlowResult:
             and "order_id" in current.slots and "order_id" not in turn.understanding.slots \
             and not order_choice.mentioned(turn.text, _others(turn, current.slots["order_id"]), turn.tools.shop):
         # "取消了钱多久能退回来？" while the cancellation waits for a yes: answered, and the task goes on
-        aside = _side_answer(current, turn) or _follow_up(current, turn)
+        aside = _side_answer(current, turn) or _policy_aside(current, turn) or _follow_up(current, turn)
         return replace(aside, keeps_pending=True, state=aside.state.then(StateUpdate(task=current)))
     if current is None and kind == "aftersales.refund" and last is not None and last.kind == kind \
             and "order_id" in last.slots and REVIEW_CUE.search(turn.text):
@@ -372,7 +344,8 @@ def _new_task(kind: str, turn: Turn, last: Task | None) -> Task:
     if turn.state.customer_id is not None:
         order = turn.tools.shop.order(order_id)
         named = order_choice.mentioned(turn.text, _others(turn, order_id), turn.tools.shop)
-        if order is None or named or not order_choice.fits(kind, order, turn.tools.shop):
+        unshipped_exchange = kind == "aftersales.exchange" and order is not None and order.status == "paid"
+        if order is None or named or not (order_choice.fits(kind, order, turn.tools.shop) or unshipped_exchange):
             return Task(kind)
     return Task(kind, slots={"order_id": order_id})
 
@@ -407,6 +380,24 @@ def _side_answer(task: Task, turn: Turn) -> FlowResult | None:
     if task.asked and "order_id" in task.slots:
         cites.append(f"orders:{task.slots['order_id']}")  # the question asked again names the order's item
     return FlowResult(known + turn.sep + again, resolved=True, keeps_pending=True, grounding=tuple(cites),
+                      state=StateUpdate(task=task))
+
+
+# The policy that answers a question about money or delivery beside an open task of this kind
+ASIDE_POLICY = {"order.cancel": "cancel", "aftersales.return": "refund", "aftersales.exchange": "exchange",
+                "order.modify": "shipping"}
+
+
+def _policy_aside(task: Task, turn: Turn) -> FlowResult | None:
+    """"will I get the money back on my card?" while a cancellation waits: the task's policy, then its question."""
+    key = ASIDE_POLICY.get(task.kind)
+    cites: list[str] = []
+    rules = policy(turn.tools, key, turn.language, cites) if key else ""
+    if not rules:
+        return None
+    if task.asked and "order_id" in task.slots:
+        cites.append(f"orders:{task.slots['order_id']}")
+    return FlowResult(rules + turn.sep + (task.asked or ""), resolved=True, keeps_pending=True, grounding=tuple(cites),
                       state=StateUpdate(task=task))
 
 
@@ -470,6 +461,8 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
         task.slots.pop("order_id")
         return _result(task, templates.render(lang, "order_not_yours"), cites, awaiting="order_id")
     cites.append(f"orders:{order.order_id}")
+    if task.kind == "order.modify" and task.slots.get("change") in ("size", "color") and order.status == "delivered":
+        task = replace(task, kind="aftersales.exchange")  # delivered: a new size or colour is an exchange
     if task.kind == "aftersales.exchange" and order.status == "paid":
         # not shipped yet: the order itself is changed (no reason needed for that)
         task = replace(task, kind="order.modify", slots={k: v for k, v in task.slots.items() if k != "reason"})
