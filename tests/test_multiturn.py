@@ -14,7 +14,7 @@ import pytest
 from voiceagent.dialog.cache import HotCache
 from voiceagent.dialog.engine import DialogEngine, DialogState
 from voiceagent.dialog.flows.order_choice import delivered_within
-from voiceagent.dialog.flows.tasks import answer_as_address, spoken_address
+from voiceagent.dialog.flows.addresses import answer_as_address, spoken_address
 from voiceagent.dialog.flows.wanted import wanted as _wanted
 from voiceagent.dialog.grounding import GroundingChecker
 from voiceagent.dialog.slots import reason_category

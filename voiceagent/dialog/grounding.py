@@ -440,7 +440,7 @@ class GroundingChecker:
     def _without_caller_addresses(text: str, caller_said) -> str:
         """An address the caller gave, read back ("改成杭州市西湖区文三路98号，对吗？"), is their words, not a
         shop fact: its numbers are not checked against the records."""
-        from .flows.tasks import answer_as_address
+        from .flows.addresses import answer_as_address
 
         addresses = {answer_as_address(said or "") for said in caller_said}
         # the longest first: "18 Riverside Road" must not lose "8 Riverside Road" and leave a stray "1"

@@ -9,8 +9,16 @@ nor the reply; `DialogEngine` applies the result in one place (`base.apply`).
 Layout:
     state.py             DialogState (carried across turns) and Reply (one turn's answer)
     base.py              Turn, Tools, FlowResult, StateUpdate, Route, Router, apply
-    context.py           the turn read in context (a bare number continues the open question)
+    context.py           the turn read in context: first as the answer to the open task's question
+                         ("尺码太小了" is the reason, "对" the go-ahead), then as a new request
     customer_service.py  the routing table of the customer-service conversation
+    tasks.py             tasks over turns (return, exchange, order change, cancel, parcel, refund):
+                         gather the slots, pick the order, read back, act once confirmed; change of
+                         mind, resume, questions on the side, follow-ups
+    order_choice.py      which of the caller's orders a task means, and naming them when two fit
+    wanted.py            the size and colour a caller asks for ("换成30码的 要黑色", "a forty three")
+    addresses.py         addresses as callers say them, zh and en
+    answers.py           yes, no, goodbye and "drop it" as callers answer a read-back
     control.py           transfer, callback, refusal, never mind, clarify
     orders.py            status, tracking, cancel/modify, return/exchange ticket, refund, other order
     products.py          size, price, stock, recommendation, product info

@@ -13,7 +13,10 @@ from ..slots import reason_category
 from .patterns import is_question
 from .patterns import (AFTER_SALES_FLOWS, BARE_VALUE, COMPLAINT_CUE, CONTINUATION_INTENTS, CORRECTION, FLOW_WORDS,
                        NEVER_MIND, ORDER_INTENTS, PRODUCT_INTENTS, SWITCH, WANTS_PERSON_CONFIDENCE)
+from .addresses import ADDRESS_WORDS, answer_as_address, spoken_address
+from .answers import DROP, NO, YES
 from .state import DialogState
+from .wanted import wanted as _wanted
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,6 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
     """The turn read as the answer to what the open task asked, before anything else: "尺码太小了"
     is the return's reason, "5 Main Street" the new address, "the dress" the order, "对" the go-ahead.
     None: the turn is not about the open task (a new request, a question on the side)."""
-    from .tasks import ADDRESS_WORDS, DROP, NO, YES, answer_as_address, spoken_address
-    from .wanted import wanted as _wanted
 
     task = state.open_task()
     if task is None:
@@ -222,8 +223,6 @@ def is_unsure(u: Understanding, intent: str, low_confidence: float) -> bool:
     if intent in PRODUCT_INTENTS and "product" in u.slots:
         return False
     if intent in ("order.modify", "aftersales.exchange"):
-        from .wanted import wanted as _wanted
-
         if _wanted(u.text) != (None, None):
             return False  # a size or colour wanted makes the aim plain
     return group_probability(intent, u.scores) < low_confidence

@@ -20,40 +20,18 @@ from . import order_choice
 from .base import FlowResult, StateUpdate, Turn
 from .facts import knowledge, order_values, policy
 from .finishing import is_question_sentence, split_sentences
+from .addresses import ADDRESS_WORDS, answer_as_address, spoken_address
+from .answers import DROP, NO, YES, confirms
 from .wanted import wanted as _wanted
 from .orders import about_the_rules, answer_about_order
 from .patterns import AND_THE, CORRECTION, NEVER_MIND, is_question
 from .state import ACTION_TASKS, INFO_TASKS, Task
 
-# (Chinese has no word boundaries: "对的对的", "嗯那行" start with a yes and run on)
-YES = re.compile(r"^\W*(?:对(?!不)|是的|是啊|是+(?=\W|$|退|换|改)|好的|好(?!久|几|多|像|不|点)|可以(?!吗|不)|行(?!不)|嗯|没错|确认|确定|要得|对头)|"
-                 r"^\W*(?:ok(?:ay)?|yes|yeah|yep|yup|sure|correct|right|fine|great|perfect|absolutely|exactly)\b|"
-                 r"确认|确定|没错|没问题|就这样|就这么|办吧|弄吧|整吧|(退|换|改|取消)吧|go ahead|please do|do it|that's right|that is right|"
-                 r"sounds good|yes please|confirm", re.I)
-NO = re.compile(r"不对|不是|(?<!没)错了|不要|不用|不行|先别|\bno\b|\bnope\b|wrong|not right|don't|cancel that", re.I)
-ADDRESS_WORDS = re.compile(r"地址|寄到|送到|发到|收货|\baddress\b|ship (it )?to|deliver(ed)? to|send it to", re.I)
 SIZE_WORDS = re.compile(r"尺码|码数|大小|号码|\bsize\b", re.I)
 COLOUR_WORDS = re.compile(r"颜色|色的|\bcolou?r\b", re.I)
 # A target for an exchange or an order change: "换成蓝色", "改成L码", "for a medium", "to navy"
 TARGET_CUE = re.compile(r"换成|改成|改为|换个|换一|换|要|想要|\binstead\b|\bfor an?\b|\bto\b|\binto\b|\bswap\b|"
                         r"\bexchange\b|\bchange\b|\bget\b|\bneed\b|\bwant\b", re.I)
-# An address spoken: a Chinese one (…路/街/号…) or an English street address.
-EN_ADDRESS = re.compile(r"(?:\b(?:room|rm|apt|apartment|unit|flat|suite)\s*#?\w{1,6},?\s*)?\b\d{1,5}\s+[A-Za-z][A-Za-z.'-]{0,30}(?:\s+[A-Za-z][A-Za-z.'-]{0,30}){0,3}?\s+(street|st|road|rd|"
-                        r"avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|square|sq)\b\.?"
-                        r"(?:,?\s*(?:apt|apartment|unit|suite|flat|#)\s*\w{1,6})?"
-                        r"(?-i:(?:,?\s+[A-Z][A-Za-z'’-]{1,30}(?:\s+(?:[A-Z][A-Za-z'’-]{1,30}|an|de|la|of|on)){0,3}){0,3})", re.I)  # city: capitalised
-# bounded: an unbounded run of Chinese characters backtracks for minutes on a long turn with no 路 in it
-# Speech-to-text often writes an address in lower case: the city words after the street, up to a word
-# that is not part of an address
-EN_CITY_LOWER = re.compile(r"(?:,?\s+(?!(?:please|thanks|thank|and|instead|for|by|so|but|it|that|thats|that's|is|asap|now|"
-                           r"today|tomorrow|ok|okay|cheers|thx|ty|instead)\b)[a-z][a-z'’-]{1,30}){1,3}")
-ZH_ADDRESS = re.compile(r"[\u4e00-\u9fff]{2,12}[\u4e00-\u9fff\d\-]{0,24}?(?:路|街|道|巷|村|小区|大厦|广场|弄)"
-                        r"[\u4e00-\u9fff\d\-号栋室楼单元座]{0,20}")
-LONGEST_ADDRESS = 600  # characters: a longer turn is not read as an address
-ADDRESS_LEAD = re.compile(r"^(?:\W|嗯|呃|那个|就是|新的|新|收货|地址|是|改到|改成|改为|换成|寄到|送到|发到|帮我|麻烦|请)+|"
-                          r"^(?:(?:please\s+)?(?:change|update|send|ship|deliver)\s+(?:it\s+)?to|the new address is|"
-                          r"new address is|my new address is|it's|it is|address is|to)\s+", re.I)
-NEEDS_ORDER = ACTION_TASKS | INFO_TASKS
 # A question about the rules ("退货运费谁出？", "does changing it cost extra?"), not a request
 RULES_WORDS = re.compile(r"政策|规定|规则|运费|邮费|费用|收费|要钱|花钱|耽误|影响|会不会慢|多久|(要|需要|得)几天|几天(能|可以|到|内|之内)|多长时间|怎么(退|换|办|申请|弄)|流程|一般|"
                          r"policy|rule|how long|how many days|who pays|shipping cost|\bcost|\bfee|charge|extra|free|"
@@ -67,44 +45,6 @@ REASON_TASKS = {"aftersales.return", "aftersales.exchange"}
 FOLLOWS = {"aftersales.refund": {"aftersales.return", "order.cancel"},
            "logistics.track": {"order.status", "aftersales.exchange", "order.modify"},
            "order.status": {"logistics.track", "order.modify", "aftersales.exchange"}}
-
-
-def spoken_address(text: str) -> str | None:
-    """The address in the turn ("改到上海市浦东新区张江路88号" -> "上海市浦东新区张江路88号")."""
-    if len(text) > LONGEST_ADDRESS:
-        return None
-    m = EN_ADDRESS.search(text)
-    if m:
-        found = m.group(0).strip(" .,")
-        if text == text.lower():  # all lower case: the city is not capitalised either
-            city = EN_CITY_LOWER.match(text, m.end())
-            if city:
-                found = (found + city.group(0)).strip(" .,")
-        return found
-    m = ZH_ADDRESS.search(text)
-    if m:
-        return ADDRESS_LEAD.sub("", m.group(0)).strip() or None
-    return None
-
-
-def answer_as_address(text: str) -> str | None:
-    """A turn given as the address the agent asked for: the spoken address, else the words cleaned."""
-    found = spoken_address(text)
-    if found:
-        return found
-    if len(text) > LONGEST_ADDRESS:
-        return None
-    cleaned = ADDRESS_LEAD.sub("", text.strip()).strip(" 。.,，!！")
-    if re.fullmatch(r"[\W\d_]*(手机号?|电话|号码|phone|number|my|is|it's)*[\W\d_]*", cleaned, re.I):
-        return None  # a phone or order number, not an address
-    return cleaned if len(cleaned) >= 6 and re.search(r"\d", cleaned) else None
-
-
-GOODBYE = re.compile(r"再见|拜拜|\bbye\b|goodbye", re.I)
-
-
-DROP = re.compile(r"不退了|不换了|不改了|不办了|不要退|先不(退|换|办|改)|算了|don't want to (return|exchange)|"
-                  r"no longer want|cancel the (return|exchange)|forget (it|about it)|never ?mind|leave it", re.I)
 
 
 def answers_reason(turn: Turn) -> bool:
@@ -134,10 +74,6 @@ def names_another_target(turn: Turn) -> bool:
     """"那拉倒吧，那换个米色的": giving up on one size or colour for another, not on the exchange."""
     task = turn.state.open_task()
     return task is not None and task.kind in ("aftersales.exchange", "order.modify") and _wanted(turn.text) != (None, None)
-
-
-def confirms(text: str) -> bool:
-    return bool(YES.search(text)) and not NO.search(text) and not GOODBYE.search(text)
 
 
 def _product(turn: Turn, order: Order):
