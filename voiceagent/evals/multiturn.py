@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..dialog.cache import HotCache
 from ..dialog.engine import DialogEngine, DialogState
-from ..dialog.flows.finishing import split_sentences
+from ..dialog.flows.finishing import sentence_key, split_sentences
 from ..dialog.grounding import GroundingChecker
 from .conversations import ConversationRunner
 
@@ -31,15 +31,11 @@ def load(name: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _norm_address(text: str) -> str:
-    return re.sub(r"[\W_]+", "", text.lower())
-
-
 def _same_value(key: str, expected: str, actual: str | None) -> bool:
     if actual is None:
         return False
     if key == "address":
-        a, b = _norm_address(expected), _norm_address(actual)
+        a, b = sentence_key(expected), sentence_key(actual)
         return bool(a) and (a == b or (a in b and len(a) >= 0.8 * len(b)) or (b in a and len(b) >= 0.8 * len(a)))
     if key == "color":
         return {"gray": "grey"}.get(expected.lower(), expected.lower()) == {"gray": "grey"}.get(actual.lower(), actual.lower())
@@ -177,7 +173,7 @@ def run(conversations: list[dict], runner: ConversationRunner, transcript=None) 
             (report.voice_sizes if state.channel == "voice" else report.text_sizes)[reply_lang].append(
                 reply_size(reply.text, reply_lang))
             for sentence in split_sentences(reply.text, reply_lang):
-                key = re.sub(r"[\W_]+", "", sentence.lower())
+                key = sentence_key(sentence)
                 report.sentences += 1
                 if key in seen:
                     if sentence.rstrip().endswith(("?", "？")):

@@ -149,7 +149,7 @@ def read_in_context(u: Understanding, state: DialogState, text: str) -> InContex
             return InContext(intent)
         if intent != "aftersales.complaint" or not COMPLAINT_CUE.search(text):
             # the answer to "why do you want to return it?" is the reason, whatever it sounds like
-            return InContext(pending, reason_from(text))
+            return InContext(pending, reason_category(text))
         return InContext(intent)
     if pending:
         # a value after "which order?" / "which product?" continues the question, unless the
@@ -226,7 +226,3 @@ def is_unsure(u: Understanding, intent: str, low_confidence: float) -> bool:
         if _wanted(u.text) != (None, None):
             return False  # a size or colour wanted makes the aim plain
     return group_probability(intent, u.scores) < low_confidence
-
-
-def reason_from(text: str) -> str:
-    return reason_category(text)

@@ -38,7 +38,8 @@ def for_the_ear(text: str, state: DialogState, lang: str) -> tuple[str, str | No
     # the agent's stock sentences ("还有其他可以帮您的吗" and the like) are not said twice in a call; a
     # fact asked for again is (the caller asked), and so is a question
     stock = _stock_sentences(lang)
-    fresh = [x for x in sentences if _key(x) not in said or _key(x) not in stock or is_question_sentence(x)]
+    fresh = [x for x in sentences if not (sentence_key(x) in said and sentence_key(x) in stock)
+             or is_question_sentence(x)]
     if fresh and len(fresh) < len(sentences):
         sentences = fresh
     left: list[str] = []
@@ -55,14 +56,14 @@ def for_the_ear(text: str, state: DialogState, lang: str) -> tuple[str, str | No
             kept.append(x)
             used += size(x)
         sentences = kept + ([question] if question else [])
-    state.said.extend(_key(x) for x in sentences)
+    state.said.extend(sentence_key(x) for x in sentences)
     sep = "" if lang == "zh" else " "
     return sep.join(sentences), (sep.join(left) or None)
 
 
 @lru_cache(maxsize=4)
 def _stock_sentences(lang: str) -> frozenset[str]:
-    return frozenset(_key(x) for reply in templates.fixed_replies(lang) for x in split_sentences(reply, lang))
+    return frozenset(sentence_key(x) for reply in templates.fixed_replies(lang) for x in split_sentences(reply, lang))
 
 
 def split_sentences(text: str, lang: str) -> list[str]:
@@ -74,7 +75,8 @@ def is_question_sentence(sentence: str) -> bool:
     return sentence.rstrip().endswith(("？", "?"))
 
 
-def _key(sentence: str) -> str:
+def sentence_key(sentence: str) -> str:
+    """A sentence as compared for repeats: lower case, letters and digits only."""
     return re.sub(r"[\W_]+", "", sentence.lower())
 
 

@@ -19,7 +19,7 @@ from ..slots import COLORS_ZH, reason_category
 from . import order_choice
 from .base import FlowResult, StateUpdate, Turn
 from .facts import knowledge, order_values, policy
-from .finishing import is_question_sentence, split_sentences
+from .finishing import is_question_sentence, sentence_key, split_sentences
 from .addresses import ADDRESS_WORDS, answer_as_address, spoken_address
 from .answers import DROP, NO, YES, confirms
 from .wanted import wanted as _wanted
@@ -293,7 +293,7 @@ def _follow_up(last: Task, turn: Turn) -> FlowResult:
     answer = answer_about_order(replace(turn, slots=slots), turn.intent)
     said = set(turn.state.said)
     sentences = split_sentences(answer.text, turn.language)
-    if turn.intent == "aftersales.refund" and sentences and re.sub(r"[\W_]+", "", sentences[0].lower()) in said:
+    if turn.intent == "aftersales.refund" and sentences and sentence_key(sentences[0]) in said:
         # the refund's status was said already: "几天到账" wants what the rules say (a parcel's answer
         # says when it ships or where it is, even said twice)
         cites: list[str] = []

@@ -49,11 +49,26 @@ def wanted(text: str) -> tuple[str | None, str | None]:
     return _last(text, _size), (lambda c: c and COLORS_ZH.get(c, c))(_last(text, _color))
 
 
+# Where a size or a colour can begin, besides the start of a word in Latin letters or digits: the
+# Chinese characters that start a size, a colour or a word _size needs around one (码, 穿, 拿...).
+# A suffix that starts anywhere else finds nothing its own suffix does not (see _last).
+_CJK_STARTS = frozenset("码号拍穿选买要换改没拿" + "".join(zh[0] for zh in COLORS_ZH))
+
+
+def _ascii_word_char(c: str) -> bool:
+    return c.isascii() and c.isalnum()
+
+
 def _last(text: str, find) -> str | None:
-    """The last value `find` sees in the text (it returns the first of a string)."""
+    """The last value `find` sees in the text (it returns the first of a string): the suffixes are
+    tried from the end, from the starts of Latin words and the characters in _CJK_STARTS only (one
+    starting on any other character would only find what the suffix after it finds), so a long turn
+    with no size in it costs one pass over it, not one per character."""
     for i in range(len(text) - 1, -1, -1):
-        if i > 0 and text[i - 1].isascii() and text[i - 1].isalnum():
+        if i > 0 and _ascii_word_char(text[i - 1]):
             continue  # inside a word: the "L" of "XL"
+        if not (_ascii_word_char(text[i]) or text[i] in _CJK_STARTS):
+            continue
         found = find(text[i:])
         if found is not None:
             return found
