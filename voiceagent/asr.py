@@ -76,9 +76,10 @@ class SpeechRecognizer(Protocol):
     name: str
 
     def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True,
-                   check_switch: bool = False) -> Transcript:
+                   check_switch: bool = False, domain: str = "service") -> Transcript:
         """`language`: decode in it (None: detect). `check_switch`: `language` is only the call's
-        guess, and a turn plainly in another configured language is decoded in that one."""
+        guess, and a turn plainly in another configured language is decoded in that one.
+        `domain`: the kind of call, for the words expected ("service" or "marketing")."""
 
     def warm_up(self) -> None:
         """The first decode of a process pays one-off costs (~1 s); pay them at start-up, not on a call."""
@@ -286,8 +287,10 @@ class WhisperASR:
         return self._english if (language == "en" and self._english is not None) else self._model
 
     def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True,
-                   check_switch: bool = False) -> Transcript:
-        """`urgent`: a final transcript (goes before waiting non-urgent decodes such as partials).
+                   check_switch: bool = False, domain: str = "service") -> Transcript:
+        """`domain`: which Mandarin prompt biases the decode: "service" (customer service, the
+        default) or "marketing" (a campaign call's "好的，发给我吧" / "别再打了").
+        `urgent`: a final transcript (goes before waiting non-urgent decodes such as partials).
         `check_switch`: see SpeechRecognizer.transcribe; costs one detection pass (~20 ms for
         whisper-base), so the turn detector asks for it once a turn."""
         audio = audio.astype(np.float32, copy=False)
@@ -316,10 +319,10 @@ class WhisperASR:
             if self._model_for(language) is not model:
                 model = self._model_for(language)
                 features = _window_features(model, audio)
-            segs = self._decode_window(model, features, language, duration)
+            segs = self._decode_window(model, features, language, duration, domain)
         if segs is None:
             return self._nothing_heard(pinned, duration)
-        if language == "zh" and _echoes_prompt(" ".join(s.text for s in segs), self.config.zh_initial_prompt):
+        if language == "zh" and _echoes_prompt(" ".join(s.text for s in segs), self._zh_prompt(domain)):
             log.debug("decode only echoes the initial prompt: nothing heard")
             return self._nothing_heard(pinned, duration)
         result = self._finish(segs, language, prob, duration)
@@ -335,8 +338,11 @@ class WhisperASR:
         # a language detected on noise must not pin the call's language
         return Transcript("", language or "", 1.0 if language else 0.0, round(duration, 3))
 
-    def _setup(self, model, language: str) -> _DecodeSetup:
-        key = (id(model), language)
+    def _zh_prompt(self, domain: str) -> str:
+        return self.config.zh_marketing_prompt if domain == "marketing" else self.config.zh_initial_prompt
+
+    def _setup(self, model, language: str, domain: str = "service") -> _DecodeSetup:
+        key = (id(model), language, domain)
         if key not in self._setups:
             from faster_whisper.tokenizer import Tokenizer
             from faster_whisper.transcribe import get_suppressed_tokens
@@ -345,18 +351,20 @@ class WhisperASR:
             tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
                                   language=language if multilingual else None)
             # as faster-whisper's initial_prompt: previous-text tokens of " " + prompt
-            previous = tokenizer.encode(" " + self.config.zh_initial_prompt.strip()) if (
-                language == "zh" and multilingual and self.config.zh_initial_prompt) else []
+            zh_prompt = self._zh_prompt(domain)
+            previous = tokenizer.encode(" " + zh_prompt.strip()) if (
+                language == "zh" and multilingual and zh_prompt) else []
             # timestamps on: without them the decoder repeats the sentence on short windows
             prompt = model.get_prompt(tokenizer, previous, without_timestamps=False)
             self._setups[key] = _DecodeSetup(tokenizer, prompt, list(get_suppressed_tokens(tokenizer, [-1])))
         return self._setups[key]
 
-    def _decode_window(self, model, features: np.ndarray, language: str, duration: float) -> list[Segment] | None:
+    def _decode_window(self, model, features: np.ndarray, language: str, duration: float,
+                       domain: str = "service") -> list[Segment] | None:
         """Greedy/beam decode of a short window; None when it is judged silence. Caller holds a decode slot."""
         from faster_whisper.transcribe import get_compression_ratio
 
-        setup = self._setup(model, language)
+        setup = self._setup(model, language, domain)
         tokenizer = setup.tokenizer
         max_new = int(10 + duration * 12)  # caps a looping decoder, well above any speaking rate
         max_length = min(model.max_length, len(setup.prompt) + max_new)

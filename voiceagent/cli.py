@@ -70,6 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--customer", default=None, help="the called customer's id (personalises the call)")
     d.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
 
+    g = sub.add_parser("campaign", help="outbound marketing campaigns: run one, its report, the RFM segments")
+    g.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    gsub = g.add_subparsers(dest="campaign_command", required=True, parser_class=_Parser)
+    gr = gsub.add_parser("run", help="run a campaign until every contact is final or can only be tried later")
+    gr.add_argument("campaign_file", help="CAMPAIGN.toml")
+    gr.add_argument("--contacts", default=None, help="CONTACTS.csv (without it: the shop's customers in `segments`)")
+    gr.add_argument("--sip", default="127.0.0.1:0", type=_host_port,
+                    help="HOST:PORT the agent's SIP side uses for the campaign's calls (default 127.0.0.1, any port)")
+    gr.add_argument("--audiosocket", default=None, type=_host_port,
+                    help="HOST:PORT for the AudioSocket calls Asterisk connects after an Originate (asterisk: dial)")
+    gr.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    gp = gsub.add_parser("report", help="a campaign's results")
+    gp.add_argument("name")
+    gp.add_argument("--json", action="store_true")
+    gp.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    gs = gsub.add_parser("segments", help="the shop's customers by RFM segment")
+    gs.add_argument("--json", action="store_true")
+    gs.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    n = sub.add_parser("dnc", help="the do-not-call list shared by every campaign")
+    n.add_argument("action", choices=("add", "remove", "list"))
+    n.add_argument("phones", nargs="*")
+    n.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
     t = sub.add_parser("transcribe", help="speech to text")
     t.add_argument("input")
     t.add_argument("--lang", default="auto", choices=LANGS)
@@ -95,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
         config = Config.load(getattr(args, "sub_config", None) or args.config)
         handler = {"serve": cmd_serve, "call": cmd_call, "dial": cmd_dial, "transcribe": cmd_transcribe,
-                   "understand": cmd_understand, "models": cmd_models}[args.command]
+                   "understand": cmd_understand, "models": cmd_models, "campaign": cmd_campaign,
+                   "dnc": cmd_dnc}[args.command]
         return handler(args, config) or 0
     except (BadInput, ConfigError) as exc:
         sys.stderr.write(f"voiceagent: {exc}\n")
@@ -287,6 +312,19 @@ def cmd_dial(args, config) -> int:
     result = asyncio.run(run())
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result["answered"] else 1
+
+
+def cmd_campaign(args, config) -> int:
+    from .campaigns import cli as campaign_cli
+
+    return {"run": campaign_cli.run, "report": campaign_cli.report,
+            "segments": campaign_cli.segments}[args.campaign_command](args, config)
+
+
+def cmd_dnc(args, config) -> int:
+    from .campaigns import cli as campaign_cli
+
+    return campaign_cli.dnc(args, config)
 
 
 if __name__ == "__main__":

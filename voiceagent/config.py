@@ -57,6 +57,8 @@ class AsrConfig:
     # Simplified-Chinese prompt with the domain's everyday words: keeps output Simplified and biases
     # decoding towards e-commerce vocabulary (快递 rather than 快地).
     zh_initial_prompt: str = "以下是电商客服电话录音，使用简体中文。常见词语：订单号、发货、快递、物流、退货、换货、退款、尺码、投诉、人工客服、优惠券。"
+    # the same for a campaign's call: the answers a callee gives to an offer
+    zh_marketing_prompt: str = "以下是电话营销录音，使用简体中文。常见词语：优惠券、好的、需要、不需要、别再打了、发给我。"
 
 
 @dataclass
@@ -220,6 +222,21 @@ class AsteriskConfig:
 
 
 @dataclass
+class CampaignsConfig:
+    """Outbound campaigns (voiceagent/campaigns/): what the dialer may take of the engine, and the RFM
+    segments' cut points (quantiles of recency, frequency, monetary over the shop's customers)."""
+
+    engine_calls: int = 3  # calls at once in the process, inbound included (3 hold p95 <= 1.5 s on 2 cores)
+    linger_s: float = 600.0  # `campaign run`: wait for a retry or a window due within this long, else end
+    r_quantile: float = 0.5
+    f_quantile: float = 0.5
+    m_quantile: float = 0.5
+    # /api/ops/campaigns from another machine: a bearer token whose SHA-256 (hex) this is; empty:
+    # only requests from this machine (until operators log in, the operator-side issue)
+    ops_token_sha256: str = ""
+
+
+@dataclass
 class StoreConfig:
     db: str = ""  # empty: var/calls.db
 
@@ -239,6 +256,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Config":

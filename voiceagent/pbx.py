@@ -216,11 +216,13 @@ class AsteriskService:
 
     # -- outbound -------------------------------------------------------------------------------
     async def originate(self, number: str, options: SessionOptions | None = None,
-                        wait_for_call: bool = True) -> OutboundCall:
+                        wait_for_call: bool = True, channel: str | None = None,
+                        ring_timeout_s: float | None = None) -> OutboundCall:
         """Have Asterisk call `number` (through `[asterisk] originate_channel`); when answered, the
         dialplan connects the call to AudioSocket with our UUID and the agent speaks first. Returns
         the dial's outcome (answered, busy, no_answer, congestion, failed, timeout, error) and, with
-        `wait_for_call`, the record once the call ends. Raises AmiUnavailable without AMI."""
+        `wait_for_call`, the record once the call ends. `channel` (with {number}) and `ring_timeout_s`
+        replace the configured ones (a campaign's own trunk). Raises AmiUnavailable without AMI."""
         if self.ami is None:
             raise AmiError("no AMI configured ([asterisk] ami_host)")
         if not NUMBER.match(number):
@@ -234,9 +236,9 @@ class AsteriskService:
         ast = self.ast
         try:
             result = await self.ami.originate(
-                ast.originate_channel.replace("{number}", number), ast.originate_context, ast.originate_exten,
-                variables={ast.uuid_variable: call_uuid}, caller_id=ast.originate_caller_id,
-                ring_timeout_s=ast.ring_timeout_s)
+                (channel or ast.originate_channel).replace("{number}", number), ast.originate_context,
+                ast.originate_exten, variables={ast.uuid_variable: call_uuid}, caller_id=ast.originate_caller_id,
+                ring_timeout_s=ring_timeout_s or ast.ring_timeout_s)
             log.info("originate %s (%s): %s%s", mask_pii(number), call_uuid, result.outcome,
                      f" ({result.message})" if result.message and not result.answered else "")
             call = OutboundCall(number, call_uuid, result)

@@ -74,6 +74,7 @@ class CallRecord:
     dialect: str | None = None  # the call's, steadied over the turns
     emotion: dict = field(default_factory=dict)  # running and peak anger at the end
     handoff: dict | None = None  # the summary handed to the human (dialog/handoff.py)
+    campaign: dict | None = None  # a campaign call: campaign, script, outcome, coupon (dialog/flows/marketing.py)
     models: dict[str, str] = field(default_factory=dict)
     channel: dict = field(default_factory=dict)  # the transport's side: SIP peer (masked), codec, RTP counters, transfers
     # What the real-time engine saw: frames in, dropped (late/duplicate), silence filled for gaps,

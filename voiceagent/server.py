@@ -108,6 +108,9 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
             app.state.pbx = AsteriskService(config, lambda: app.state.runtime, store, host=audiosocket[0],
                                             port=audiosocket[1])
             await app.state.pbx.start()  # refuses calls until the models are loaded
+        from .campaigns.api import resume_running
+
+        resuming = asyncio.create_task(resume_running(app))  # campaigns a restart interrupted go on
         if config.webrtc.enabled:
             from .browser import BrowserService
 
@@ -116,6 +119,9 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
             yield
         finally:
             app.state.stopping = True
+            resuming.cancel()
+            if app.state.campaigns is not None:
+                await app.state.campaigns.close()  # no new dials; calls in progress finish
             if app.state.browser is not None:
                 await app.state.browser.close()
             if phone is not None:
@@ -132,6 +138,8 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     app.state.phone = None  # the SIP side, when serving it
     app.state.browser = None  # browser calls (WebRTC), when enabled
     app.state.pbx = None  # Asterisk (AudioSocket + AMI), when serving it
+    app.state.campaigns = None  # outbound campaigns (the operator API starts them)
+    app.state.config = config
     from .store import CallStore
 
     store = CallStore(config.store.db)
@@ -139,6 +147,9 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     app.state.load_error = None
     app.state.stopping = False
     sessions = _Sessions()
+    from .campaigns.api import router as campaigns_router
+
+    app.include_router(campaigns_router(app))
 
     @app.get("/healthz")
     async def healthz():

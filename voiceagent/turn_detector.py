@@ -60,11 +60,13 @@ class TurnDetector:
     def __init__(self, vad: VoiceActivityDetector, asr: SpeechRecognizer, vad_config: VadConfig,
                  call_config: CallConfig, emit: Callable[[Event], None], clock: Clock,
                  language: Callable[[], str | None] = lambda: None,
-                 expecting_number: Callable[[], bool] = lambda: False, language_pinned: bool = False):
+                 expecting_number: Callable[[], bool] = lambda: False, language_pinned: bool = False,
+                 domain: str = "service"):
         """`language`: the call's language so far (decodes use it); unless `language_pinned`, each
         turn checks once whether the caller switched (SpeechRecognizer.transcribe check_switch)."""
         self.vad = vad
         self.asr = asr
+        self.domain = domain  # which words the recogniser expects (asr.transcribe)
         self.config = vad_config
         self.call = call_config
         self.emit = emit
@@ -230,12 +232,17 @@ class TurnDetector:
         language = self._turn_language or self.language()
         check = language is not None and self._turn_language is None and not self.language_pinned
         task = asyncio.get_running_loop().create_task(
-            self.clock.run_in_thread(self.asr.transcribe, audio, language, urgent, check))
+            self.clock.run_in_thread(self._transcribe, audio, language, urgent, check))
         decode = _Decode(task, start, end, urgent, self._turn_id, checks_language=check)
         self._decode = decode
         if not urgent:
             self._last_partial_at = seg.turn_len
         task.add_done_callback(lambda t, d=decode: self._decoded_cb(d, t))
+
+    def _transcribe(self, audio, language, urgent: bool, check: bool):
+        if self.domain == "service":
+            return self.asr.transcribe(audio, language, urgent, check)
+        return self.asr.transcribe(audio, language, urgent, check, domain=self.domain)
 
     def _decoded_cb(self, decode: _Decode, task: asyncio.Task) -> None:
         if self._decode is decode:

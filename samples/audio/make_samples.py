@@ -10,6 +10,9 @@ as a caller who raises their voice (raised_voice below): same speaker, same kind
 
     make samples        # builds .venv-samples once, then rewrites the WAV files
     .venv/bin/python samples/audio/make_samples.py NAME.wav ...   # just these
+    .venv/bin/python samples/audio/make_samples.py --set samples/audio/campaign   # another set (its transcripts.json)
+
+A turn may be a tone instead of words ({"tone_hz": 1000, "tone_s": 0.5}): an answering machine's beep.
 """
 
 from __future__ import annotations
@@ -93,14 +96,23 @@ def telephone(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def main() -> None:
-    scripts = json.loads((HERE / "transcripts.json").read_text(encoding="utf-8"))
+    argv = sys.argv[1:]
+    where = HERE
+    if argv[:1] == ["--set"]:  # the campaign callees (samples/audio/campaign) are a set of their own
+        where, argv = Path(argv[1]).resolve(), argv[2:]
+    scripts = json.loads((where / "transcripts.json").read_text(encoding="utf-8"))
     rng = np.random.default_rng(7)
-    only = set(sys.argv[1:])  # regenerate just these files (piper's output varies run to run)
+    only = set(argv)  # regenerate just these files (piper's output varies run to run)
     for name, spec in scripts.items():
         if only and name not in only:
             continue
         pieces = [np.zeros(int(0.5 * RATE_TTS), np.float32)]
         for i, turn in enumerate(spec["turns"]):
+            if "tone_hz" in turn:  # an answering machine's beep, not speech
+                t = np.arange(int(turn.get("tone_s", 0.5) * RATE_TTS)) / RATE_TTS
+                pieces.append((0.3 * np.sin(2 * np.pi * turn["tone_hz"] * t)).astype(np.float32))
+                pieces.append(np.zeros(int(turn.get("pause_after_s", 6.0) * RATE_TTS), np.float32))
+                continue
             speech = speak(turn["text"], spec["language"], spec.get("voice", "piper"))
             speech = 0.6 * speech / max(1e-6, float(np.abs(speech).max()))
             if turn.get("style") == "raised":
@@ -111,7 +123,7 @@ def main() -> None:
         audio = np.concatenate(pieces)
         if spec["rate"] == 8000:
             audio = telephone(audio, rng)
-        write_wav(HERE / name, audio, spec["rate"])
+        write_wav(where / name, audio, spec["rate"])
         print(f"{name}: {len(audio) / spec['rate']:.1f} s at {spec['rate']} Hz")
 
 

@@ -90,6 +90,8 @@ class FakeAsterisk:
         self.actions: list[dict] = []  # every action received (for assertions), in order
         self.originate_outcome = "answered"  # answered | busy | no_answer | congestion | never
         self.originate_audio: np.ndarray | None = None  # what the called person says once answered
+        # per dialled number (the Channel's "PJSIP/NUMBER@trunk"): (outcome, audio), else the two above
+        self.originate_plan: dict[str, tuple[str, np.ndarray | None]] = {}
         self.audiosocket_addr: tuple[str, int] | None = None  # where the dialplan's AudioSocket() connects
         self.respond = True  # False: actions get no response at all (a hung Asterisk)
         self.send_varset = True  # False: the dialplan's Set() event is not sent (AMI link missed it)
@@ -288,7 +290,8 @@ class FakeAsterisk:
         variables = fields.get("Variable", [])
         variables = dict(v.split("=", 1) for v in (variables if isinstance(variables, list) else [variables]) if "=" in v)
         target = fields.get("Channel", "")
-        outcome = self.originate_outcome
+        number = target.split("/", 1)[-1].split("@", 1)[0]
+        outcome, planned_audio = self.originate_plan.get(number, (self.originate_outcome, self.originate_audio))
         if outcome == "never":
             return
         await asyncio.sleep(0.2)
@@ -306,7 +309,7 @@ class FakeAsterisk:
         for name, value in variables.items():
             self._set_var(channel, name, value)
         session.event({**base, "Response": "Success", "Reason": "4"})
-        audio = self.originate_audio if self.originate_audio is not None else np.zeros(8000, np.float32)
+        audio = planned_audio if planned_audio is not None else np.zeros(8000, np.float32)
         await self._audiosocket(channel, variables.get(self.uuid_variable, str(uuidlib.uuid4())), audio, 8.0, [])
 
 

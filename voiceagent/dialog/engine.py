@@ -27,7 +27,7 @@ from ..perception import HeardVoice, TextEmotion, TurnEmotion
 from ..shop import ShopRepository
 from .cache import CachedReply, HotCache
 from .escalation import EscalationPolicy
-from .flows import CUSTOMER_SERVICE_ROUTES, Route, Router, Tools, Turn, apply, update_state
+from .flows import CUSTOMER_SERVICE_ROUTES, Route, Router, Tools, Turn, apply, marketing, update_state
 from .flows.context import is_unsure, read_in_context
 from .flows.finishing import apology, cite_tier, context_free, for_the_ear, styled
 from .flows.patterns import CODE_LIKE, LETTERS, ORDER_INTENTS, PRODUCT_INTENTS  # noqa: F401  (their old home)
@@ -44,7 +44,8 @@ class DialogEngine:
     def __init__(self, nlu: NLU, shop: ShopRepository, llm: LanguageModel | None = None, low_confidence: float = 0.45,
                  kb=None, cache: HotCache | None = None, escalation: EscalationPolicy | None = None,
                  routes: Iterable[Route] | None = None):
-        """`routes`: the conversation's routing table (flows/); customer service unless given."""
+        """`routes`: the conversation's routing table (flows/); unless given, customer service with
+        the marketing call's routes first (they take only the turns of a campaign call)."""
         self.nlu = nlu
         self.escalation = escalation or EscalationPolicy(EscalationConfig())
         self.shop = shop
@@ -52,7 +53,7 @@ class DialogEngine:
         self.low_confidence = low_confidence
         self.kb = kb
         self.cache = cache
-        self.router = Router(CUSTOMER_SERVICE_ROUTES if routes is None else routes)
+        self.router = Router([*marketing.ROUTES, *CUSTOMER_SERVICE_ROUTES] if routes is None else routes)
         self._checker = None  # the grounding checker, for what the LLM says (built on first use)
 
     def respond_cached(self, text: str, state: DialogState, language: str | None = None,
@@ -60,7 +61,8 @@ class DialogEngine:
         """The hot-question path: the cached reply to a context-free question, or None. A dict lookup,
         cheap enough to run on the event loop before handing a miss to a worker thread. A caller
         whose voice is raised goes the full way (the escalation policy may have more to say)."""
-        if self.cache is None or state.pending_intent is not None or state.awaiting is not None:
+        if self.cache is None or state.pending_intent is not None or state.awaiting is not None \
+                or state.marketing is not None:  # a campaign call's "好的" takes the offer
             return None
         if voice is not None and voice.model and voice.model.get("angry", 0.0) >= 0.25:
             return None
@@ -143,18 +145,18 @@ class DialogEngine:
         plain = reply.text
         reply.text = styled(reply, state, tier, lang)
         greeted = reply.text != plain
-        if reply.escalation.action == "apologize":
+        if reply.escalation.action == "apologize" and state.marketing is None:  # a sales call offers no goodwill coupon
             self._apologize(reply, state, customer, lang, tools)
         reply.text, masked = filter_output(reply.text)
         if masked:
             reply.grounding.append("safety:masked")
         reply.slots = dict(state.slots)
-        if self.cache is not None and context_free_turn and reply.resolved and reply.pieces is None \
+        if self.cache is not None and context_free_turn and state.marketing is None and reply.resolved and reply.pieces is None \
                 and context_free(reply) and reply.escalation.action == "none" and not greeted:
             self.cache.put(lang_hint or "auto", tier, text,
                            CachedReply(reply.text, reply.intent, tuple(reply.grounding), reply.resolved, u,
                                        state.pending_intent if reply.keeps_pending else None))
-        if reply.pieces is None:
+        if reply.pieces is None and reply.end_call is None:  # a closing sentence is said whole
             reply.text, more = for_the_ear(reply.text, state, lang)
             if more or reply.resolved:
                 state.more, state.more_grounding = more, list(reply.grounding) if more else []

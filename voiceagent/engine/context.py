@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
 from ..config import CallConfig
 from ..dialog.engine import DialogState
@@ -27,6 +27,10 @@ class SessionOptions:
     greeting: bool | None = None  # None: as configured ([call] greeting)
     call: CallConfig | None = None  # None: the runtime's [call] section
     greeting_language: str | None = None  # "auto" calls: greet in this one until the caller is heard (a page's language)
+    marketing: Any = None  # a campaign call (dialog/flows/marketing.py MarketingCall): its opening, pitch, outcome
+    # Before the agent speaks on an outbound call: given the answered leg, returns the leg to run the
+    # call on, or None with a reason to end it there (answering-machine detection, campaigns/screening.py)
+    screen: Callable[[Any], Awaitable[tuple[Any, str | None]]] | None = None
 
 
 @dataclass

@@ -26,6 +26,8 @@ def close_record(ctx: CallContext, stats: dict, barge_in_stop_ms: list[float]) -
     if outcome.handoff or ctx.state.pending_intent:
         outcome.resolved = False
     record.duration_s = round(max(ctx.clock.now(), getattr(ctx.leg, "play_end_s", 0.0)), 3)
+    if ctx.state.marketing is not None:
+        record.campaign = ctx.state.marketing.as_record()
     if not record.language:
         record.language = ctx.language.current()
     record.stats = {**stats, "underruns": ctx.playout.underruns, "late_frames": ctx.playout.late_frames}

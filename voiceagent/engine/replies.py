@@ -20,6 +20,7 @@ import time
 from typing import Callable, Iterable
 
 from ..dialog import templates
+from ..dialog.flows import marketing
 from ..dialog.engine import Reply
 from ..events import (Event, FinalTranscript, IntentRecognized, Interruption, ReplyText, StageFailed,
                       TransferRequested)
@@ -90,6 +91,8 @@ class Replies:
     # -- prompts ------------------------------------------------------------------------------
     async def _say_prompt(self, prompt: PromptDue) -> None:
         text = templates.render(self.ctx.language.for_reply(), prompt.key)
+        if prompt.key == "greeting" and self.ctx.state.marketing is not None:  # a campaign call's opening
+            text = marketing.opening(self.ctx.state.marketing)
         if not await self._say_text(text, prompt.kind, prompt.trigger_s):
             return  # they spoke up after all
         if prompt.hangup:
@@ -161,6 +164,12 @@ class Replies:
         outcome.resolved = outcome.resolved or reply.resolved
         if reply.handoff:
             await self._transfer(reply)
+        elif reply.end_call:  # said, now the agent hangs up (a marketing call's end)
+            try:
+                await ctx.leg.hangup()
+            except Exception:
+                log.exception("call %s: hangup failed", ctx.call_id)
+            ctx.emit(EndRequested(ctx.clock.now(), "agent", reply.end_call))
 
     def _note_caller_turn(self, final: FinalTranscript, text: str, lang: str, reply: Reply) -> None:
         record, state, u, emotion = self.ctx.record, self.ctx.state, reply.understanding, reply.emotion

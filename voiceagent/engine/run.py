@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -41,6 +42,15 @@ class Channel:
 
 async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, channel: Channel,
                    store: CallStore | None = None, call_id: str | None = None) -> CallRecord:
+    if options.screen is not None:  # an outbound call: who answered decides whether the agent speaks
+        try:
+            screened, ended = await options.screen(leg)
+        except Exception:  # someone may be there: the agent speaks rather than hang up on them
+            log.exception("screening the answered call failed: the agent speaks")
+            screened, ended = leg, None
+        if screened is None:
+            return await _ended_before_the_agent(runtime, leg, options, channel, store, call_id, ended)
+        leg = screened
     session = CallSession(runtime, leg, options, call_id=call_id, observers=list(channel.observers),
                           on_handoff=store.save_handoff if store is not None else None)
     if channel.started is not None:
@@ -48,11 +58,20 @@ async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, chan
     try:
         record = await session.run()
     finally:
-        if channel.release is not None:
-            try:
-                await channel.release()
-            except Exception:
-                log.exception("call %s: releasing the %s line failed", session.call_id, channel.kind)
+        await _release(channel, session.call_id)
+    return await _keep(record, channel, store)
+
+
+async def _release(channel: Channel, call_id: str) -> None:
+    if channel.release is not None:
+        try:
+            await channel.release()
+        except Exception:
+            log.exception("call %s: releasing the %s line failed", call_id, channel.kind)
+
+
+async def _keep(record: CallRecord, channel: Channel, store: CallStore | None) -> CallRecord:
+    """The channel's side of the call on the record; the record in the process's list and the store."""
     if channel.describe is not None:
         record.channel = channel.describe()
     if channel.records is not None:
@@ -63,3 +82,16 @@ async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, chan
         except Exception:
             log.exception("call %s: storing the call failed", record.call_id)
     return record
+
+
+async def _ended_before_the_agent(runtime: Runtime, leg: CallLeg, options: SessionOptions, channel: Channel,
+                                  store: CallStore | None, call_id: str | None, reason: str | None) -> CallRecord:
+    """The call was answered, but not by someone the agent talks to (a machine): a record all the same."""
+    record = CallRecord(call_id or uuid.uuid4().hex[:12], options.language if options.language in ("zh", "en") else "",
+                        options.customer_id, models=runtime.model_names())
+    record.outcome.ended_by, record.outcome.end_reason = "agent", reason
+    record.duration_s = round(leg.clock.now(), 3)
+    if options.marketing is not None:
+        record.campaign = options.marketing.as_record()
+    await _release(channel, record.call_id)
+    return await _keep(record, channel, store)

@@ -56,7 +56,8 @@ class CallSession:
         pinned = options.language if options.language in LANGUAGES else None
         greet_in = options.greeting_language if options.greeting_language in LANGUAGES else None
         state = DialogState(language=pinned or greet_in or runtime.config.dialog.default_language,
-                            customer_id=options.customer_id, channel="voice")  # replies for the ear
+                            customer_id=options.customer_id, channel="voice",  # replies for the ear
+                            marketing=options.marketing)
         record = CallRecord(call_id, pinned or "", options.customer_id, models=runtime.model_names())
         self.latency = LatencyObserver()
         self.observers = [self.latency.on_event, *(observers or [])]
@@ -66,7 +67,8 @@ class CallSession:
         self.intake = CallerAudioIntake()
         self.detector = TurnDetector(runtime.new_vad(), runtime.asr, runtime.config.vad, call, self.emit,
                                      clock=leg.clock, language=ctx.language.for_asr,
-                                     expecting_number=self._expecting_number, language_pinned=pinned is not None)
+                                     expecting_number=self._expecting_number, language_pinned=pinned is not None,
+                                     domain="marketing" if options.marketing is not None else "service")
         self._on_handoff = on_handoff
         self.replies = Replies(ctx, self._store_handoff)
         self.dtmf = DtmfKeys(self.emit, leg.clock.now, ctx.language.current, call.dtmf_timeout_s)

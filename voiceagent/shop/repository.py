@@ -120,6 +120,7 @@ class CouponPolicy:
     valid_days: int = 7
     cooldown_days: int = 30  # one goodwill coupon per customer per month
     daily_budget: float = 3000.0  # all coupons the agent issues in one day
+    max_campaign_amount: float = 100.0  # a marketing campaign's coupon (one per customer per campaign)
 
     def max_for(self, tier: str) -> float:
         return dict(self.max_by_tier).get(tier, 0.0)
@@ -315,6 +316,43 @@ class ShopRepository:
                              (coupon_id, customer.customer_id, amount, policy.min_spend, reason,
                               self.today.isoformat(), expires))
         return CouponGrant(coupon_id, amount, policy.min_spend, expires)
+
+    def issue_campaign_coupon(self, customer: Customer | None, amount: float, campaign: str,
+                              min_spend: float | None = None, valid_days: int | None = None) -> CouponGrant:
+        """A marketing campaign's coupon, taken by the customer on the call: at most the policy's
+        campaign amount, one per customer per campaign (a second "yes" finds the first), within the
+        day's budget. Refusals: "unknown_customer", "already_issued", "over_limit", "budget"."""
+        policy = self.coupon_policy
+        min_spend = policy.min_spend if min_spend is None else float(min_spend)
+        expires = (self.today + timedelta(days=valid_days or policy.valid_days)).isoformat()
+        if customer is None:
+            return CouponGrant(None, 0.0, min_spend, expires, "unknown_customer")
+        if amount <= 0 or amount > policy.max_campaign_amount:
+            return CouponGrant(None, 0.0, min_spend, expires, "over_limit")
+        with self._write_lock:
+            found = self._q1("SELECT coupon_id, amount, min_spend, expires_at FROM coupons WHERE customer_id = ? "
+                             "AND reason = ?", (customer.customer_id, _campaign_reason(campaign)))
+            if found:
+                return CouponGrant(None, found[1], found[2], found[3], "already_issued")
+            spent = self._q1("SELECT COALESCE(SUM(amount), 0) FROM coupons WHERE issued_at = ?",
+                             (self.today.isoformat(),))[0]
+            if spent + amount > policy.daily_budget:
+                return CouponGrant(None, 0.0, min_spend, expires, "budget")
+            coupon_id = self._next_id("CPN", "coupons", "coupon_id")
+            with sqlite3.connect(self.db_path, timeout=10) as conn:
+                conn.execute("INSERT INTO coupons VALUES (?,?,?,?,?,?,?)",
+                             (coupon_id, customer.customer_id, float(amount), min_spend, _campaign_reason(campaign),
+                              self.today.isoformat(), expires))
+        return CouponGrant(coupon_id, float(amount), min_spend, expires)
+
+    def campaign_coupons(self, campaign: str) -> list[tuple]:
+        """(coupon_id, customer_id, amount) of the coupons a campaign issued."""
+        return self._q("SELECT coupon_id, customer_id, amount FROM coupons WHERE reason = ? ORDER BY coupon_id",
+                       (_campaign_reason(campaign),))
+
+
+def _campaign_reason(campaign: str) -> str:
+    return f"campaign:{campaign}"
 
 
 def open_shop(db_path: str = "") -> ShopRepository:

@@ -27,7 +27,11 @@ Layout:
     facts.py             lookups the flows share (policy, knowledge base, the caller's order)
     finishing.py         after the flow: tier style, apology, tier citation, cacheability
 
-Adding a conversation type (say, a marketing call: pitch, objections, acceptance, opt-out):
+    marketing.py         the campaign call: disclosure and pitch, objections, acceptance (the coupon
+                         issued), opt-out, callback, transfer to sales; routes placed first, taking
+                         only the turns of a call that carries a MarketingCall
+
+Adding a conversation type (like the marketing call: pitch, objections, acceptance, opt-out):
 write its flows in a module of their own (functions `Turn -> FlowResult`), list them as
 `Route(name, condition, flow)` in that module's `ROUTES`, and give the engine a router over them:
 
@@ -39,8 +43,9 @@ state a flow needs goes in `DialogState` and in `StateUpdate` (and `apply`), now
 """
 
 from .base import UNCHANGED, FlowResult, Route, Router, StateUpdate, Tools, Turn, apply, update_state
+from . import marketing
 from .customer_service import ROUTES as CUSTOMER_SERVICE_ROUTES
 from .state import DialogState, Reply
 
-__all__ = ["CUSTOMER_SERVICE_ROUTES", "DialogState", "FlowResult", "Reply", "Route", "Router", "StateUpdate", "Tools",
+__all__ = ["CUSTOMER_SERVICE_ROUTES", "marketing", "DialogState", "FlowResult", "Reply", "Route", "Router", "StateUpdate", "Tools",
            "Turn", "UNCHANGED", "apply", "update_state"]

@@ -35,6 +35,7 @@ class StateUpdate:
     task: Task | None = UNCHANGED  # the task the conversation is on (flows/tasks.py)
     suspended: tuple[Task, ...] = UNCHANGED  # tasks left for another, to come back to
     more: str | None = UNCHANGED  # details left out of a voice reply, said on request
+    marketing: dict | None = None  # fields of the marketing call that change (flows/marketing.py)
 
     def then(self, later: StateUpdate) -> StateUpdate:
         """This update followed by `later` (later values win)."""
@@ -43,7 +44,8 @@ class StateUpdate:
                            {**self.slots, **later.slots}, later.turn_intent or self.turn_intent,
                            later.apologized if later.apologized is not None else self.apologized,
                            self.tried + later.tried, pick(self.task, later.task), pick(self.suspended, later.suspended),
-                           pick(self.more, later.more))
+                           pick(self.more, later.more),
+                           {**(self.marketing or {}), **(later.marketing or {})} or None)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class FlowResult:
     handoff_target: str | None = None
     escalation: Escalation | None = None  # replaces the policy's decision for this turn
     llm_reply: Callable[[Reply], Iterator[str]] | None = None
+    end_call: str | None = None  # the agent ends the call after saying this, for this reason
     state: StateUpdate = field(default_factory=StateUpdate)
 
     def after(self, lead: str, sep: str, update: StateUpdate, intent: str | None = None) -> FlowResult:
@@ -144,6 +147,7 @@ def apply(result: FlowResult, reply: Reply, state: DialogState) -> None:
     if result.handoff:
         reply.handoff, reply.handoff_reason, reply.handoff_target = True, result.handoff_reason, result.handoff_target
     reply.text = result.text
+    reply.end_call = result.end_call
     if result.llm_reply is not None:
         if reply.streaming:
             reply.pieces = result.llm_reply(reply)  # the caller's session speaks each piece as it is checked
@@ -175,3 +179,6 @@ def update_state(update: StateUpdate, state: DialogState) -> None:
         state.suspended = list(update.suspended)
     if update.more is not UNCHANGED:
         state.more = update.more
+    if update.marketing and state.marketing is not None:
+        for name, value in update.marketing.items():
+            setattr(state.marketing, name, value)

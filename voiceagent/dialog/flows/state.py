@@ -6,7 +6,7 @@ Flows read both and write neither: they return a `FlowResult`, and the engine ap
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 from ...perception import CallerEmotion, LanguageTracker, TurnEmotion
 from ..escalation import Escalation
@@ -73,6 +73,7 @@ class DialogState:
     said: list[str] = field(default_factory=list)  # sentences the agent said, not to be said again
     more: str | None = None  # what a short voice reply left out, said when the caller asks for details
     more_grounding: list[str] = field(default_factory=list)  # the records and passages `more` states
+    marketing: Any = None  # a campaign call's script and progress (flows/marketing.py: MarketingCall)
 
     def open_task(self) -> Task | None:
         return self.task if self.task is not None and self.task.open() else None
@@ -99,3 +100,4 @@ class Reply:
     keeps_pending: bool = False  # answered, and still open for the value it offered to take (an order number)
     streaming: bool = False  # the caller speaks the reply as it comes: an LLM reply arrives in `pieces`
     pieces: Iterator[str] | None = None  # checked clauses of a streamed reply; fills `text` when consumed
+    end_call: str | None = None  # the agent hangs up once this reply is said (a marketing call's end)

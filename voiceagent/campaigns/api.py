@@ -1,0 +1,143 @@
+"""The operator API for campaigns, under /api/ops/campaigns (SPEC.md): create one (it starts dialling
+in this process), list them, read a report, pause, resume, stop.
+
+Until operators log in (the operator-side issue), these routes answer only a request from the
+machine itself, or one carrying `Authorization: Bearer TOKEN` whose SHA-256 is `[campaigns]
+ops_token_sha256`: a report names customers, and the server is public where the widget is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ..errors import BadInput
+from .service import CampaignService
+from .spec import campaign_from_dict, parse_contacts_text
+from .store import CampaignStore
+
+log = logging.getLogger(__name__)
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def router(app) -> APIRouter:
+    """The routes; the service is made on first use, once the models are loaded."""
+    api = APIRouter(prefix="/api/ops/campaigns")
+    config = app.state.config
+
+    def allowed(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        wanted = config.campaigns.ops_token_sha256
+        if wanted and header.startswith("Bearer "):
+            got = hashlib.sha256(header[7:].strip().encode()).hexdigest()
+            return hmac.compare_digest(got, wanted.lower())
+        return request.client is not None and request.client.host in LOOPBACK
+
+    def service() -> CampaignService | None:
+        if getattr(app.state, "campaigns", None) is None:
+            if app.state.runtime is None:
+                return None
+            app.state.campaigns = CampaignService(config, app.state.runtime, CampaignStore(config.store.db),
+                                                  phone=app.state.phone, asterisk=app.state.pbx)
+        return app.state.campaigns
+
+    async def guarded(request: Request):
+        if not allowed(request):
+            return None, _error(401, "operator authentication required")
+        svc = service()
+        if svc is None:
+            return None, JSONResponse({"error": "loading models"}, status_code=503, headers={"Retry-After": "5"})
+        return svc, None
+
+    @api.post("")
+    async def create(request: Request):
+        svc, refused = await guarded(request)
+        if refused:
+            return refused
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "body must be JSON: {\"campaign\": {...}, \"contacts_csv\": \"...\"}")
+        if not isinstance(body, dict) or not isinstance(body.get("campaign"), dict):
+            return _error(400, "body must have a \"campaign\" table (the CAMPAIGN.toml keys)")
+        try:
+            campaign = campaign_from_dict(body["campaign"])
+            contacts, problems = None, []
+            if body.get("contacts_csv") is not None:
+                if not isinstance(body["contacts_csv"], str):
+                    raise BadInput("contacts_csv must be the CSV text (header row first)")
+                loaded = parse_contacts_text(body["contacts_csv"], "contacts_csv")
+                contacts, problems = loaded.contacts, loaded.problems
+            added = await asyncio.to_thread(svc.load, campaign, contacts)
+            svc.start(campaign)
+        except BadInput as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"name": campaign.name, "state": svc.store.state(campaign.name), "added": added,
+                             "rows_left_out": problems}, status_code=201)
+
+    @api.get("")
+    async def listing(request: Request):
+        svc, refused = await guarded(request)
+        if refused:
+            return refused
+        out = []
+        for c in await asyncio.to_thread(svc.store.campaigns):
+            report = await asyncio.to_thread(svc.report, c["name"])
+            out.append({**c, "contacts": report["contacts"], "attempts": report["attempts"],
+                        "outcomes": {k: v for k, v in report["outcomes"].items() if v}})
+        return out
+
+    @api.get("/{name}")
+    async def report(name: str, request: Request):
+        svc, refused = await guarded(request)
+        if refused:
+            return refused
+        data = await asyncio.to_thread(svc.report, name)
+        return data if data is not None else _error(404, f"no campaign named {name!r}")
+
+    @api.post("/{name}/{action}")
+    async def control(name: str, action: str, request: Request):
+        svc, refused = await guarded(request)
+        if refused:
+            return refused
+        if action not in ("pause", "resume", "stop"):
+            return _error(404, f"unknown action {action!r} (pause, resume, stop)")
+        try:
+            state = svc.control(name, action)
+        except KeyError:
+            return _error(404, f"no campaign named {name!r}")
+        return {"name": name, "state": state}
+
+    return api
+
+
+async def resume_running(app) -> None:
+    """After a restart, campaigns left running go on (their interrupted attempts settled first)."""
+    while app.state.runtime is None and not app.state.stopping:
+        await asyncio.sleep(0.5)
+    if app.state.stopping or app.state.runtime is None:
+        return
+    config = app.state.config
+    store = CampaignStore(config.store.db)
+    running = [c["name"] for c in store.campaigns() if c["state"] in ("running", "waiting")]
+    if not running:
+        return
+    if getattr(app.state, "campaigns", None) is None:
+        app.state.campaigns = CampaignService(config, app.state.runtime, store, phone=app.state.phone,
+                                              asterisk=app.state.pbx)
+    for name in running:
+        campaign = store.campaign(name)
+        try:
+            app.state.campaigns.start(campaign)
+            log.info("campaign %s resumed", name)
+        except BadInput as exc:
+            log.warning("campaign %s cannot resume here: %s", name, exc)

@@ -1,0 +1,133 @@
+"""Who answered a campaign call: answering-machine detection on the first seconds after answer,
+before the agent says a word (campaigns/amd.py decides from the audio and the words).
+
+A person ("喂？") gets the agent, on a leg that goes on reading the same audio stream. A machine
+(a voicemail greeting, a beep, a carrier announcement) is hung up on, or, with `on_machine =
+"message"`, hears the script's message after its greeting ends (the beep), and is then hung up on.
+
+    answered leg ─► SharedAudio ─► amd.detect ─► human: ScreenedLeg ─► the call
+                                             └─► machine: [message after the beep] ─► hang up
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator
+
+import numpy as np
+
+from ..audio import AudioFrame
+from ..audio.resample import resample
+from ..legs import CallLeg
+from . import amd
+
+log = logging.getLogger(__name__)
+RATE = 16000
+
+
+class SharedAudio:
+    """One reading of a leg's stream, passed from the detector to the call: nothing read twice,
+    nothing lost between them (key presses during the detection are dropped)."""
+
+    def __init__(self, leg: CallLeg):
+        self.leg = leg
+        self._items = leg.receive().__aiter__()
+
+    async def next(self):
+        return await self._items.__anext__()
+
+    async def audio16k(self) -> AsyncIterator[np.ndarray]:
+        """The caller's audio at 16 kHz, frame by frame, until they hang up."""
+        while True:
+            try:
+                item = await self.next()
+            except StopAsyncIteration:
+                return
+            if isinstance(item, AudioFrame):
+                samples = item.samples if item.sample_rate == RATE else resample(item.samples, item.sample_rate, RATE)
+                yield samples.astype(np.float32, copy=False)
+
+
+class ScreenedLeg:
+    """The answered leg, for the call that follows the detection: everything as the leg does it, the
+    caller's stream read on from where the detector stopped."""
+
+    def __init__(self, leg: CallLeg, shared: SharedAudio):
+        self._leg = leg
+        self._shared = shared
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._leg, name)
+
+    async def receive(self):
+        while True:
+            try:
+                yield await self._shared.next()
+            except StopAsyncIteration:
+                return
+
+    # the protocol's methods, named so that isinstance-free callers find them on this object
+    async def send(self, frame: AudioFrame) -> None:
+        await self._leg.send(frame)
+
+    def clear_output(self) -> None:
+        self._leg.clear_output()
+
+    async def hangup(self) -> None:
+        await self._leg.hangup()
+
+    async def transfer(self, target: str, summary: dict | None = None):
+        return await self._leg.transfer(target, summary)
+
+
+def screener(runtime, marketing_call, on_machine: str = "hangup", config: amd.AmdConfig | None = None,
+             message: str | None = None):
+    """SessionOptions.screen for a campaign call: (leg) -> (leg to talk on, None) or (None, reason)."""
+    config = config or amd.AmdConfig()
+
+    async def screen(leg: CallLeg):
+        shared = SharedAudio(leg)
+        decision = await amd.detect(shared.audio16k(), runtime.new_vad(), runtime.asr, config,
+                                    language=marketing_call.language)
+        marketing_call.amd = {"verdict": decision.verdict, "reason": decision.reason, "at_s": round(decision.at_s, 3),
+                              "transcript": decision.transcript}
+        log.info("campaign %s: answered by a %s (%s, %.2f s)", marketing_call.campaign, decision.verdict,
+                 decision.reason, decision.at_s)
+        if decision.verdict == "human":
+            return ScreenedLeg(leg, shared), None
+        if on_machine == "message" and message:
+            waited = await amd.wait_for_greeting_end(shared.audio16k(), runtime.new_vad(), config)
+            said = await speak(leg, runtime, message, marketing_call.language)
+            marketing_call.amd.update(message_after_s=round(waited, 2), message_s=round(said, 2))
+        try:
+            await leg.hangup()
+        except Exception:
+            log.exception("hanging up on a machine failed")
+        return None, f"machine: {decision.reason}"
+
+    return screen
+
+
+async def speak(leg: CallLeg, runtime, text: str, language: str) -> float:
+    """Say `text` on the leg (a voicemail message), paced in 20 ms frames; returns its length in s."""
+    voice = runtime.tts.voice(language)
+    chunks = await asyncio.to_thread(lambda: list(voice.synthesize(text)))
+    if not chunks:
+        return 0.0
+    audio = np.concatenate([resample(c.samples, c.sample_rate, leg.sample_rate) for c in chunks]).astype(np.float32)
+    frame = leg.sample_rate // 50
+    clock = leg.clock
+    start = clock.now() + 0.06
+    for i in range(0, len(audio), frame):
+        chunk = audio[i:i + frame]
+        if len(chunk) < frame:
+            chunk = np.pad(chunk, (0, frame - len(chunk)))
+        due = start + i / leg.sample_rate
+        await clock.wait_until(due - 0.04)
+        try:
+            await leg.send(AudioFrame(chunk, leg.sample_rate, due))
+        except Exception:
+            break  # the machine hung up first
+    await clock.wait_until(start + len(audio) / leg.sample_rate + 0.3)
+    return len(audio) / leg.sample_rate
