@@ -185,11 +185,17 @@ def test_a_click_is_not_a_greeting():
 
 # --- the drivers, with a fake VAD and ASR ------------------------------------------------------
 class EnergyVAD:
+    """Loud is speech, as Silero hears it, except a pure tone (Silero gives a beep ~0.02)."""
+
     chunk_samples = 512
     name = "energy"
 
     def speech_probability(self, chunk: np.ndarray) -> float:
-        return 0.9 if np.sqrt(np.mean(chunk**2)) > 0.01 else 0.0
+        if np.sqrt(np.mean(chunk**2)) <= 0.01:
+            return 0.0
+        power = np.abs(np.fft.rfft(chunk * np.hanning(len(chunk)))) ** 2
+        k = int(np.argmax(power))
+        return 0.02 if power[max(0, k - 2):k + 3].sum() > 0.9 * power.sum() else 0.9
 
     def reset(self) -> None:
         pass

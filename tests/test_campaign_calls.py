@@ -269,3 +269,53 @@ def test_a_campaign_through_asterisk_originate(config, runtime, tmp_path):
     outcome = {c["ref"]: c["outcome"] for c in build_report(store, "ast-sale")["contacts_detail"]}
     assert outcome == {"a1": "converted", "a2": "machine", "a3": "busy"}, outcome
     assert [c[1] for c in runtime.shop.campaign_coupons("ast-sale")] == ["C1003"]
+
+
+def _tone_end_s(audio: np.ndarray, rate: int = 8000, hz: float = 1000.0) -> float | None:
+    """Where a steady tone at `hz` ends in `audio` (the answering machine's beep), by 20 ms frames."""
+    frame = rate // 50
+    last = None
+    for i in range(0, len(audio) - frame, frame):
+        x = audio[i:i + frame]
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+        peak = np.argmax(spectrum) * rate / len(x)
+        if abs(peak - hz) < 60 and spectrum.max() > 5 and spectrum.max() ** 2 > 0.5 * (spectrum ** 2).sum():
+            last = (i + frame) / rate
+    return last
+
+
+@needs_phones
+def test_on_a_machine_the_message_is_left_after_the_beep(config, runtime, tmp_path):
+    inside, _ = _zones()
+    store = CampaignStore(tmp_path / "calls.db")
+
+    async def scenario():
+        cfg = _config(config)
+        phone = PhoneService(cfg, runtime, CallStore(tmp_path / "calls.db"), host="127.0.0.1", port=0)
+        await phone.start()
+        try:
+            with Baresip("13800990001", audio_source=CALLEES / "campaign_zh_voicemail_8k.wav") as machine:
+                campaign = campaign_from_dict({"name": "vm", "dial": f"sip:{{phone}}@127.0.0.1:{machine.port}",
+                                               "window": ["09:00", "21:00"], "on_machine": "message",
+                                               "offer": {"amount": 20}})
+                service = CampaignService(cfg, runtime, store, phone=phone)
+                await asyncio.to_thread(service.load, campaign, [Contact("m1", "13800990001", "", "", "zh", inside)])
+                await service.runner(campaign).run()
+                await machine.await_for("CALL_CLOSED", 20)
+                heard, sent = await asyncio.to_thread(machine.heard_audio), await asyncio.to_thread(machine.sent_audio)
+        finally:
+            await phone.stop()
+        return heard, sent
+
+    heard, sent = asyncio.run(scenario())
+    assert build_report(store, "vm")["contacts_detail"][0]["outcome"] == "machine"
+    beep_end = _tone_end_s(sent)
+    assert beep_end is not None
+    frames = heard[: len(heard) // 160 * 160].reshape(-1, 160)
+    voiced = np.sqrt((frames ** 2).mean(axis=1)) > 0.01
+    first = int(np.argmax(voiced)) * 0.02 if voiced.any() else None
+    # the agent said nothing over the greeting, and its message (seconds of it) came after the beep
+    assert first is not None and first >= beep_end - 0.3, (first, beep_end)
+    assert voiced.sum() * 0.02 > 2.0
+    detail = store.attempts("vm")[0]["detail"]["amd"]
+    assert detail["verdict"] == "machine" and detail["message_s"] > 2.0

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("name")
     gp.add_argument("--json", action="store_true")
     gp.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    for action, what in (("pause", "dial no more until resumed"), ("resume", "dial again"),
+                         ("stop", "dial no more; calls in progress finish")):
+        ga = gsub.add_parser(action, help=f"{what} (a campaign running in `serve` or another `campaign run` follows)")
+        ga.add_argument("name")
+        ga.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     gs = gsub.add_parser("segments", help="the shop's customers by RFM segment")
     gs.add_argument("--json", action="store_true")
     gs.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
@@ -317,8 +322,9 @@ def cmd_dial(args, config) -> int:
 def cmd_campaign(args, config) -> int:
     from .campaigns import cli as campaign_cli
 
-    return {"run": campaign_cli.run, "report": campaign_cli.report,
-            "segments": campaign_cli.segments}[args.campaign_command](args, config)
+    return {"run": campaign_cli.run, "report": campaign_cli.report, "segments": campaign_cli.segments,
+            "pause": campaign_cli.control, "resume": campaign_cli.control,
+            "stop": campaign_cli.control}[args.campaign_command](args, config)
 
 
 def cmd_dnc(args, config) -> int:

@@ -39,10 +39,10 @@ class AmdConfig:
     speech_threshold: float = 0.5  # VAD probability that counts as speech
     min_speech_s: float = 0.12  # a shorter blip followed by silence is line noise, not a greeting
     # -- a person --
-    max_wait_first_speech_s: float = 4.0  # nobody spoke by then: silence_verdict
+    max_wait_first_speech_s: float = 3.0  # nobody spoke by then: silence_verdict
     silence_verdict: Verdict = "human"  # many people pick up and wait for the caller to speak
     human_max_greeting_s: float = 1.8  # a greeting ("喂，你好，哪位啊？") is rarely longer
-    human_silence_s: float = 0.7  # a pause this long after the greeting: a person waiting for us
+    human_silence_s: float = 0.5  # a pause this long after the greeting: a person waiting for us
     # -- a machine by length: continuous speech (pauses under human_silence_s) this long --
     machine_min_speech_s: float = 2.6
     greeting_extra_s: float = 1.2  # more, when the words so far are only greetings
@@ -64,6 +64,7 @@ class AmdConfig:
     timeout_verdict: Verdict = "human"
     # -- wait_for_greeting_end (on_machine = "message") --
     greeting_end_silence_s: float = 1.5
+    greeting_end_sound_rms: float = 0.01  # -40 dBFS: louder than a phone line's noise
     greeting_end_after_beep_s: float = 0.1  # the beep has stopped this long
     greeting_end_max_s: float = 20.0
 
@@ -249,7 +250,8 @@ class AnsweringMachineDetector:
         samples = np.asarray(samples, dtype=np.float32)
         self._audio.append(samples)
         self._samples += len(samples)
-        if self._tone.feed(samples):
+        # a tone the VAD takes for a voice is a sung or drawn-out vowel ("喂——"), not a beep
+        if self._tone.feed(samples) and speech_prob < self.config.speech_threshold:
             return self._decide("machine", "beep")
         if speech_prob >= self.config.speech_threshold:
             if self._onset is None:
@@ -409,18 +411,23 @@ async def wait_for_greeting_end(frames: AsyncIterator[np.ndarray], vad, config: 
     tone = ToneDetector(config)
     rechunk = _Rechunker(vad.chunk_samples, rate)
     waited = silence = after_beep = 0.0
+    beeped = False
     async for frame in frames:
         for chunk in rechunk.chunks(frame):
             dt = len(chunk) / SAMPLE_RATE
             waited += dt
             prob = vad.speech_probability(chunk)
-            if tone.feed(chunk):
+            if tone.feed(chunk) and prob < config.speech_threshold:  # a held vowel is not the beep
+                beeped = True
                 silence = after_beep = 0.0
-            elif tone.heard:
+            elif beeped:
                 after_beep += dt
                 if after_beep >= config.greeting_end_after_beep_s:
                     return round(waited, 3)
-            silence = 0.0 if (prob >= config.speech_threshold or tone.on) else silence + dt
+            # a machine's recording may not sound like speech to the VAD all along (music, a
+            # synthetic voice): any sound well above the line's noise is still the greeting
+            loud = float(np.sqrt(np.mean(chunk ** 2))) > config.greeting_end_sound_rms
+            silence = 0.0 if (prob >= config.speech_threshold or tone.on or loud) else silence + dt
             if silence >= config.greeting_end_silence_s or waited >= config.greeting_end_max_s:
                 return round(waited, 3)
     return round(waited, 3)

@@ -95,6 +95,17 @@ def report(args, config) -> int:
     return 0
 
 
+def control(args, config) -> int:
+    """pause / resume / stop: the state in the store, which the campaign's dialer follows (within a second)."""
+    store = _store(config)
+    if store.state(args.name) is None:
+        raise BadInput(f"no campaign named {args.name!r}")
+    state = {"pause": "paused", "resume": "running", "stop": "stopped"}[args.campaign_command]
+    store.set_state(args.name, state)
+    print(json.dumps({"campaign": args.name, "state": state}))
+    return 0
+
+
 def segments(args, config) -> int:
     from ..shop.repository import open_shop
     from . import rfm

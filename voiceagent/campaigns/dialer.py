@@ -137,13 +137,17 @@ class CampaignRunner:
         store.set_state(c.name, "running" if self._resume.is_set() else "paused")
         try:
             while not self._stop.is_set():
+                await self._follow_stored_state()
                 if not self._resume.is_set():
-                    await self._resume.wait()
+                    try:
+                        await asyncio.wait_for(self._resume.wait(), timeout=1.0)
+                    except asyncio.TimeoutError:
+                        pass
                     continue
                 started = await self._dial_due()
                 if started:
                     continue
-                if not self._active and until_idle and not self._worth_waiting():
+                if not self._active and not self._more_to_do(until_idle):
                     break
                 self._wake.clear()
                 try:
@@ -154,11 +158,24 @@ class CampaignRunner:
             if self._active:
                 await asyncio.gather(*self._active.values(), return_exceptions=True)
         pending = store.next_due(c.name) is not None
-        state = "stopped" if self._stop.is_set() else ("running" if pending and not until_idle else
-                                                       "waiting" if pending else "done")
+        state = "stopped" if self._stop.is_set() else "waiting" if pending else "done"
         store.set_state(c.name, state)
         self._report_progress()
         return {"campaign": c.name, "state": state, "attempts": self.attempts}
+
+    async def _follow_stored_state(self) -> None:
+        """Another process (`voiceagent campaign pause NAME`, the operator API) may have changed the
+        campaign's state in the store: follow it."""
+        state = await asyncio.to_thread(self.store.state, self.campaign.name)
+        if state == "paused" and self._resume.is_set():
+            self._resume.clear()
+            log.info("campaign %s paused", self.campaign.name)
+        elif state == "running" and not self._resume.is_set():
+            self._resume.set()
+            log.info("campaign %s resumed", self.campaign.name)
+        elif state == "stopped":
+            self._stop.set()
+            self._resume.set()
 
     def _room(self) -> int:
         engine = self.placer.capacity() - len(self._unplaced)
@@ -170,9 +187,10 @@ class CampaignRunner:
             return 1.0
         return min(max(due - self.clock(), 0.05), 1.0)
 
-    def _worth_waiting(self) -> bool:
+    def _more_to_do(self, until_idle: bool) -> bool:
+        """Contacts still to try; for a run until idle, only those due within `linger_s`."""
         due = self.store.next_due(self.campaign.name)
-        return due is not None and due - self.clock() <= self.linger_s
+        return due is not None and (not until_idle or due - self.clock() <= self.linger_s)
 
     async def _dial_due(self) -> int:
         room = self._room()
@@ -201,7 +219,8 @@ class CampaignRunner:
             self._unplaced.add(row.idx)
             task.add_done_callback(lambda _t, idx=row.idx: self._done(idx))
             started += 1
-        self._report_progress()
+        if started:
+            self._report_progress()
         return started
 
     def _done(self, idx: int) -> None:
@@ -285,9 +304,7 @@ class CampaignRunner:
     def _report_progress(self) -> None:
         if self.on_progress is None:
             return
-        counts: dict[str, int] = {}
-        for r in self.store.contacts(self.campaign.name):
-            counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        counts = self.store.counts(self.campaign.name)
         total = sum(counts.values())
         self.on_progress(Progress(total, total - counts.get("pending", 0), len(self._active), self.attempts, counts))
 

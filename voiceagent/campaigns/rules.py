@@ -47,6 +47,15 @@ class DialRules:
     def zone(self, contact: Contact) -> ZoneInfo:
         return ZoneInfo(contact.timezone or self.campaign.timezone)
 
+    def never(self, contact: Contact, dnc: set[str]) -> Verdict | None:
+        """The rules that need no clock, against a do-not-call set read once (a campaign's load):
+        the final verdict, or None when the contact may be called at some time."""
+        if contact.phone in self.dnc_file or contact.phone in dnc:
+            return Verdict(False, "do-not-call list", "dnc")
+        if self.campaign.require_consent and contact.consent == "no":
+            return Verdict(False, "no marketing consent", "no_consent")
+        return None
+
     def check(self, contact: Contact, now: float) -> Verdict:
         c = self.campaign
         if contact.phone in self.dnc_file or self.store.on_dnc(contact.phone):

@@ -82,12 +82,13 @@ class CampaignService:
         no consent) are settled at once. Returns how many contacts were added."""
         contacts = self.contacts_for(campaign, contacts)
         added = self.store.save_campaign(campaign, contacts)
-        rules = DialRules(campaign, self.store)
+        rules, dnc = DialRules(campaign, self.store), self.store.dnc_numbers()
+        never = []
         for row in self.store.due(campaign.name, float("inf"), 10**9):
-            if row.attempts == 0:
-                verdict = rules.check(row.contact, 0.0)
-                if verdict.outcome is not None:  # dnc or no consent: final before any dial
-                    self.store.settle(campaign.name, row.idx, outcome=verdict.outcome, rule=verdict.rule)
+            verdict = rules.never(row.contact, dnc) if row.attempts == 0 else None
+            if verdict is not None:  # dnc or no consent: final before any dial
+                never.append((row.idx, verdict.outcome, verdict.rule))
+        self.store.settle_many(campaign.name, never)
         return added
 
     # -- running ------------------------------------------------------------------------------

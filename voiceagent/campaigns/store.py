@@ -206,6 +206,20 @@ class CampaignStore:
         if sets:
             self._write(f"UPDATE campaign_contacts SET {', '.join(sets)} WHERE campaign = ? AND idx = ?", (*args, name, idx))
 
+    def settle_many(self, name: str, rows: list[tuple[int, str, str]]) -> None:
+        """Final outcomes for many contacts at once: (idx, outcome, rule)."""
+        with self._lock, self._connect() as conn:
+            conn.executemany("UPDATE campaign_contacts SET outcome = ?, last_rule = ? WHERE campaign = ? AND idx = ?",
+                             [(outcome, rule, name, idx) for idx, outcome, rule in rows])
+
+    def counts(self, name: str) -> dict[str, int]:
+        """Contacts per stored outcome ("pending" included)."""
+        return dict(self._read("SELECT outcome, COUNT(*) FROM campaign_contacts WHERE campaign = ? GROUP BY outcome",
+                               (name,)))
+
+    def dnc_numbers(self) -> set[str]:
+        return {r[0] for r in self._read("SELECT phone FROM dnc")}
+
     # -- attempts (the audit) -----------------------------------------------------------------
     def claim(self, name: str, idx: int, phone: str, script: str | None, rule: str) -> int:
         """Written before the dial: the attempt, and the contact's count raised, in one transaction."""
