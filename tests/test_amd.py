@@ -168,8 +168,8 @@ def test_silence_throughout_gives_the_configured_verdict(verdict):
 def test_undecided_at_the_cap_gives_the_timeout_verdict():
     c = AmdConfig(timeout_verdict="machine")
     d = AnsweringMachineDetector(c)
-    feed(d, quiet(3.6), 0.0)
-    decision = feed(d, noise(3.0), 0.9)
+    feed(d, quiet(2.6), 0.0)  # someone speaks just before the first-speech wait runs out...
+    decision = feed(d, noise(3.0), 0.9)  # ...and is neither short nor long by the cap
     assert decision.verdict == "machine" and decision.reason == "timeout"
     assert abs(decision.at_s - c.max_decision_s) < 0.05
 

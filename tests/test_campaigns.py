@@ -239,12 +239,12 @@ def test_frequency_cap_after_a_person_was_reached_in_another_campaign(tmp_path):
     store = CampaignStore(tmp_path / "c.db")
     first = _campaign(name="first")
     store.save_campaign(first, [Contact("a", "13800000001"), Contact("b", "13800000002")])
-    talked = store.claim("first", 0, "13800000001", "A", "ok")
+    talked = store.claim("first", 0, "A", "ok", 9)[0]
     store.answered(talked)
-    store.finish(talked, "declined", person=True)
-    machine = store.claim("first", 1, "13800000002", "A", "ok")
+    store.conclude(talked, "declined", final=True, person=True)
+    machine = store.claim("first", 1, "A", "ok", 9)[0]
     store.answered(machine)
-    store.finish(machine, "machine", person=False)  # a voicemail is not a conversation
+    store.conclude(machine, "machine", final=True, person=False)  # a voicemail is not a conversation
     now = _next_noon()
     rules = DialRules(_campaign(name="second", frequency_cap_days=7), store)
     capped = rules.check(Contact("a", "13800000001"), now)
@@ -260,8 +260,8 @@ def test_a_killed_process_leaves_claimed_attempts_that_recover_settles(tmp_path)
     c = _campaign(max_attempts=3, retry_after_s=60)
     store = CampaignStore(tmp_path / "c.db")
     store.save_campaign(c, [Contact("ring", "13800000001"), Contact("talk", "13800000002")])
-    store.claim(c.name, 0, "13800000001", "A", "ok")  # still ringing when the process died
-    store.answered(store.claim(c.name, 1, "13800000002", "A", "ok"))  # in conversation when it died
+    store.claim(c.name, 0, "A", "ok", 9)[0]  # still ringing when the process died
+    store.answered(store.claim(c.name, 1, "A", "ok", 9)[0])  # in conversation when it died
     # the claim is in the store before any dial: the count raised, the attempt open
     assert [r.attempts for r in store.contacts(c.name)] == [1, 1]
     assert [a["outcome"] for a in store.attempts(c.name)] == [None, None]
@@ -283,10 +283,10 @@ def test_after_a_kill_the_dialer_retries_the_ringing_contact_and_never_the_answe
     store = CampaignStore(tmp_path / "c.db")
     store.save_campaign(c, [Contact("ring", "13800000001"), Contact("talk", "13800000002"),
                             Contact("spent", "13800000003")])
-    store.claim(c.name, 0, "13800000001", "A", "ok")
-    store.answered(store.claim(c.name, 1, "13800000002", "A", "ok"))
-    for _ in range(3):  # its last allowed attempt was the interrupted one
-        store.claim(c.name, 2, "13800000003", "A", "ok")
+    store.claim(c.name, 0, "A", "ok", 9)[0]
+    store.answered(store.claim(c.name, 1, "A", "ok", 9)[0])
+    store.claim(c.name, 2, "A", "ok", 9)  # its last allowed attempt (the third) was the interrupted one
+    store._write("UPDATE campaign_contacts SET attempts = 3 WHERE campaign = ? AND idx = 2", (c.name,))
     placer = FakePlacer({"13800000001": ["converted"], "13800000002": ["converted"], "13800000003": ["converted"]})
     _run(c, store, placer)
     assert placer.calls == ["13800000001"]
@@ -460,7 +460,7 @@ def test_a_placer_that_raises_fails_that_attempt_and_the_others_go_on(tmp_path):
     placer = FakePlacer({"13800000001": ["converted"], "13800000002": ["raise"], "13800000003": ["converted"]})
     _run(c, store, placer, [Contact("a", "13800000001"), Contact("b", "13800000002"), Contact("c", "13800000003")])
     assert _outcomes(store, c.name) == {"a": "converted", "b": "failed", "c": "converted"}
-    failed = next(a for a in store.attempts(c.name) if a["phone"] == "13800000002")
+    failed = next(a for a in store.attempts(c.name) if a["phone"] == store.key("13800000002"))
     assert failed["outcome"] == "failed" and "RuntimeError" in failed["detail"]["detail"]
 
 
@@ -477,8 +477,8 @@ def test_the_report_has_the_spec_shape_and_a_second_campaign_skips_the_opted_out
                  Contact("night", "12125550100", timezone="America/New_York"), capped]
     # someone talked to the capped contact yesterday, in another campaign
     store.save_campaign(_campaign(name="autumn"), [capped])
-    store.answered(talk := store.claim("autumn", 0, capped.phone, "A", "ok"))
-    store.finish(talk, "declined", person=True)
+    store.answered(talk := store.claim("autumn", 0, "A", "ok", 9)[0])
+    store.conclude(talk, "declined", final=True, person=True)
     placer = FakePlacer(script)
     _run(c, store, placer, contacts)
     assert sorted(placer.calls) == sorted(script)
@@ -677,3 +677,76 @@ def test_a_customer_service_call_is_untouched_by_the_marketing_routes(dialog_run
     reply = dialog_runtime.dialog.respond("好的", state, "zh")
     assert reply.end_call != "converted" and not reply.handoff
     assert _coupon_rows(dialog_runtime.shop, "campaign:%") == before
+
+
+# -- what a review found: each of these once called someone it should not have ----------------------
+def test_a_failure_around_the_dial_never_redials_in_a_loop(tmp_path):
+    c = _campaign(max_attempts=2, retry_after_s=0)
+    store = CampaignStore(tmp_path / "c.db")
+    placer = FakePlacer({"13800000001": ["converted"]})
+    store.save_campaign(c, [Contact("a", "13800000001")])
+    runner = CampaignRunner(c, store, placer, None, clock=_noon_clock(), linger_s=5)
+
+    def broken(row, script_id):
+        raise StopIteration("a script renamed in the campaign file")
+    runner.marketing_call = broken
+    _run(c, store, placer, runner=runner)
+    assert placer.calls == [] and len(store.attempts(c.name)) == 2  # at most max_attempts, then final
+    assert _outcomes(store, c.name) == {"a": "failed"}
+
+
+def test_a_call_that_crashes_after_answer_is_not_dialled_again(tmp_path):
+    c = _campaign(max_attempts=3, retry_after_s=0)
+    store = CampaignStore(tmp_path / "c.db")
+
+    class AnswersThenCrashes(FakePlacer):
+        async def place(self, phone, options, ring_timeout_s):
+            self.calls.append(phone)
+            await options.screen(object())  # answered: someone is on the line
+            raise RuntimeError("the engine fell over mid-call")
+    placer = AnswersThenCrashes({})
+    _run(c, store, placer, [Contact("a", "13800000001")])
+    assert placer.calls == ["13800000001"]
+    assert _outcomes(store, c.name) == {"a": "failed"}
+
+
+def test_numbers_compare_in_e164_whatever_way_they_are_written(tmp_path):
+    store = CampaignStore(tmp_path / "c.db")
+    store.dnc_add(["+86 138 0000 0001"])
+    assert store.on_dnc("13800000001") and store.on_dnc("008613800000001") and store.on_dnc("8613800000001")
+    assert not store.on_dnc("13800000002")
+    path = tmp_path / "contacts.csv"
+    path.write_text("phone\n13800000003\n+86 138-0000-0003\n", encoding="utf-8")
+    loaded = load_contacts(path)
+    assert len(loaded.contacts) == 1 and "duplicate phone of line 2" in loaded.problems[0]
+    # the same person under two refs in two loads of a campaign is one contact
+    c = _campaign()
+    assert store.save_campaign(c, [Contact("x", "13800000004")]) == 1
+    assert store.save_campaign(c, [Contact("y", "+8613800000004")]) == 0
+
+
+def test_two_dialers_never_run_one_campaign(tmp_path):
+    from voiceagent.campaigns.dialer import CampaignBusy
+
+    c = _campaign()
+    store = CampaignStore(tmp_path / "c.db")
+    store.save_campaign(c, [Contact("a", "13800000001")])
+    assert store.acquire(c.name, "other-process", 30.0) == ""
+    with pytest.raises(CampaignBusy):
+        _run(c, store, FakePlacer({"13800000001": ["converted"]}))
+    assert store.attempts(c.name) == []
+    store.release(c.name, "other-process")
+    _run(c, store, FakePlacer({"13800000001": ["converted"]}))
+    assert _outcomes(store, c.name) == {"a": "converted"}
+
+
+@pytest.mark.parametrize("text,reading", [
+    ("please don't call me", "opt_out"), ("请不要再打给我", "opt_out"), ("你好，别再打电话了", "opt_out"),
+    ("别给我打电话", "opt_out"), ("以后别联系我了", "opt_out"), ("Don't contact me again", "opt_out"),
+    ("不太感兴趣", "decline"), ("I am not really interested", "decline"), ("行了行了别说了", "decline"),
+    ("好的，发给我吧", "accept"), ("yes please do", "accept"), ("明天下午三点再打给我吧", "busy"),
+])
+def test_what_a_callee_says_is_read_the_right_way(text, reading):
+    from voiceagent.dialog.flows.marketing import reads
+
+    assert reads(text) == reading

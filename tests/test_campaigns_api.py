@@ -52,9 +52,24 @@ def test_operator_api_creates_lists_controls_and_reports_a_campaign(config, runt
         assert http.post("/api/ops/campaigns/api-sale/explode", headers=auth).status_code == 404
         assert http.get("/api/ops/campaigns/nope", headers=auth).status_code == 404
         report = http.get("/api/ops/campaigns/api-sale", headers=auth).json()
+        over = http.post("/api/ops/campaigns", headers=auth,
+                         json={"campaign": {**body["campaign"], "name": "too-generous", "offer": {"amount": 500}}})
+        assert over.status_code == 400 and "limit" in over.json()["error"]
+        assert http.post("/api/ops/campaigns", headers={**auth, "content-type": "text/plain"},
+                         content=b'{"campaign": {}}').status_code == 415
     outcome = {c["ref"]: c["outcome"] for c in report["contacts_detail"]}
     assert outcome == {"d1": "no_consent", "d2": "dnc"}
     assert report["attempts"] == 0 and set(report["outcomes"]) >= {"converted", "machine", "dnc", "pending"}
+
+
+def test_from_this_machine_without_a_token_but_not_through_a_proxy(config, runtime, tmp_path):
+    cfg = copy.deepcopy(config)
+    cfg.store.db = str(tmp_path / "calls.db")
+    app = create_app(cfg, runtime=runtime, sip=("127.0.0.1", 0))
+    with TestClient(app, client=("127.0.0.1", 50123)) as http:
+        assert http.get("/api/ops/campaigns").status_code == 200
+        # a reverse proxy on this machine passing on a request from elsewhere
+        assert http.get("/api/ops/campaigns", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
 
 
 class _GarbageSdpPhone:

@@ -234,6 +234,7 @@ class CampaignsConfig:
     # /api/ops/campaigns from another machine: a bearer token whose SHA-256 (hex) this is; empty:
     # only requests from this machine (until operators log in, the operator-side issue)
     ops_token_sha256: str = ""
+    default_country_code: str = "86"  # numbers written without one are this country's (E.164 compares)
 
 
 @dataclass

@@ -285,7 +285,9 @@ class UserAgent:
                 call.media_started = True
                 self.spawn(call.watch_media())
             except SdpError as exc:
-                await call.bye("bad_sdp")
+                # the BYE goes on its own: a peer that answers with garbage may never answer it either,
+                # and the dialler should not wait out its transaction timer (32 s)
+                self.spawn(call.bye("bad_sdp"))
                 raise CallFailed("failed", 488, str(exc)) from exc
             return call
         except SipTimeout as exc:

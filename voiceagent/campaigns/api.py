@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from ..errors import BadInput
 from .service import CampaignService
 from .spec import campaign_from_dict, parse_contacts_text
-from .store import CampaignStore
+from .store import campaign_store
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -40,13 +40,15 @@ def router(app) -> APIRouter:
         if wanted and header.startswith("Bearer "):
             got = hashlib.sha256(header[7:].strip().encode()).hexdigest()
             return hmac.compare_digest(got, wanted.lower())
-        return request.client is not None and request.client.host in LOOPBACK
+        # this machine itself, not a request a reverse proxy on it passes on from elsewhere
+        proxied = any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip"))
+        return request.client is not None and request.client.host in LOOPBACK and not proxied
 
     def service() -> CampaignService | None:
         if getattr(app.state, "campaigns", None) is None:
             if app.state.runtime is None:
                 return None
-            app.state.campaigns = CampaignService(config, app.state.runtime, CampaignStore(config.store.db),
+            app.state.campaigns = CampaignService(config, app.state.runtime, campaign_store(config),
                                                   phone=app.state.phone, asterisk=app.state.pbx)
         return app.state.campaigns
 
@@ -63,6 +65,8 @@ def router(app) -> APIRouter:
         svc, refused = await guarded(request)
         if refused:
             return refused
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return _error(415, "the body must be application/json")  # no cross-site form or text/plain posts
         try:
             body = await request.json()
         except ValueError:
@@ -75,7 +79,7 @@ def router(app) -> APIRouter:
             if body.get("contacts_csv") is not None:
                 if not isinstance(body["contacts_csv"], str):
                     raise BadInput("contacts_csv must be the CSV text (header row first)")
-                loaded = parse_contacts_text(body["contacts_csv"], "contacts_csv")
+                loaded = parse_contacts_text(body["contacts_csv"], "contacts_csv", config.campaigns.default_country_code)
                 contacts, problems = loaded.contacts, loaded.problems
             added = await asyncio.to_thread(svc.load, campaign, contacts)
             svc.start(campaign)
@@ -127,8 +131,8 @@ async def resume_running(app) -> None:
     if app.state.stopping or app.state.runtime is None:
         return
     config = app.state.config
-    store = CampaignStore(config.store.db)
-    running = [c["name"] for c in store.campaigns() if c["state"] in ("running", "waiting")]
+    store = campaign_store(config)
+    running = [c["name"] for c in store.campaigns() if c["state"] in ("running", "waiting") and not store.holder(c["name"])]
     if not running:
         return
     if getattr(app.state, "campaigns", None) is None:

@@ -9,13 +9,13 @@ import sys
 
 from ..errors import BadInput
 from .spec import load_campaign, load_contacts, normalize_phone
-from .store import CampaignStore
+from .store import CampaignStore, campaign_store
 
 MAX_PROBLEM_LINES = 20
 
 
 def _store(config) -> CampaignStore:
-    return CampaignStore(config.store.db)
+    return campaign_store(config)
 
 
 def run(args, config) -> int:
@@ -29,7 +29,7 @@ def run(args, config) -> int:
     contacts = None
     problems: list[str] = []
     if args.contacts:
-        loaded = load_contacts(args.contacts)
+        loaded = load_contacts(args.contacts, config.campaigns.default_country_code)
         contacts, problems = loaded.contacts, loaded.problems
         for line in problems[:MAX_PROBLEM_LINES]:
             sys.stderr.write(f"voiceagent: {line}\n")
@@ -39,7 +39,7 @@ def run(args, config) -> int:
         raise BadInput(f"campaign {campaign.name}: dial {campaign.dial!r} needs --audiosocket HOST:PORT "
                        "(where the dialplan connects the answered call)")
     runtime = Runtime.load(config)
-    store = CampaignStore(config.store.db)
+    store = campaign_store(config)
     calls = CallStore(config.store.db)
 
     async def main() -> dict:

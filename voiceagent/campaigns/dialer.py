@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Awaitable, Callable, Protocol
 
 from ..dialog.flows.marketing import MarketingCall
 from ..engine import SessionOptions
+from ..errors import VoiceAgentError
 from ..record import CallRecord
 from ..textnorm import mask_pii
 from . import rfm
@@ -35,6 +39,13 @@ from .store import CampaignStore, ContactRow
 log = logging.getLogger(__name__)
 
 RETRYABLE = ("busy", "no_answer", "failed")
+LEASE_S = 30.0  # a dialer renews its hold on a campaign every loop; a dead one's runs out
+HOLD_S = 600.0  # a claimed contact is not due again for this long, whatever becomes of this process
+IN_CALL_RETRY_S = 60.0
+
+
+class CampaignBusy(VoiceAgentError):
+    """Another live process is dialling this campaign."""
 
 
 @dataclass
@@ -109,6 +120,7 @@ class CampaignRunner:
         self._resume.set()
         self._wake = asyncio.Event()
         self.attempts = 0
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     # -- control ------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -128,40 +140,50 @@ class CampaignRunner:
 
     # -- the run ------------------------------------------------------------------------------
     async def run(self, until_idle: bool = True) -> dict:
+        """Dial until every contact is final (or, `until_idle`, until nothing is due within
+        `linger_s`), or until stopped. Raises CampaignBusy when another live process runs it."""
         c, store = self.campaign, self.store
-        recovered = await asyncio.to_thread(store.recover, c.name, c.retry_after_s, c.max_attempts)
-        if recovered:
-            log.warning("campaign %s: %d attempts were interrupted by a stopped process; settled", c.name, recovered)
-        if store.state(c.name) == "paused":
-            self._resume.clear()
-        store.set_state(c.name, "running" if self._resume.is_set() else "paused")
+        if await asyncio.to_thread(store.acquire, c.name, self.owner, LEASE_S) is None:
+            raise CampaignBusy(f"campaign {c.name} is being dialled by another process ({store.holder(c.name)})")
         try:
-            while not self._stop.is_set():
-                await self._follow_stored_state()
-                if not self._resume.is_set():
-                    try:
-                        await asyncio.wait_for(self._resume.wait(), timeout=1.0)
-                    except asyncio.TimeoutError:
-                        pass
-                    continue
-                started = await self._dial_due()
-                if started:
-                    continue
-                if not self._active and not self._more_to_do(until_idle):
-                    break
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_s())
-                except asyncio.TimeoutError:
-                    pass
+            recovered = await asyncio.to_thread(store.recover, c.name, c.retry_after_s, c.max_attempts, self.clock())
+            if recovered:
+                log.warning("campaign %s: %d attempts were interrupted by a stopped process; settled", c.name, recovered)
+            if store.state(c.name) == "paused":
+                self._resume.clear()
+            store.set_state(c.name, "running" if self._resume.is_set() else "paused")
+            try:
+                await self._loop(until_idle)
+            finally:
+                if self._active:
+                    await asyncio.gather(*self._active.values(), return_exceptions=True)
+            pending = store.next_due(c.name) is not None
+            state = "stopped" if self._stop.is_set() else "waiting" if pending else "done"
+            store.set_state(c.name, state)
         finally:
-            if self._active:
-                await asyncio.gather(*self._active.values(), return_exceptions=True)
-        pending = store.next_due(c.name) is not None
-        state = "stopped" if self._stop.is_set() else "waiting" if pending else "done"
-        store.set_state(c.name, state)
+            store.release(c.name, self.owner)
         self._report_progress()
         return {"campaign": c.name, "state": state, "attempts": self.attempts}
+
+    async def _loop(self, until_idle: bool) -> None:
+        while not self._stop.is_set():
+            await asyncio.to_thread(self.store.acquire, self.campaign.name, self.owner, LEASE_S)  # the heartbeat
+            await self._follow_stored_state()
+            if not self._resume.is_set():
+                try:
+                    await asyncio.wait_for(self._resume.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            if await self._dial_due():
+                continue
+            if not self._active and not self._more_to_do(until_idle):
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_s())
+            except asyncio.TimeoutError:
+                pass
 
     async def _follow_stored_state(self) -> None:
         """Another process (`voiceagent campaign pause NAME`, the operator API) may have changed the
@@ -196,25 +218,30 @@ class CampaignRunner:
         room = self._room()
         if room <= 0:
             return 0
-        started = 0
+        c, started = self.campaign, 0
         now = self.clock()
-        for row in await asyncio.to_thread(self.store.due, self.campaign.name, now, room * 4, tuple(self._active)):
-            if started >= room:
-                break
+        for row in await asyncio.to_thread(self.store.due, c.name, now, room * 4, tuple(self._active)):
+            if started >= room or self._stop.is_set() or not self._resume.is_set():
+                break  # stopped or paused while this batch was read: dial no more of it
             verdict = await asyncio.to_thread(self.rules.check, row.contact, now)
             if not verdict.allowed:  # never (dnc, no consent), or not before retry_at (the window, the cap)
-                self.store.settle(self.campaign.name, row.idx, outcome=verdict.outcome, next_at=verdict.retry_at,
-                                  rule=verdict.rule)
+                self.store.settle(c.name, row.idx, outcome=verdict.outcome, next_at=verdict.retry_at, rule=verdict.rule)
                 continue
-            script = row.script or self._choose_script(row)
+            script = row.script if any(s.id == row.script for s in c.scripts) else self._choose_script(row)
             if script is None:
-                self.store.settle(self.campaign.name, row.idx, outcome="failed", rule="no script variant fits its segment")
+                self.store.settle(c.name, row.idx, outcome="failed", rule="no script variant fits its segment")
                 continue
-            attempt = await asyncio.to_thread(self.store.claim, self.campaign.name, row.idx, row.contact.phone, script,
-                                              verdict.rule)
+            attempt, why = await asyncio.to_thread(self.store.claim, c.name, row.idx, script, verdict.rule,
+                                                   c.max_attempts, max(c.retry_after_s, HOLD_S), now)
+            if attempt is None:
+                if why == "exhausted":
+                    self.store.settle(c.name, row.idx, outcome="failed", rule="no attempts left")
+                elif why == "in_call":  # its number is on a call of another campaign: a little later
+                    self.store.settle(c.name, row.idx, next_at=now + IN_CALL_RETRY_S, rule="number in another call")
+                continue
             self.attempts += 1
             task = asyncio.create_task(self._attempt(row, script, attempt, row.attempts + 1),
-                                       name=f"campaign-{self.campaign.name}-{row.idx}")
+                                       name=f"campaign-{c.name}-{row.idx}")
             self._active[row.idx] = task
             self._unplaced.add(row.idx)
             task.add_done_callback(lambda _t, idx=row.idx: self._done(idx))
@@ -238,46 +265,64 @@ class CampaignRunner:
 
     # -- one attempt --------------------------------------------------------------------------
     async def _attempt(self, row: ContactRow, script_id: str, attempt: int, attempt_no: int) -> None:
+        """One dial, always concluded in the store: whatever fails here, the contact ends final or
+        waits `retry_after_s`, never dialled again at once."""
         c = self.campaign
-        contact = row.contact
-        call = self.marketing_call(row, script_id)
-        options = SessionOptions(language=call.language, customer_id=contact.customer_id or None, greeting=True,
-                                 marketing=call, handoff_target=c.sales_queue)
-        detect = self.screen_factory(call) if c.amd and self.screen_factory is not None else None
-
-        async def answered(leg):
-            await asyncio.to_thread(self.store.answered, attempt)  # before anyone is talked to
-            return await detect(leg) if detect is not None else (leg, None)
-
-        options.screen = answered
+        talked = False  # answered and screened: someone may have been talked to, never retried
+        call: MarketingCall | None = None
+        placed = Placed("failed")
         try:
+            call = self.marketing_call(row, script_id)
+            options = SessionOptions(language=call.language, customer_id=row.contact.customer_id or None,
+                                     greeting=True, marketing=call, handoff_target=c.sales_queue)
+            detect = self.screen_factory(call) if c.amd and self.screen_factory is not None else None
+
+            async def answered(leg):
+                nonlocal talked
+                await asyncio.to_thread(self.store.answered, attempt)  # before anyone is talked to
+                screened = await detect(leg) if detect is not None else (leg, None)
+                talked = screened[0] is not None  # the agent speaks to whoever this is
+                return screened
+
+            options.screen = answered
             self._unplaced.discard(row.idx)  # the placer counts it from here (place() runs to its first await)
-            placed = await self.placer.place(contact.phone, options, c.ring_timeout_s)
+            placed = await self.placer.place(row.contact.phone, options, c.ring_timeout_s)
         except Exception as exc:  # a crashed dial never takes the campaign down
-            log.exception("campaign %s: dialing contact %s failed", c.name, row.contact.ref)
-            placed = Placed("failed", detail=f"{type(exc).__name__}: {exc}")
-        outcome, person = self._outcome(placed, call)
-        record = placed.record
-        detail = {"amd": call.amd, "notes": call.notes, "coupon_id": call.coupon_id, "detail": placed.detail,
-                  "attempt_no": attempt_no}
-        await asyncio.to_thread(self.store.finish, attempt, outcome, placed.sip_status,
-                                record.call_id if record is not None else None, person, detail)
-        if outcome in RETRYABLE and attempt_no < c.max_attempts:
-            self.store.settle(c.name, row.idx, next_at=self.clock() + c.retry_after_s, rule=f"retry after {outcome}")
-        else:
-            self.store.settle(c.name, row.idx, outcome=outcome)
-        log.info("campaign %s: contact %s attempt %d: %s", c.name, contact.ref, attempt_no, outcome)
+            log.exception("campaign %s: dialling contact %s failed", c.name, row.contact.ref)
+            placed = Placed("answered" if talked else "failed", detail=f"{type(exc).__name__}: {exc}")
+        finally:
+            outcome, person = self._outcome(placed, call, talked)
+            retry = outcome in RETRYABLE and attempt_no < c.max_attempts and not talked
+            record = placed.record
+            detail = {"amd": call.amd if call else None, "notes": call.notes if call else [],
+                      "coupon_id": call.coupon_id if call else None, "detail": placed.detail, "attempt_no": attempt_no}
+            try:
+                await asyncio.shield(asyncio.to_thread(
+                    self.store.conclude, attempt, outcome, final=not retry,
+                    retry_at=self.clock() + c.retry_after_s if retry else None, sip_status=placed.sip_status,
+                    call_id=record.call_id if record is not None else None, person=person, detail=detail,
+                    rule=f"retry after {outcome}" if retry else None))
+            except Exception:  # the store is down: the claim's hold keeps the contact from a redial
+                log.exception("campaign %s: storing attempt %d failed", c.name, attempt)
+            log.info("campaign %s: contact %s attempt %d: %s", c.name, row.contact.ref, attempt_no, outcome)
 
     @staticmethod
-    def _outcome(placed: Placed, call: MarketingCall) -> tuple[str, bool]:
+    def _outcome(placed: Placed, call: MarketingCall | None, talked: bool) -> tuple[str, bool]:
         """The attempt's outcome, and whether a person was talked to."""
         if placed.status != "answered":
             return placed.status if placed.status in ("busy", "no_answer", "rejected") else "failed", False
-        if call.amd is not None and call.amd.get("verdict") == "machine":
+        amd = (call.amd or {}) if call is not None else {}
+        if amd.get("verdict") == "machine":
             return "machine", False
+        if amd.get("verdict") == "gone":  # hung up before saying a word
+            return "no_answer", False
+        if placed.record is None or call is None:  # answered, but the call never reached the agent
+            return "failed", talked
+        if call.outcome == "transferred" and placed.record.outcome.transfer_ok is False:
+            return "callback", True  # the sales queue did not answer: a callback ticket was booked
         if call.outcome is not None:
             return call.outcome, True
-        if placed.record is not None and placed.record.outcome.handoff:
+        if placed.record.outcome.handoff:
             return "transferred", True
         return "declined", True  # a person answered and hung up without a yes: they did not take it
 
@@ -318,4 +363,4 @@ def _new_arrival(shop, rng: random.Random) -> tuple[str, str, str, float] | None
     return (p.sku, p.name_zh, p.name_en, float(p.price))
 
 
-__all__ = ["CampaignRunner", "Placed", "Placer", "Progress", "StoreEffects"]
+__all__ = ["CampaignBusy", "CampaignRunner", "Placed", "Placer", "Progress", "StoreEffects"]

@@ -11,6 +11,7 @@ transport's other calls (inbound) as the transport reports them."""
 from __future__ import annotations
 
 import logging
+import weakref
 
 from telephony.sip.address import AddressError, SipUri
 from telephony.sip.ua import CallFailed
@@ -25,24 +26,33 @@ _ORIGINATE = {"answered": "answered", "busy": "busy", "no_answer": "no_answer", 
               "congestion": "failed", "failed": "failed", "error": "failed"}
 
 
+# Campaign calls in flight per transport service, shared by every campaign's placer on it: two
+# campaigns in one `serve` share the engine's calls, not get them each.
+_IN_FLIGHT: "weakref.WeakKeyDictionary[object, list[int]]" = weakref.WeakKeyDictionary()
+
+
+def _counter(service) -> list[int]:
+    return _IN_FLIGHT.setdefault(service, [0])
+
+
 class SipPlacer:
     def __init__(self, phone, template: str, engine_calls: int = 3):
         """`phone`: a started PhoneService; `template`: "sip:{phone}@host:port"."""
         self.phone = phone
         self.template = template
         self.engine_calls = engine_calls
-        self.in_flight = 0
+        self._in_flight = _counter(phone)
 
     def capacity(self) -> int:
         inbound = sum(1 for call in self.phone.ua.calls.values() if call.direction == "inbound")
-        return max(0, min(self.engine_calls, self.phone.ua.max_calls) - inbound - self.in_flight)
+        return max(0, min(self.engine_calls, self.phone.ua.max_calls) - inbound - self._in_flight[0])
 
     async def place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
-        self.in_flight += 1
+        self._in_flight[0] += 1
         try:
             return await self._place(number, options, ring_timeout_s)
         finally:
-            self.in_flight -= 1
+            self._in_flight[0] -= 1
 
     async def _place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
         target = self.template.replace("{phone}", number)
@@ -64,19 +74,20 @@ class AsteriskPlacer:
         self.service = service
         self.channel = template.split(":", 1)[1].replace("{phone}", "{number}")
         self.engine_calls = engine_calls
-        self.in_flight = 0
+        self._in_flight = _counter(service)
 
     def capacity(self) -> int:
-        # AudioSocket does not say which calls we originated: ours connected are among `active`
+        # AudioSocket calls the agent originated (connected ones among `active`) are in _outbound
         active = self.service.server.status()["active_calls"]
-        return max(0, min(self.engine_calls, self.service.ast.max_calls) - max(active, self.in_flight))
+        inbound = max(0, active - len(self.service._outbound))
+        return max(0, min(self.engine_calls, self.service.ast.max_calls) - inbound - self._in_flight[0])
 
     async def place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
-        self.in_flight += 1
+        self._in_flight[0] += 1
         try:
             return await self._place(number, options, ring_timeout_s)
         finally:
-            self.in_flight -= 1
+            self._in_flight[0] -= 1
 
     async def _place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
         try:

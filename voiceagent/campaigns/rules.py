@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..errors import BadInput
-from .spec import Campaign, Contact, normalize_phone
+from .spec import Campaign, Contact, phone_key
 from .store import CampaignStore
 
 
@@ -23,7 +23,8 @@ class Verdict:
     retry_at: float | None = None  # when the dial may be tried again (outside the window, capped)
 
 
-def read_dnc_file(path: str) -> set[str]:
+def read_dnc_file(path: str, country_code: str = "86") -> set[str]:
+    """The campaign's own do-not-call numbers, one per line ("#" starts a comment), in E.164."""
     if not path:
         return set()
     try:
@@ -33,8 +34,8 @@ def read_dnc_file(path: str) -> set[str]:
     numbers = set()
     for line in lines:
         line = line.split("#", 1)[0].strip()
-        if line and (phone := normalize_phone(line)):
-            numbers.add(phone)
+        if line and (key := phone_key(line, country_code)):
+            numbers.add(key)
     return numbers
 
 
@@ -42,7 +43,8 @@ class DialRules:
     def __init__(self, campaign: Campaign, store: CampaignStore, dnc_file_numbers: set[str] | None = None):
         self.campaign = campaign
         self.store = store
-        self.dnc_file = dnc_file_numbers if dnc_file_numbers is not None else read_dnc_file(campaign.dnc_file)
+        self.dnc_file = dnc_file_numbers if dnc_file_numbers is not None else \
+            read_dnc_file(campaign.dnc_file, store.country_code)
 
     def zone(self, contact: Contact) -> ZoneInfo:
         return ZoneInfo(contact.timezone or self.campaign.timezone)
@@ -50,7 +52,8 @@ class DialRules:
     def never(self, contact: Contact, dnc: set[str]) -> Verdict | None:
         """The rules that need no clock, against a do-not-call set read once (a campaign's load):
         the final verdict, or None when the contact may be called at some time."""
-        if contact.phone in self.dnc_file or contact.phone in dnc:
+        key = self.store.key(contact.phone)
+        if key in self.dnc_file or key in dnc:
             return Verdict(False, "do-not-call list", "dnc")
         if self.campaign.require_consent and contact.consent == "no":
             return Verdict(False, "no marketing consent", "no_consent")
@@ -58,7 +61,7 @@ class DialRules:
 
     def check(self, contact: Contact, now: float) -> Verdict:
         c = self.campaign
-        if contact.phone in self.dnc_file or self.store.on_dnc(contact.phone):
+        if self.store.key(contact.phone) in self.dnc_file or self.store.on_dnc(contact.phone):
             return Verdict(False, "do-not-call list", "dnc")
         if c.require_consent and contact.consent == "no":
             return Verdict(False, "no marketing consent", "no_consent")

@@ -33,9 +33,14 @@ class SharedAudio:
     def __init__(self, leg: CallLeg):
         self.leg = leg
         self._items = leg.receive().__aiter__()
+        self.ended = False  # the far end hung up
 
     async def next(self):
-        return await self._items.__anext__()
+        try:
+            return await self._items.__anext__()
+        except StopAsyncIteration:
+            self.ended = True
+            raise
 
     async def audio16k(self) -> AsyncIterator[np.ndarray]:
         """The caller's audio at 16 kHz, frame by frame, until they hang up."""
@@ -88,13 +93,22 @@ def screener(runtime, marketing_call, on_machine: str = "hangup", config: amd.Am
 
     async def screen(leg: CallLeg):
         shared = SharedAudio(leg)
-        decision = await amd.detect(shared.audio16k(), runtime.new_vad(), runtime.asr, config,
-                                    language=marketing_call.language)
-        marketing_call.amd = {"verdict": decision.verdict, "reason": decision.reason, "at_s": round(decision.at_s, 3),
+        try:  # on the wall clock too: a line that sends no audio must not hold the call
+            decision = await asyncio.wait_for(
+                amd.detect(shared.audio16k(), runtime.new_vad(), runtime.asr, config, language=marketing_call.language),
+                config.max_decision_s + 3.0)
+        except asyncio.TimeoutError:
+            decision = amd.AmdDecision("human", "no_audio", config.max_decision_s + 3.0)
+        verdict = decision.verdict
+        if shared.ended and decision.reason in ("silence", "timeout"):
+            verdict = "gone"  # hung up before a word: not a conversation, tried again later
+        marketing_call.amd = {"verdict": verdict, "reason": decision.reason, "at_s": round(decision.at_s, 3),
                               "transcript": decision.transcript}
         log.info("campaign %s: answered by a %s (%s, %.2f s)", marketing_call.campaign, decision.verdict,
                  decision.reason, decision.at_s)
-        if decision.verdict == "human":
+        if verdict == "gone":
+            return None, "hung up during detection"
+        if verdict == "human":
             return ScreenedLeg(leg, shared), None
         if on_machine == "message" and message:
             waited = await amd.wait_for_greeting_end(shared.audio16k(), runtime.new_vad(), config)

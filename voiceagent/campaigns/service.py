@@ -80,6 +80,7 @@ class CampaignService:
     def load(self, campaign: Campaign, contacts: list[Contact] | None) -> int:
         """Store the campaign and its new contacts; those never to be called (on the do-not-call list,
         no consent) are settled at once. Returns how many contacts were added."""
+        self.check_offer(campaign)
         contacts = self.contacts_for(campaign, contacts)
         added = self.store.save_campaign(campaign, contacts)
         rules, dnc = DialRules(campaign, self.store), self.store.dnc_numbers()
@@ -90,6 +91,17 @@ class CampaignService:
                 never.append((row.idx, verdict.outcome, verdict.rule))
         self.store.settle_many(campaign.name, never)
         return added
+
+    def check_offer(self, campaign: Campaign) -> None:
+        """The offer must fit the shop's coupon policy, or every "yes" would be a coupon refused."""
+        policy = self.runtime.shop.coupon_policy
+        offer = campaign.offer
+        if offer.amount > policy.max_campaign_amount:
+            raise BadInput(f"campaign {campaign.name}: offer.amount {offer.amount:g} is over the shop's campaign coupon "
+                           f"limit of {policy.max_campaign_amount:g}")
+        if offer.min_spend is not None and offer.min_spend < policy.min_spend:
+            raise BadInput(f"campaign {campaign.name}: offer.min_spend {offer.min_spend:g} is under the shop's minimum "
+                           f"spend of {policy.min_spend:g}")
 
     # -- running ------------------------------------------------------------------------------
     def runner(self, campaign: Campaign, on_progress: Callable[[Progress], None] | None = None) -> CampaignRunner:
@@ -117,7 +129,9 @@ class CampaignService:
         if campaign.name in self.tasks and not self.tasks[campaign.name].done():
             return
         runner = self.runner(campaign)
-        self.tasks[campaign.name] = asyncio.create_task(runner.run(until_idle=False), name=f"campaign-{campaign.name}")
+        task = asyncio.create_task(runner.run(until_idle=False), name=f"campaign-{campaign.name}")
+        task.add_done_callback(_log_end)
+        self.tasks[campaign.name] = task
 
     def control(self, name: str, action: str) -> str:
         runner = self.runners.get(name)
@@ -154,3 +168,8 @@ class CampaignService:
             runner.stop()
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()), timeout=wait_s)
+
+
+def _log_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("campaign %s ended: %s", task.get_name(), task.exception())

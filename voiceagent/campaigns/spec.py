@@ -244,9 +244,31 @@ def _zone(name: str) -> bool:
 
 
 def normalize_phone(raw: str) -> str | None:
-    """Digits with an optional leading +, 5 to 15 of them (E.164's limit); None when it is not a number."""
+    """The number as it is dialled: digits with an optional leading +, 5 to 15 of them (E.164's
+    limit), spaces, dashes, dots and brackets dropped; None when it is not a number."""
     phone = _PHONE_NOISE.sub("", raw or "")
     return phone if PHONE.match(phone) else None
+
+
+def phone_key(raw: str, country_code: str = "86") -> str | None:
+    """The number in E.164 ("+8613800000001"), whatever way it was written: "+86 138 0000 0001",
+    "008613800000001", "13800000001" (a national number: `country_code` is put in front),
+    "010-12345678" (a trunk 0 dropped). What the do-not-call list, the frequency cap and duplicates
+    compare; None when it is not a number."""
+    phone = normalize_phone(raw)
+    if phone is None:
+        return None
+    if phone.startswith("+"):
+        digits = phone[1:]
+    elif phone.startswith("00"):
+        digits = phone[2:]
+    elif phone.startswith("0"):
+        digits = country_code + phone[1:]
+    elif phone.startswith(country_code) and len(phone) > 11:  # written with its country code, no +
+        digits = phone
+    else:
+        digits = country_code + phone
+    return "+" + digits
 
 
 @dataclass
@@ -255,22 +277,22 @@ class ContactsFile:
     problems: list[str]  # one line per row left out
 
 
-def load_contacts(path: str | Path) -> ContactsFile:
+def load_contacts(path: str | Path, country_code: str = "86") -> ContactsFile:
     """Read CONTACTS.csv. Raises BadInput for a file that cannot be read or has no `phone` column."""
     try:
         handle = open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise BadInput(f"cannot read contacts file {path}: {exc.strerror or exc}") from None
     with handle:
-        return _read(handle, str(path))
+        return _read(handle, str(path), country_code)
 
 
-def parse_contacts_text(text: str, source: str = "contacts") -> ContactsFile:
+def parse_contacts_text(text: str, source: str = "contacts", country_code: str = "86") -> ContactsFile:
     """The same, from CSV text (the operator API's body)."""
-    return _read(io.StringIO(text.lstrip("\ufeff"), newline=""), source)
+    return _read(io.StringIO(text.lstrip("\ufeff"), newline=""), source, country_code)
 
 
-def _read(handle, source: str) -> ContactsFile:
+def _read(handle, source: str, country_code: str) -> ContactsFile:
     reader = csv.DictReader(handle)
     try:
         header = [h.strip() for h in (reader.fieldnames or [])]
@@ -280,14 +302,14 @@ def _read(handle, source: str) -> ContactsFile:
         if unknown:
             raise BadInput(f"{source}: unknown column {unknown[0]!r} (columns: {', '.join(CONTACT_COLUMNS)})")
         reader.fieldnames = header
-        return _rows(reader, source)
+        return _rows(reader, source, country_code)
     except UnicodeDecodeError:
         raise BadInput(f"{source}: not UTF-8 text") from None
     except csv.Error as exc:
         raise BadInput(f"{source}: line {reader.line_num}: {exc}") from None
 
 
-def _rows(reader: csv.DictReader, source: str) -> ContactsFile:
+def _rows(reader: csv.DictReader, source: str, country_code: str) -> ContactsFile:
     contacts: list[Contact] = []
     problems: list[str] = []
     seen_phone: dict[str, int] = {}
@@ -316,17 +338,18 @@ def _rows(reader: csv.DictReader, source: str) -> ContactsFile:
         if consent and consent not in ("yes", "no"):
             problems.append(f"{source}: line {line}: consent must be yes or no, got {consent!r}")
             continue
-        if phone in seen_phone:
-            problems.append(f"{source}: line {line}: duplicate phone of line {seen_phone[phone]}, left out")
+        key = phone_key(phone, country_code)
+        if key in seen_phone:
+            problems.append(f"{source}: line {line}: duplicate phone of line {seen_phone[key]}, left out")
             continue
-        ref = values.get("ref", "") or f"row{line}"
+        ref = values.get("ref", "") or key  # stable when rows move: a rerun finds the same contact
         if ref in seen_ref:
             problems.append(f"{source}: line {line}: duplicate ref {ref!r} of line {seen_ref[ref]}, left out")
             continue
-        seen_phone[phone], seen_ref[ref] = line, line
+        seen_phone[key], seen_ref[ref] = line, line
         contacts.append(Contact(ref, phone, values.get("customer_id", ""), values.get("name", ""), lang, tz, consent))
     return ContactsFile(contacts, problems)
 
 
 __all__ = ["Campaign", "Contact", "ContactsFile", "Offer", "Script", "campaign_from_dict", "load_campaign",
-           "load_contacts", "normalize_phone", "parse_contacts_text"]
+           "load_contacts", "normalize_phone", "parse_contacts_text", "phone_key"]

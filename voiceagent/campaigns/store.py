@@ -22,21 +22,24 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import paths
-from .spec import Campaign, Contact, campaign_from_dict
+from .spec import Campaign, Contact, campaign_from_dict, phone_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
-    state TEXT NOT NULL,            -- running, paused, stopped, done
+    state TEXT NOT NULL,            -- running, paused, stopped, waiting, done
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    owner TEXT,                     -- the dialer running it (host:pid:random), while its lease lasts
+    lease_until REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS campaign_contacts (
     campaign TEXT NOT NULL,
     idx INTEGER NOT NULL,
     ref TEXT NOT NULL,
-    phone TEXT NOT NULL,
+    phone TEXT NOT NULL,            -- as the campaign dials it
+    phone_key TEXT NOT NULL,        -- the number in E.164 (+8613800000001): what the rules compare
     customer_id TEXT NOT NULL DEFAULT '',
     name TEXT NOT NULL DEFAULT '',
     language TEXT NOT NULL DEFAULT '',
@@ -54,12 +57,12 @@ CREATE TABLE IF NOT EXISTS campaign_contacts (
     PRIMARY KEY (campaign, idx)
 );
 CREATE INDEX IF NOT EXISTS campaign_contacts_due ON campaign_contacts(campaign, outcome, next_at);
-CREATE INDEX IF NOT EXISTS campaign_contacts_phone ON campaign_contacts(phone);
+CREATE UNIQUE INDEX IF NOT EXISTS campaign_contacts_key ON campaign_contacts(campaign, phone_key);
 CREATE TABLE IF NOT EXISTS campaign_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     campaign TEXT NOT NULL,
     contact_idx INTEGER NOT NULL,
-    phone TEXT NOT NULL,
+    phone TEXT NOT NULL,             -- E.164, as phone_key
     script TEXT,
     rule TEXT NOT NULL,              -- why this dial was allowed (window, consent, dnc, cap checked)
     started_at REAL NOT NULL,
@@ -74,7 +77,7 @@ CREATE TABLE IF NOT EXISTS campaign_attempts (
 CREATE INDEX IF NOT EXISTS campaign_attempts_phone ON campaign_attempts(phone, answered_at);
 CREATE INDEX IF NOT EXISTS campaign_attempts_campaign ON campaign_attempts(campaign);
 CREATE TABLE IF NOT EXISTS dnc (
-    phone TEXT PRIMARY KEY,
+    phone TEXT PRIMARY KEY,          -- E.164
     added_at REAL NOT NULL,
     source TEXT NOT NULL
 );
@@ -110,7 +113,10 @@ class ContactRow:
 
 
 class CampaignStore:
-    def __init__(self, db_path: str | Path = ""):
+    def __init__(self, db_path: str | Path = "", country_code: str = "86"):
+        """`country_code`: the country of numbers written without one (13800000001 is +8613800000001):
+        the do-not-call list, the frequency cap and duplicates compare numbers in E.164."""
+        self.country_code = country_code
         self.path = Path(db_path) if db_path else paths.var_dir() / "calls.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -131,28 +137,61 @@ class CampaignStore:
         with self._connect() as conn:
             return conn.execute(sql, args).fetchall()
 
+    def key(self, phone: str) -> str:
+        return phone_key(phone, self.country_code) or phone
+
+    # -- who runs a campaign ------------------------------------------------------------------
+    def acquire(self, name: str, owner: str, lease_s: float = 30.0) -> str | None:
+        """Take (or renew) the right to dial this campaign; None when taken, else the owner whose
+        lease had run out before (a dead process: its open attempts are to be recovered) or ""."""
+        now = time.time()
+        with self._lock, self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT owner, lease_until FROM campaigns WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            holder, until = row
+            if holder and holder != owner and until > now:
+                return None
+            conn.execute("UPDATE campaigns SET owner = ?, lease_until = ? WHERE name = ?", (owner, now + lease_s, name))
+            return holder if holder and holder != owner else ""
+
+    def holder(self, name: str) -> str | None:
+        """The live dialer of a campaign, if another process holds it now."""
+        rows = self._read("SELECT owner, lease_until FROM campaigns WHERE name = ?", (name,))
+        return rows[0][0] if rows and rows[0][0] and rows[0][1] > time.time() else None
+
+    def release(self, name: str, owner: str) -> None:
+        self._write("UPDATE campaigns SET owner = NULL, lease_until = 0 WHERE name = ? AND owner = ?", (name, owner))
+
     # -- campaigns ----------------------------------------------------------------------------
     def save_campaign(self, campaign: Campaign, contacts: Iterable[Contact], segments: dict[str, str] | None = None) -> int:
         """Create the campaign, or update its settings if it exists (a restart resumes it). Contacts
-        already in it (by ref) keep where they stand; new ones are added. Returns how many were added."""
+        already in it (the same ref or the same number) keep where they stand; new ones are added.
+        Returns how many were added."""
         now = time.time()
         segments = segments or {}
         with self._lock, self._connect() as conn:
-            conn.execute("INSERT INTO campaigns VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
-                         "updated_at = excluded.updated_at",
+            conn.execute("INSERT INTO campaigns (name, spec, state, created_at, updated_at) VALUES (?,?,?,?,?) "
+                         "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
                          (campaign.name, json.dumps(campaign.to_dict(), ensure_ascii=False), "running", now, now))
-            known = {r[0] for r in conn.execute("SELECT ref FROM campaign_contacts WHERE campaign = ?", (campaign.name,))}
+            known, keys = set(), set()
+            for ref, key in conn.execute("SELECT ref, phone_key FROM campaign_contacts WHERE campaign = ?", (campaign.name,)):
+                known.add(ref)
+                keys.add(key)
             start = conn.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM campaign_contacts WHERE campaign = ?",
                                  (campaign.name,)).fetchone()[0]
             rows = []
             for c in contacts:
-                if c.ref in known:
+                key = self.key(c.phone)
+                if c.ref in known or key in keys:
                     continue
                 known.add(c.ref)
-                rows.append((campaign.name, start + len(rows), c.ref, c.phone, c.customer_id, c.name, c.language,
+                keys.add(key)
+                rows.append((campaign.name, start + len(rows), c.ref, c.phone, key, c.customer_id, c.name, c.language,
                              c.timezone, c.consent, c.segment or segments.get(c.customer_id)))
-            conn.executemany("INSERT INTO campaign_contacts (campaign, idx, ref, phone, customer_id, name, language, "
-                             "timezone, consent, segment) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.executemany("INSERT INTO campaign_contacts (campaign, idx, ref, phone, phone_key, customer_id, name, "
+                             "language, timezone, consent, segment) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
         return len(rows)
 
     def campaign(self, name: str) -> Campaign | None:
@@ -221,36 +260,57 @@ class CampaignStore:
         return {r[0] for r in self._read("SELECT phone FROM dnc")}
 
     # -- attempts (the audit) -----------------------------------------------------------------
-    def claim(self, name: str, idx: int, phone: str, script: str | None, rule: str) -> int:
-        """Written before the dial: the attempt, and the contact's count raised, in one transaction."""
+    def claim(self, name: str, idx: int, script: str | None, rule: str, max_attempts: int,
+              hold_s: float = 3600.0, now: float | None = None) -> tuple[int | None, str]:
+        """Written before the dial, in one transaction: the attempt, the contact's count raised and its
+        next try pushed `hold_s` on (whatever happens to this process). Returns (the attempt's id,
+        "ok"), or (None, why) with nothing written: "not_due" (final, or not due yet: another
+        dialer took it), "exhausted" (no attempts left), "in_call" (its number is being dialled,
+        here or by another campaign). `now`: the dialer's clock."""
+        now = time.time() if now is None else now
         with self._lock, self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT phone_key, attempts FROM campaign_contacts WHERE campaign = ? AND idx = ? "
+                               "AND outcome = 'pending' AND next_at <= ?", (name, idx, now)).fetchone()
+            if row is None:
+                return None, "not_due"
+            key, attempts = row
+            if attempts >= max_attempts:
+                return None, "exhausted"
+            if conn.execute("SELECT 1 FROM campaign_attempts WHERE phone = ? AND outcome IS NULL", (key,)).fetchone():
+                return None, "in_call"
             conn.execute("UPDATE campaign_contacts SET attempts = attempts + 1, script = COALESCE(script, ?), "
-                         "last_rule = ? WHERE campaign = ? AND idx = ?", (script, rule, name, idx))
+                         "last_rule = ?, next_at = ? WHERE campaign = ? AND idx = ?", (script, rule, now + hold_s, name, idx))
             cur = conn.execute("INSERT INTO campaign_attempts (campaign, contact_idx, phone, script, rule, started_at) "
-                               "VALUES (?,?,?,?,?,?)", (name, idx, phone, script, rule, time.time()))
-            return int(cur.lastrowid)
+                               "VALUES (?,?,?,?,?,?)", (name, idx, key, script, rule, time.time()))
+            return int(cur.lastrowid), "ok"
 
     def answered(self, attempt_id: int) -> None:
         self._write("UPDATE campaign_attempts SET answered_at = ? WHERE id = ?", (time.time(), attempt_id))
 
-    def finish(self, attempt_id: int, outcome: str, sip_status: int | None = None, call_id: str | None = None,
-               person: bool = False, detail: dict | None = None) -> None:
+    def conclude(self, attempt_id: int, outcome: str, *, final: bool, retry_at: float | None = None,
+                 sip_status: int | None = None, call_id: str | None = None, person: bool = False,
+                 detail: dict | None = None, rule: str | None = None) -> None:
+        """An attempt's outcome and where its contact stands after it (final, or pending until
+        `retry_at`), in one transaction: a process killed in between leaves neither."""
         with self._lock, self._connect() as conn:
             conn.execute("UPDATE campaign_attempts SET ended_at = ?, outcome = ?, sip_status = ?, call_id = ?, person = ?, "
                          "detail = ? WHERE id = ?", (time.time(), outcome, sip_status, call_id, int(person),
                                                      json.dumps(detail or {}, ensure_ascii=False), attempt_id))
-            if call_id or person:
-                row = conn.execute("SELECT campaign, contact_idx FROM campaign_attempts WHERE id = ?", (attempt_id,)).fetchone()
-                ids = json.loads(conn.execute("SELECT call_ids FROM campaign_contacts WHERE campaign = ? AND idx = ?",
-                                              row).fetchone()[0])
-                if call_id:
-                    ids.append(call_id)
-                conn.execute("UPDATE campaign_contacts SET call_ids = ?, answered = MAX(answered, ?) "
-                             "WHERE campaign = ? AND idx = ?", (json.dumps(ids), int(person), *row))
+            row = conn.execute("SELECT campaign, contact_idx FROM campaign_attempts WHERE id = ?", (attempt_id,)).fetchone()
+            ids = json.loads(conn.execute("SELECT call_ids FROM campaign_contacts WHERE campaign = ? AND idx = ?",
+                                          row).fetchone()[0])
+            if call_id:
+                ids.append(call_id)
+            conn.execute("UPDATE campaign_contacts SET call_ids = ?, answered = MAX(answered, ?), outcome = ?, next_at = ?, "
+                         "last_rule = COALESCE(?, last_rule) WHERE campaign = ? AND idx = ?",
+                         (json.dumps(ids), int(person), outcome if final else "pending",
+                          retry_at if retry_at is not None else 0.0, rule, *row))
 
-    def recover(self, name: str, retry_after_s: float, max_attempts: int) -> int:
-        """Settle the attempts a killed process left open (see the module's docstring). Returns how many."""
-        now = time.time()
+    def recover(self, name: str, retry_after_s: float, max_attempts: int, now: float | None = None) -> int:
+        """Settle the attempts a killed process left open (see the module's docstring). Returns how
+        many. `now`: the dialer's clock."""
+        now = time.time() if now is None else now
         with self._lock, self._connect() as conn:
             open_ = conn.execute("SELECT id, contact_idx, answered_at FROM campaign_attempts WHERE campaign = ? "
                                  "AND outcome IS NULL", (name,)).fetchall()
@@ -274,9 +334,10 @@ class CampaignStore:
         return [dict(zip(cols, r), detail=json.loads(r[-1])) for r in rows]
 
     def people_reached_since(self, phone: str, since: float) -> int:
-        """Conversations with this number since `since`, in every campaign (the frequency cap)."""
-        return self._read("SELECT COUNT(*) FROM campaign_attempts WHERE phone = ? AND person = 1 AND answered_at >= ?",
-                          (phone, since))[0][0]
+        """Conversations with this number since `since`, in every campaign (the frequency cap); a
+        call answered and still going counts."""
+        return self._read("SELECT COUNT(*) FROM campaign_attempts WHERE phone = ? AND answered_at >= ? "
+                          "AND (person = 1 OR outcome IS NULL)", (self.key(phone), since))[0][0]
 
     def script_stats(self, name: str, segment: str | None = None) -> dict[str, tuple[int, int]]:
         """Per script: (contacts a person answered, converted), within one segment if given."""
@@ -290,18 +351,18 @@ class CampaignStore:
     def dnc_add(self, phones: Iterable[str], source: str = "operator") -> int:
         now = time.time()
         with self._lock, self._connect() as conn:
-            cur = conn.executemany("INSERT OR IGNORE INTO dnc VALUES (?,?,?)", [(p, now, source) for p in phones])
+            cur = conn.executemany("INSERT OR IGNORE INTO dnc VALUES (?,?,?)", [(self.key(p), now, source) for p in phones])
             return cur.rowcount
 
     def dnc_remove(self, phones: Iterable[str]) -> int:
         with self._lock, self._connect() as conn:
-            return conn.executemany("DELETE FROM dnc WHERE phone = ?", [(p,) for p in phones]).rowcount
+            return conn.executemany("DELETE FROM dnc WHERE phone = ?", [(self.key(p),) for p in phones]).rowcount
 
     def dnc_list(self) -> list[dict]:
         return [{"phone": p, "added_at": a, "source": s} for p, a, s in self._read("SELECT phone, added_at, source FROM dnc ORDER BY added_at")]
 
     def on_dnc(self, phone: str) -> bool:
-        return bool(self._read("SELECT 1 FROM dnc WHERE phone = ?", (phone,)))
+        return bool(self._read("SELECT 1 FROM dnc WHERE phone = ?", (self.key(phone),)))
 
     def queue_message(self, campaign: str, customer_id: str, phone: str, text: str, channel: str = "sms") -> None:
         self._write("INSERT INTO outbox (campaign, customer_id, phone, channel, text, created_at) VALUES (?,?,?,?,?,?)",
@@ -313,4 +374,9 @@ class CampaignStore:
         return [dict(zip(cols, r)) for r in self._read(f"SELECT {', '.join(cols)} FROM outbox{where} ORDER BY id", args)]
 
 
-__all__ = ["CampaignStore", "ContactRow", "FINAL", "OUTCOMES", "PERSON_OUTCOMES"]
+def campaign_store(config) -> CampaignStore:
+    """The configured store: the call store's database, numbers in the configured country."""
+    return CampaignStore(config.store.db, config.campaigns.default_country_code)
+
+
+__all__ = ["CampaignStore", "campaign_store", "ContactRow", "FINAL", "OUTCOMES", "PERSON_OUTCOMES"]

@@ -164,7 +164,8 @@ class Replies:
         outcome.resolved = outcome.resolved or reply.resolved
         if reply.handoff:
             await self._transfer(reply)
-        elif reply.end_call:  # said, now the agent hangs up (a marketing call's end)
+        elif reply.end_call and not agent.interrupted:  # said, now the agent hangs up (a marketing call's end);
+            # cut off, it listens first: the caller may have said something that matters ("别再打了")
             try:
                 await ctx.leg.hangup()
             except Exception:

@@ -178,7 +178,7 @@ class FakeASR:
         return found
 
     def transcribe(self, audio: np.ndarray, language: str | None = None, urgent: bool = True,
-                   check_switch: bool = False) -> Transcript:
+                   check_switch: bool = False, domain: str = "service") -> Transcript:
         audio = np.asarray(audio, dtype=np.float32)
         seconds = round(len(audio) / SAMPLE_RATE, 3)
         try:

@@ -123,6 +123,8 @@ def voicemail_message(call: MarketingCall) -> str:
 OPT_OUT = re.compile(
     r"别(再)?(给我)?打(了|来)|不要(再)?(给我)?打(了|来|电话)|(再|以后)(也)?(别|不要)(再)?(给我)?打|别再(来)?(电话|骚扰)|"
     r"不要再?骚扰|别骚扰|骚扰电话|拉黑|退订|取消订阅|移出名单|从名单(里)?(删|去)|"
+    r"(别|不要)(再)?(给我)?打电话|(别|不要)(再)?打给我|(别|不要)(再)?(来)?联系我|以后(别|不要)(再)?(联系|打)|"
+    r"don'?t (ever )?(call|contact|ring|phone) (me|this number)|lose my number|stop (contacting|calling|ringing)|"
     r"stop calling|don'?t (ever )?call (me )?(again|anymore)|do not call|never call|take me off|remove (me|my number)|"
     r"unsubscribe|put me on (the|your) do.not.call|stop (these|the) calls|no more calls", re.I)
 ROBOT = re.compile(r"机器人|是真人吗|真人吗|你是人吗|是不是人|人工智能吗|是AI|是ai|录音吗|"
@@ -142,11 +144,13 @@ BUSY = re.compile(r"在忙|正忙|忙着|很忙|没空|没时间|开会|开车|�
                   r"call me (back |again )?(tomorrow|later|tonight|this (morning|afternoon|evening)|next week|at \d|in an? |in \d|after)|"
                   r"\bbusy\b|call (me )?(back|later|again (later|tomorrow))|not a good time|bad time|in a meeting|driving|"
                   r"at work|can'?t talk", re.I)
-DECLINE = re.compile(r"不需要|不用(了)?|不要(了)?|没兴趣|不感兴趣|不考虑|不买|算了|不想要|没需要|谢谢不用|"
+DECLINE = re.compile(r"不需要|不用(了)?|不要(了)?|没兴趣|不感兴趣|不太感兴趣|不怎么感兴趣|不是很感兴趣|没什么兴趣|不考虑|"
+                     r"不买|算了|不想要|没需要|谢谢不用|行了行了|别说了|不用说了|"
+                     r"not (really |that |very |too |at all )?interested|"
                      r"\bno\b|\bnope\b|not interested|no thanks|no, thanks|don'?t need|don'?t want|not for me|pass\b", re.I)
 ACCEPT = re.compile(r"^\W*(?:(那)?(我)?要(的|啊|吧|呀|一张)?|可以(啊|的|呀)?|好(啊|呀|的)?|行(啊|的|吧)?|嗯+|中|成)(\W|$)|"
                     r"发(给)?我|给我发|发过来|发吧|感兴趣|领(一|取)(一)?下|来一张|帮我领|"
-                    r"send it|i'?ll take it|sounds good|\binterested\b|why not|go ahead|please do|\bsure\b|yes please", re.I)
+                    r"send it|i'?ll take it|sounds good|\binterested\b|why not|go ahead|please do\b(?!n)|\bsure\b|yes please", re.I)
 QUESTION = re.compile(r"吗|多少|怎么|什么|哪|几|\?|？|\b(how|what|which|when|where|does|is it|can i)\b", re.I)
 HELLO = re.compile(r"^\W*(喂+|你好|您好|哈喽|哪位|谁啊|你是谁|hello|hi|hey|yes\?|who is (this|it|calling)|who'?s (this|calling))"
                    r"[\W啊呀？?]*(喂+|你好|哪位|哪位啊|是谁)?[\W啊呀？?]*$", re.I)
@@ -326,6 +330,12 @@ def _is(kind: str):
     return lambda t: _open(t) and reads(t.text) == kind
 
 
+def _opts_out(t: Turn) -> bool:
+    # heard whenever it is said, even over the goodbye after another outcome ("不需要" ... "以后别再打了")
+    call = t.state.marketing
+    return call is not None and call.outcome != "opted_out" and reads(t.text) == "opt_out"
+
+
 def _person(t: Turn) -> bool:
     return _open(t) and (reads(t.text) == "person" or (t.intent == "handoff.human" and reads(t.text) is None))
 
@@ -353,7 +363,7 @@ def let_go(t: Turn) -> FlowResult:
 
 
 ROUTES = [
-    Route("marketing: opt out", _is("opt_out"), opt_out),
+    Route("marketing: opt out", _opts_out, opt_out),
     Route("marketing: a person", _person, to_sales),
     Route("marketing: upset, let go", _let_go, let_go),
     Route("marketing: honest answers", lambda t: _open(t) and reads(t.text) in ("robot", "how_number", "why", "hello"),
