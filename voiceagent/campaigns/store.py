@@ -14,6 +14,8 @@ beyond `max_attempts`, and nobody is called again after a conversation.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -151,7 +153,7 @@ class CampaignStore:
             if row is None:
                 return None
             holder, until = row
-            if holder and holder != owner and until > now:
+            if holder and holder != owner and until > now and _alive(holder):
                 return None
             conn.execute("UPDATE campaigns SET owner = ?, lease_until = ? WHERE name = ?", (owner, now + lease_s, name))
             return holder if holder and holder != owner else ""
@@ -159,7 +161,8 @@ class CampaignStore:
     def holder(self, name: str) -> str | None:
         """The live dialer of a campaign, if another process holds it now."""
         rows = self._read("SELECT owner, lease_until FROM campaigns WHERE name = ?", (name,))
-        return rows[0][0] if rows and rows[0][0] and rows[0][1] > time.time() else None
+        live = rows and rows[0][0] and rows[0][1] > time.time() and _alive(rows[0][0])
+        return rows[0][0] if live else None
 
     def release(self, name: str, owner: str) -> None:
         self._write("UPDATE campaigns SET owner = NULL, lease_until = 0 WHERE name = ? AND owner = ?", (name, owner))
@@ -372,6 +375,22 @@ class CampaignStore:
         where, args = (" WHERE campaign = ?", (campaign,)) if campaign else ("", ())
         cols = ("id", "campaign", "customer_id", "phone", "channel", "text", "created_at", "status")
         return [dict(zip(cols, r)) for r in self._read(f"SELECT {', '.join(cols)} FROM outbox{where} ORDER BY id", args)]
+
+
+def _alive(owner: str) -> bool:
+    """Whether a dialer "host:pid:tag" may still be running: one on this host whose process is gone
+    (killed) is not, so a restart takes its campaign over at once rather than when the lease ends."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def campaign_store(config) -> CampaignStore:
