@@ -750,3 +750,19 @@ def test_what_a_callee_says_is_read_the_right_way(text, reading):
     from voiceagent.dialog.flows.marketing import reads
 
     assert reads(text) == reading
+
+
+def test_the_report_says_when_a_busy_callee_asked_to_be_called_back(tmp_path):
+    c = _campaign()
+    store = CampaignStore(tmp_path / "c.db")
+
+    class BooksACallback(FakePlacer):
+        async def place(self, phone, options, ring_timeout_s):
+            await options.screen(object())
+            call: MarketingCall = options.marketing
+            call.effects.book_callback("明天下午三点再打", datetime(2030, 1, 16, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+            call.outcome = "callback"
+            return Placed("answered", 200, CallRecord("call-1", "zh"))
+    _run(c, store, BooksACallback({}), [Contact("a", "13800000001")])
+    detail = build_report(store, c.name)["contacts_detail"][0]
+    assert detail["outcome"] == "callback" and detail["callback_at"] == "2030-01-16T15:00+08:00"

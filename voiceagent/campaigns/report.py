@@ -41,7 +41,8 @@ def build_report(store: CampaignStore, name: str) -> dict | None:
             s["converted"] += int(outcome == "converted")
         detail.append({"ref": row.contact.ref, "customer_id": row.contact.customer_id or None,
                        "segment": row.contact.segment, "script": row.script, "attempts": row.attempts,
-                       "outcome": outcome, "call_ids": list(row.call_ids), "rule": row.last_rule})
+                       "outcome": outcome, "call_ids": list(row.call_ids), "rule": row.last_rule,
+                       **({"callback_at": row.callback_at} if row.callback_at else {})})
     experiment = variant_report(scripts)
     return {"name": name, "state": state, "contacts": len(rows), "attempts": len(attempts), "outcomes": outcomes,
             "scripts": experiment["variants"],  # contacts, answered, converted, conversion_rate, ci95

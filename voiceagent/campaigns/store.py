@@ -112,6 +112,7 @@ class ContactRow:
     next_at: float
     last_rule: str
     call_ids: tuple[str, ...]
+    callback_at: str | None = None  # when a callee who was busy asked to be called back
 
 
 class CampaignStore:
@@ -214,12 +215,12 @@ class CampaignStore:
 
     # -- contacts -----------------------------------------------------------------------------
     _CONTACT_SQL = ("SELECT campaign, idx, ref, phone, customer_id, name, language, timezone, consent, segment, script, "
-                    "attempts, outcome, next_at, last_rule, call_ids FROM campaign_contacts")
+                    "attempts, outcome, next_at, last_rule, call_ids, callback_at FROM campaign_contacts")
 
     @staticmethod
     def _row(r: tuple) -> ContactRow:
         return ContactRow(r[0], r[1], Contact(r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]), r[10], r[11], r[12],
-                          r[13], r[14], tuple(json.loads(r[15])))
+                          r[13], r[14], tuple(json.loads(r[15])), r[16])
 
     def due(self, name: str, now: float, limit: int, skip: Iterable[int] = ()) -> list[ContactRow]:
         skip = tuple(skip)
