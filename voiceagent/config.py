@@ -16,6 +16,16 @@ from typing import Any
 from .errors import ConfigError
 
 
+def read_toml(path: str | Path, what: str, error: type[Exception] = ConfigError) -> dict:
+    """A TOML file's table; `error` with one line naming the file ("config file not found: ...")."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None
+
+
 @dataclass
 class AudioConfig:
     sample_rate: int = 16000  # the engine's internal rate
@@ -264,13 +274,7 @@ class Config:
         config = cls()
         if path is None:
             return config
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from None
-        config.update(data, source=str(path))
+        config.update(read_toml(path, "config file"), source=str(path))
         return config
 
     def update(self, data: dict[str, Any], source: str = "config") -> None:

@@ -36,18 +36,29 @@ CREATE INDEX IF NOT EXISTS handoffs_created ON handoffs(created_at);
 """
 
 
+def db_file(db_path: str | Path = "") -> Path:
+    """The store's SQLite file ([store] db; empty: var/calls.db), its folder made."""
+    path = Path(db_path) if db_path else paths.var_dir() / "calls.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def connect(path: Path, timeout: float = 10.0) -> sqlite3.Connection:
+    """A connection in WAL mode: readers never wait for the one writer (calls, campaigns)."""
+    conn = sqlite3.connect(path, timeout=timeout)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
 class CallStore:
     def __init__(self, db_path: str | Path = ""):
-        self.path = Path(db_path) if db_path else paths.var_dir() / "calls.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = db_file(db_path)
         self._lock = threading.Lock()
         with self._connect() as conn:
             conn.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        return connect(self.path)
 
     def save(self, record: CallRecord) -> None:
         data = record.masked()

@@ -35,17 +35,20 @@ def _counter(service) -> list[int]:
     return _IN_FLIGHT.setdefault(service, [0])
 
 
-class SipPlacer:
-    def __init__(self, phone, template: str, engine_calls: int = 3):
-        """`phone`: a started PhoneService; `template`: "sip:{phone}@host:port"."""
-        self.phone = phone
-        self.template = template
+class _CountedPlacer:
+    """What both placers share: the engine's slots (`engine_calls`, the transport's own limit, its
+    other calls) and counting each dial in flight from the moment `place` is called."""
+
+    def __init__(self, service, engine_calls: int, limit: int):
         self.engine_calls = engine_calls
-        self._in_flight = _counter(phone)
+        self._limit = limit
+        self._in_flight = _counter(service)
+
+    def _other_calls(self) -> int:
+        raise NotImplementedError
 
     def capacity(self) -> int:
-        inbound = sum(1 for call in self.phone.ua.calls.values() if call.direction == "inbound")
-        return max(0, min(self.engine_calls, self.phone.ua.max_calls) - inbound - self._in_flight[0])
+        return max(0, min(self.engine_calls, self._limit) - self._other_calls() - self._in_flight[0])
 
     async def place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
         self._in_flight[0] += 1
@@ -53,6 +56,20 @@ class SipPlacer:
             return await self._place(number, options, ring_timeout_s)
         finally:
             self._in_flight[0] -= 1
+
+    async def _place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
+        raise NotImplementedError
+
+
+class SipPlacer(_CountedPlacer):
+    def __init__(self, phone, template: str, engine_calls: int = 3):
+        """`phone`: a started PhoneService; `template`: "sip:{phone}@host:port"."""
+        super().__init__(phone, engine_calls, phone.ua.max_calls)
+        self.phone = phone
+        self.template = template
+
+    def _other_calls(self) -> int:
+        return sum(1 for call in self.phone.ua.calls.values() if call.direction == "inbound")
 
     async def _place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
         target = self.template.replace("{phone}", number)
@@ -68,26 +85,17 @@ class SipPlacer:
         return Placed("answered", 200, record)
 
 
-class AsteriskPlacer:
+class AsteriskPlacer(_CountedPlacer):
     def __init__(self, service, template: str, engine_calls: int = 3):
         """`service`: a started AsteriskService with AMI; `template`: "asterisk:PJSIP/{phone}@trunk"."""
+        super().__init__(service, engine_calls, service.ast.max_calls)
         self.service = service
         self.channel = template.split(":", 1)[1].replace("{phone}", "{number}")
-        self.engine_calls = engine_calls
-        self._in_flight = _counter(service)
 
-    def capacity(self) -> int:
+    def _other_calls(self) -> int:
         # AudioSocket calls the agent originated (connected ones among `active`) are in _outbound
         active = self.service.server.status()["active_calls"]
-        inbound = max(0, active - len(self.service._outbound))
-        return max(0, min(self.engine_calls, self.service.ast.max_calls) - inbound - self._in_flight[0])
-
-    async def place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
-        self._in_flight[0] += 1
-        try:
-            return await self._place(number, options, ring_timeout_s)
-        finally:
-            self._in_flight[0] -= 1
+        return max(0, active - len(self.service._outbound))
 
     async def _place(self, number: str, options: SessionOptions, ring_timeout_s: float) -> Placed:
         try:

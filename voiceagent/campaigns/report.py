@@ -28,8 +28,8 @@ def build_report(store: CampaignStore, name: str) -> dict | None:
     attempts = store.attempts(name)
     outcomes = dict.fromkeys(OUTCOMES, 0)
     scripts: dict[str, dict] = {s.id: {"contacts": 0, "answered": 0, "converted": 0}
-                                for s in (store.campaign(name).scripts if store.campaign(name) else ())}
-    people = {(a["contact_idx"]) for a in attempts if a["person"]}
+                                for s in store.campaign(name).scripts}  # the state says it exists
+    people = {a["contact_idx"] for a in attempts if a["person"]}
     detail = []
     for row in rows:
         outcome = contact_outcome(row)

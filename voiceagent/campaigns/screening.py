@@ -23,7 +23,6 @@ from ..legs import CallLeg
 from . import amd
 
 log = logging.getLogger(__name__)
-RATE = 16000
 
 
 class SharedAudio:
@@ -42,15 +41,17 @@ class SharedAudio:
             self.ended = True
             raise
 
-    async def audio16k(self) -> AsyncIterator[np.ndarray]:
-        """The caller's audio at 16 kHz, frame by frame, until they hang up."""
+    async def audio(self) -> AsyncIterator[np.ndarray]:
+        """The caller's audio at the leg's rate, frame by frame, until they hang up (the detector
+        resamples the stream for its VAD, amd._Rechunker)."""
+        rate = self.leg.sample_rate
         while True:
             try:
                 item = await self.next()
             except StopAsyncIteration:
                 return
             if isinstance(item, AudioFrame):
-                samples = item.samples if item.sample_rate == RATE else resample(item.samples, item.sample_rate, RATE)
+                samples = item.samples if item.sample_rate == rate else resample(item.samples, item.sample_rate, rate)
                 yield samples.astype(np.float32, copy=False)
 
 
@@ -95,7 +96,8 @@ def screener(runtime, marketing_call, on_machine: str = "hangup", config: amd.Am
         shared = SharedAudio(leg)
         try:  # on the wall clock too: a line that sends no audio must not hold the call
             decision = await asyncio.wait_for(
-                amd.detect(shared.audio16k(), runtime.new_vad(), runtime.asr, config, language=marketing_call.language),
+                amd.detect(shared.audio(), runtime.new_vad(), runtime.asr, config, language=marketing_call.language,
+                           rate=leg.sample_rate),
                 config.max_decision_s + 3.0)
         except asyncio.TimeoutError:
             decision = amd.AmdDecision("human", "no_audio", config.max_decision_s + 3.0)
@@ -104,14 +106,14 @@ def screener(runtime, marketing_call, on_machine: str = "hangup", config: amd.Am
             verdict = "gone"  # hung up before a word: not a conversation, tried again later
         marketing_call.amd = {"verdict": verdict, "reason": decision.reason, "at_s": round(decision.at_s, 3),
                               "transcript": decision.transcript}
-        log.info("campaign %s: answered by a %s (%s, %.2f s)", marketing_call.campaign, decision.verdict,
+        log.info("campaign %s: answered by a %s (%s, %.2f s)", marketing_call.campaign, verdict,
                  decision.reason, decision.at_s)
         if verdict == "gone":
             return None, "hung up during detection"
         if verdict == "human":
             return ScreenedLeg(leg, shared), None
         if on_machine == "message" and message:
-            waited = await amd.wait_for_greeting_end(shared.audio16k(), runtime.new_vad(), config)
+            waited = await amd.wait_for_greeting_end(shared.audio(), runtime.new_vad(), config, rate=leg.sample_rate)
             said = await speak(leg, runtime, message, marketing_call.language)
             marketing_call.amd.update(message_after_s=round(waited, 2), message_s=round(said, 2))
         try:

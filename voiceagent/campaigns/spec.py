@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..config import read_toml
 from ..errors import BadInput
 
 PHONE = re.compile(r"^\+?[0-9]{5,15}$")
@@ -213,13 +213,7 @@ def _scripts(value, source: str) -> tuple[Script, ...]:
 
 
 def load_campaign(path: str | Path) -> Campaign:
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInput(f"campaign file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise BadInput(f"cannot read campaign file {path}: {exc}") from None
-    return campaign_from_dict(data, source=str(path))
+    return campaign_from_dict(read_toml(path, "campaign file", BadInput), source=str(path))
 
 
 # -- contacts ------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .. import paths
+from ..store import connect, db_file
 from .spec import Campaign, Contact, campaign_from_dict, phone_key
 
 SCHEMA = """
@@ -120,15 +120,13 @@ class CampaignStore:
         """`country_code`: the country of numbers written without one (13800000001 is +8613800000001):
         the do-not-call list, the frequency cap and duplicates compare numbers in E.164."""
         self.country_code = country_code
-        self.path = Path(db_path) if db_path else paths.var_dir() / "calls.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = db_file(db_path)
         self._lock = threading.Lock()
         with self._connect() as conn:
             conn.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = connect(self.path, timeout=30)
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 

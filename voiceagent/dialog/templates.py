@@ -1,4 +1,5 @@
-"""Reply templates from prompts/replies.<lang>.toml."""
+"""Reply templates from prompts/replies.<lang>.toml (and the other tables beside it, such as
+prompts/marketing.<lang>.toml)."""
 
 from __future__ import annotations
 
@@ -29,18 +30,22 @@ class _Missing(dict):
         return ""
 
 
-@lru_cache(maxsize=4)
-def load(lang: str) -> dict:
+@lru_cache(maxsize=8)
+def load(lang: str, name: str = "replies") -> dict:
     lang = "zh" if lang == "zh" else "en"
-    return tomllib.loads((paths.prompts_dir() / f"replies.{lang}.toml").read_text(encoding="utf-8"))
+    return tomllib.loads((paths.prompts_dir() / f"{name}.{lang}.toml").read_text(encoding="utf-8"))
+
+
+def fill(lang: str, template: str, values: dict) -> str:
+    """A template with its values (a missing one renders empty), spaced as the language writes."""
+    text = string.Formatter().vformat(template, (), _Missing(values))
+    return " ".join(text.split()) if lang != "zh" else text.strip()
 
 
 def render(lang: str, key: str, **values) -> str:
     table = load(lang)
     template = table.get("voice", {}).get(key) if _channel.get() == "voice" else None
-    template = template or table["reply"][key]
-    text = string.Formatter().vformat(template, (), _Missing(values))
-    return " ".join(text.split()) if lang != "zh" else text.strip()
+    return fill(lang, template or table["reply"][key], values)
 
 
 def value(lang: str, key: str) -> str:

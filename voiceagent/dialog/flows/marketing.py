@@ -18,15 +18,12 @@ queue) go through the `MarketingEffects` the dialer hands in.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from ... import paths
-from ..templates import _Missing
+from .. import templates
 from .answers import YES
 from .base import FlowResult, Route, StateUpdate, Turn
 from .patterns import PRODUCT_INTENTS
@@ -76,10 +73,8 @@ class MarketingCall:
                 "amd": self.amd, "notes": list(self.notes)}
 
 
-@lru_cache(maxsize=2)
 def _table(lang: str) -> dict:
-    lang = "zh" if lang == "zh" else "en"
-    return tomllib.loads((paths.prompts_dir() / f"marketing.{lang}.toml").read_text(encoding="utf-8"))
+    return templates.load(lang, "marketing")
 
 
 def _money(value: float) -> str:
@@ -94,8 +89,7 @@ def say(lang: str, section: str, key: str, call: MarketingCall, **values) -> str
     if call.product is not None:
         base["product"] = call.product[1] if lang == "zh" else call.product[2]
         base["price"] = _money(call.product[3])
-    text = table[section][key].format_map(_Missing({**base, **values}))
-    return text.strip() if lang == "zh" else " ".join(text.split())
+    return templates.fill(lang, table[section][key], {**base, **values})
 
 
 def _addressed(call: MarketingCall, lang: str) -> str:
