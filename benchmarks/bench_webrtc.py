@@ -21,7 +21,7 @@ aligned) and keeps their RMS per 10 ms. For every caller utterance:
 It counts when the agent was quiet as the caller stopped and answered within 6 s. It includes what a
 phone-side measure includes (endpointing, ASR, dialog, TTS, the paced track) plus the browser's
 side: Opus both ways, the jitter buffer, Web Audio. The engine's own figure for the same replies
-(the stored call record, turns[].latency_ms.voice_to_voice, from GET /api/calls/{id}) is printed
+(the stored call record, turns[].latency_ms.voice_to_voice, from GET /api/ops/calls/{id}) is printed
 beside it, and the difference per call (the transport's share). Measuring starts in steady state:
 after the server's speech prewarm has finished and one warm-up call (--warmup) not counted.
 

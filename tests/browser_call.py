@@ -8,7 +8,7 @@ microphone, both in one private network namespace (loopback only).
    sample caller (with a lead-in for the greeting). The page's audio is tapped (tests/peers/chromium
    TAP_JS): RMS per 10 ms of the microphone and of the agent's stream on one audio clock, and what
    the page heard. Once the agent has answered the caller's last question and is listening again,
-   a screenshot, the hang-up, and the stored record of the call from GET /api/calls/{call_id}.
+   a screenshot, the hang-up, and the stored record of the call from GET /api/ops/calls/{call_id} (with an operator's token).
 2. text (unless --no-text): a second Chromium that refuses the microphone; the widget offers the
    text form; a typed question is answered through POST /api/chat.
 
@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.peers import chromium  # noqa: E402
+from tests.peers.operator import create_token  # noqa: E402
 from tests.peers.ports import free_port  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "audio"
@@ -66,10 +67,12 @@ class AgentServer:
         self.ready_s: float | None = None
         self.returncode: int | None = None
 
-    def start(self) -> "AgentServer":
-        argv = [VOICEAGENT, "serve", "--http", f"127.0.0.1:{self.port}", "--sip", "off"]
+    def start(self, sip: str = "off") -> "AgentServer":
+        argv = [VOICEAGENT, "serve", "--http", f"127.0.0.1:{self.port}", "--sip", sip]
         if self.config_path:
             argv[1:1] = ["--config", str(self.config_path)]
+        # stored records are the operators' business: an API token for this server's store
+        self.token = create_token(self.var, self.config_path)
         env = dict(os.environ, VOICEAGENT_VAR=str(self.var), PYTHONUNBUFFERED="1")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -83,8 +86,9 @@ class AgentServer:
             return ""
 
     def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {self.token}"} if getattr(self, "token", None) else {}
         try:
-            with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
+            with urllib.request.urlopen(urllib.request.Request(self.base + path, headers=headers), timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"{}")
         except urllib.error.HTTPError as e:
             try:
@@ -130,7 +134,7 @@ class AgentServer:
         """The stored record of a finished call (it is written when the session ends)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status, doc = self.get_json(f"/api/calls/{call_id}")
+            status, doc = self.get_json(f"/api/ops/calls/{call_id}")
             if status == 200:
                 return doc
             time.sleep(0.25)

@@ -9,6 +9,7 @@ import copy
 import numpy as np
 
 from tests.peers.asterisk import FakeAsterisk
+from tests.peers.operator import create_token
 from voiceagent.audio import load_audio, resample
 from voiceagent.pbx import AsteriskService
 from voiceagent.engine import SessionOptions
@@ -237,8 +238,12 @@ def test_cli_serve_takes_audiosocket_calls_with_ami_and_exits_0_on_sigterm(tmp_p
     http_port, as_port = free_port("tcp"), free_port("tcp")
     var, log_path = tmp_path / "var", tmp_path / "serve.log"
 
+    token = create_token(var)  # the operator API (status, records) needs an operator
+
     def get(path: str) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=3) as r:
+        request = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=3) as r:
             return json.loads(r.read())
 
     async def scenario() -> tuple:
@@ -258,7 +263,7 @@ def test_cli_serve_takes_audiosocket_calls_with_ami_and_exits_0_on_sigterm(tmp_p
                 assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
                 try:
                     if (await asyncio.to_thread(get, "/healthz")).get("status") == "ok":
-                        status = await asyncio.to_thread(get, "/api/asterisk")
+                        status = (await asyncio.to_thread(get, "/api/ops/status"))["asterisk"]
                         if status["ami"]["logged_in"] and status["audiosocket"]["accepting"]:
                             break
                 except OSError:
@@ -273,9 +278,9 @@ def test_cli_serve_takes_audiosocket_calls_with_ami_and_exits_0_on_sigterm(tmp_p
                 if calls:
                     break
                 await asyncio.sleep(0.2)
-            record = await asyncio.to_thread(get, f"/api/calls/{calls[0]['call_id']}") if calls else None
+            record = await asyncio.to_thread(get, f"/api/ops/calls/{calls[0]['call_id']}") if calls else None
             for _ in range(20):  # the record is stored a moment before the call leaves the server's list
-                after = await asyncio.to_thread(get, "/api/asterisk")
+                after = (await asyncio.to_thread(get, "/api/ops/status"))["asterisk"]
                 if after["audiosocket"]["active_calls"] == 0:
                     break
                 await asyncio.sleep(0.1)

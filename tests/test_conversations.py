@@ -181,13 +181,14 @@ def test_the_engines_real_replies_are_grounded(dialog_runtime, runner):
     rt = dialog_runtime
     engine = DialogEngine(rt.nlu, shop, None, rt.config.dialog.low_confidence, kb=rt.kb)
     checker = GroundingChecker(shop, rt.kb)
-    turns = [(None, "我的订单38512074发货了吗"), (None, "where is order 20241108"), (None, "has order 55120963 shipped?"),
-             (None, "when will I get my refund for order 64209517"), (None, "订单71830245能退货吗"),
-             (None, "I want to cancel order 38512074"), (None, "羽绒服多少钱"), (None, "is the electric kettle in stock?"),
+    # an order's details are told to its owner (known by caller ID); an anonymous caller is asked to prove it first
+    turns = [("C1001", "我的订单38512074发货了吗"), ("C1002", "where is order 20241108"), ("C1003", "has order 55120963 shipped?"),
+             ("C1005", "when will I get my refund for order 64209517"), ("C1004", "订单71830245能退货吗"),
+             ("C1001", "I want to cancel order 38512074"), (None, "羽绒服多少钱"), (None, "is the electric kettle in stock?"),
              (None, "跑步鞋偏码吗"), (None, "what is the silk blouse made of"), (None, "推荐一款外套"),
              (None, "发票怎么开"), (None, "what are your customer service hours"), ("C1004", "积分怎么用"),
              ("C1002", "能给我发张优惠券吗"), ("C1016", "the kettle arrived broken, I want to complain"),
-             ("C1008", "where is my order?"), (None, "track SF798926223655")]
+             ("C1008", "where is my order?"), ("C1001", "track SF798926223655")]
     checked = 0
     for customer, text in turns:
         reply = engine.respond(text, DialogState(customer_id=customer), None)

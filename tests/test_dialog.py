@@ -40,8 +40,13 @@ def test_intents(engine, text, intent):
     assert reply.intent == intent
 
 
+def owner(shop, order_id: str) -> DialogState:
+    """The state of a call whose caller ID matched the order's account (not asked to prove it)."""
+    return DialogState(customer_id=shop.order(order_id).customer_id)
+
+
 def test_order_status_reply_states_the_facts_of_that_order(engine, shop):
-    reply, _ = ask(engine, "我的订单38512074发货了吗")
+    reply, _ = ask(engine, "我的订单38512074发货了吗", owner(shop, "38512074"))
     order = shop.order("38512074")
     assert order.status == "shipped"
     assert "38512074" in reply.text and order.tracking_no in reply.text and order.carrier("zh") in reply.text
@@ -49,7 +54,7 @@ def test_order_status_reply_states_the_facts_of_that_order(engine, shop):
 
 
 def test_english_reply_and_digit_reading(engine, shop):
-    reply, _ = ask(engine, "has order 5 5 1 2 0 9 6 3 shipped?")
+    reply, _ = ask(engine, "has order 5 5 1 2 0 9 6 3 shipped?", owner(shop, "55120963"))
     assert reply.intent == "order.status"
     assert "55120963" in reply.text and "not shipped" in reply.text
 
@@ -69,19 +74,41 @@ def test_another_customers_order_is_never_revealed(engine, shop):
     assert "对不上" in reply.text
 
 
-def test_order_number_in_a_later_turn_answers_the_earlier_question(engine, shop):
-    state = DialogState()
+def test_order_number_in_a_later_turn_answers_the_earlier_question_once_the_caller_proves_it(engine, shop):
+    state = DialogState()  # anonymous: the order's details wait for the last four digits of the account's phone
     first, _ = ask(engine, "where is my parcel?", state)
     assert "order number" in first.text and not first.resolved
     second, _ = ask(engine, "it's 2 0 2 4 1 1 0 8", state)
-    assert second.intent == "logistics.track" and second.resolved
-    assert "delivered" in second.text and "20241108" in second.text
+    assert "last four digits" in second.text and "delivered" not in second.text and not second.grounding
+    phone = shop.customer(shop.order("20241108").customer_id).phone
+    third, _ = ask(engine, f"{phone[-4:]}", state)
+    assert third.intent == "logistics.track" and third.resolved
+    assert "delivered" in third.text and "20241108" in third.text
+
+
+def test_an_anonymous_caller_is_asked_for_the_last_four_digits_and_wrong_ones_are_refused(engine, shop):
+    order = shop.order("38512074")
+    phone = shop.customer(order.customer_id).phone
+    wrong = f"{(int(phone[-4:]) + 1) % 10000:04d}"
+    state = DialogState()
+    asked, _ = ask(engine, "我的订单38512074发货了吗", state)
+    assert "后四位" in asked.text and order.tracking_no not in asked.text and not asked.grounding
+    refused, _ = ask(engine, wrong, state)
+    assert "对不上" in refused.text and order.tracking_no not in refused.text and not refused.resolved
+    answered, _ = ask(engine, phone[-4:], state)  # the right digits answer the question held since the first turn
+    assert order.tracking_no in answered.text and answered.grounding == ["orders:38512074"] and answered.resolved
+    assert order.customer_id in state.verified_customers
+
+
+def test_a_caller_known_by_caller_id_is_not_asked(engine, shop):
+    reply, _ = ask(engine, "where is order 38512074?", owner(shop, "38512074"), "en")
+    assert "last four digits" not in reply.text and shop.order("38512074").tracking_no in reply.text
 
 
 def test_return_eligibility_follows_the_delivery_date(engine, shop):
     from datetime import date
 
-    reply, _ = ask(engine, "I want to return order 71830245")
+    reply, _ = ask(engine, "I want to return order 71830245", owner(shop, "71830245"))
     order = shop.order("71830245")
     age = (shop.today - date.fromisoformat(order.delivered_at)).days
     assert ("within the 7-day return window" in reply.text) == (age <= 7)

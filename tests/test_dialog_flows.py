@@ -34,8 +34,8 @@ def customer_of_tier(shop, tier, with_orders=2):
 
 
 def test_return_flow_asks_the_reason_reads_back_then_creates_one_ticket(rt):
-    order_id, _ = recent_delivered_order(rt.shop)
-    state = DialogState()
+    order_id, owner = recent_delivered_order(rt.shop)
+    state = DialogState(customer_id=owner)  # a caller whose caller ID matched the order's account
     first = rt.dialog.respond(f"I want to return order {order_id}", state, "en")
     assert "reason" in first.text.lower() and not first.resolved and state.awaiting == "reason"
     read_back = rt.dialog.respond("it doesn't fit me", state, "en")
@@ -47,14 +47,14 @@ def test_return_flow_asks_the_reason_reads_back_then_creates_one_ticket(rt):
     assert ticket in second.text and ticket.startswith("RT")
     assert q(rt.shop, "SELECT order_id, kind, reason FROM tickets WHERE ticket_id = ?", (ticket,)) == [
         (order_id, "return", "does_not_fit")]
-    again = rt.dialog.respond(f"I want to return order {order_id}", DialogState(), "en")
+    again = rt.dialog.respond(f"I want to return order {order_id}", DialogState(customer_id=owner), "en")
     assert ticket in again.text and "already" in again.text  # no duplicate ticket
     assert len(q(rt.shop, "SELECT * FROM tickets WHERE order_id = ? AND kind = 'return'", (order_id,))) == 1
 
 
 def test_caller_changing_their_mind_cancels_the_flow(rt):
-    order_id, _ = recent_delivered_order(rt.shop, offset=1)
-    state = DialogState()
+    order_id, owner = recent_delivered_order(rt.shop, offset=1)
+    state = DialogState(customer_id=owner)
     rt.dialog.respond(f"订单{order_id}我要退货", state, "zh")
     assert state.awaiting == "reason"
     reply = rt.dialog.respond("算了，不退了", state, "zh")

@@ -906,6 +906,9 @@ def _rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(samples)))) if len(samples) else 0.0
 
 
+from tests.peers.operator import create_token, get_json  # noqa: E402
+
+
 def _http_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -973,7 +976,9 @@ def test_cli_serve_answers_sip_beside_http_and_exits_0_on_sigterm(tmp_path):
             records = store.recent(5)
             time.sleep(0.2)
         assert len(records) == 1, log_tail()
-        status, record = _http_json(f"{base}/api/calls/{records[0]['call_id']}")
+        # the record is the operators' business: 401 without one, and an API token reads it
+        assert _http_json(f"{base}/api/ops/calls/{records[0]['call_id']}")[0] == 401
+        status, record = get_json(f"{base}/api/ops/calls/{records[0]['call_id']}", create_token(var))
         assert status == 200
         assert record["channel"]["kind"] == "sip" and record["channel"]["transport"] == "udp"
         assert record["channel"]["direction"] == "inbound" and record["channel"]["end_reason"] == "remote_bye"

@@ -193,6 +193,8 @@ class Server:
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on"))
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        # the operator API (stored records, line status) needs an operator: an API token
+        self.ops = {"Authorization": f"Bearer {self.app.state.auth.create_token('tests', 'admin')}"}
 
     async def __aenter__(self):
         self.server.install_signal_handlers = lambda: None  # the test runner keeps its own
@@ -262,7 +264,7 @@ async def test_a_browser_call_hears_the_answer_sees_the_transcript_and_is_stored
         assert record.channel["media"]["frames_in"] > 100 and record.channel["media"]["frames_spoken"] > 20
         # the caller's audio reached the engine whole: nothing taken for a duplicate, no silence put in
         assert record.stats["frames_dropped"] == 0 and record.stats["gaps_filled_ms"] < 60, record.stats
-        stored = (await srv.http.get(f"/api/calls/{record.call_id}")).json()
+        stored = (await srv.http.get(f"/api/ops/calls/{record.call_id}", headers=srv.ops)).json()
         assert stored["channel"]["kind"] == "webrtc" and any("order" in t["text"].lower()
                                                              for t in stored["turns"] if t["role"] == "caller")
 
@@ -289,7 +291,8 @@ async def test_bad_offers_limits_and_origins_get_clear_errors_and_the_server_kee
         await _until(lambda: any(m["type"] == "hello" for m in page.messages), 15, "the call to connect")
         r = await http.post("/api/webrtc/offer", content=_body(), headers={"Origin": "https://shop.example"})
         assert r.status_code == 503 and r.headers["Retry-After"] and "busy" in r.json()["detail"]
-        status = (await http.get("/api/webrtc")).json()
+        assert (await http.get("/api/ops/status")).status_code == 401  # line status is for operators
+        status = (await http.get("/api/ops/status", headers=srv.ops)).json()["webrtc"]
         assert status["active"] == 1 and status["rejected"] == 1
         pre = await http.options("/api/webrtc/offer", headers={"Origin": "https://shop.example",
                                                                "Access-Control-Request-Method": "POST"})

@@ -97,7 +97,7 @@ class BrowserService:
         self.phone = phone
         self.calls: dict[str, BrowserCall] = {}
         self.records: list[CallRecord] = []  # finished sessions of this process, newest last (for tests)
-        self.counters = {"offers": 0, "rejected": 0, "connect_timeouts": 0, "completed": 0}
+        self.counters = {"offers": 0, "rejected": 0, "connect_timeouts": 0, "completed": 0, "pending_refused": 0}
         use_ice_hosts(self.web.ice_host_addresses or (["127.0.0.1"] if _is_loopback(http_host) else []))
 
     # -- signalling ---------------------------------------------------------------------------
@@ -121,6 +121,13 @@ class BrowserService:
         if len(self.calls) >= self.web.max_sessions:
             self.counters["rejected"] += 1
             raise ServiceUnavailable(f"all {self.web.max_sessions} browser lines are busy", 15)
+        # offers that never connect hold a line until connect_timeout_s: one address gets only a few
+        pending = sum(1 for c in self.calls.values() if c.remote == remote and not c.connected.is_set())
+        if remote and pending >= self.web.max_pending_per_client:
+            self.counters["rejected"] += 1
+            self.counters["pending_refused"] += 1
+            raise ServiceUnavailable(f"{pending} calls from this address are still connecting",
+                                     max(1, round(self.web.connect_timeout_s)))
         servers = [RTCIceServer(url) for url in self.web.ice_servers]  # [] (not None): aiortc would add Google's STUN
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         session_id = uuid.uuid4().hex[:16]

@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=("check", "fetch"))
     m.add_argument("--load", action="store_true", help="with check: also load every model and time it")
     m.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
+    from .ops import users_cli  # `users ...`, `tokens ...`
+
+    users_cli.add_parsers(sub, _Parser)
     return p
 
 
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.load(getattr(args, "sub_config", None) or args.config)
         handler = {"serve": cmd_serve, "call": cmd_call, "dial": cmd_dial, "transcribe": cmd_transcribe,
                    "understand": cmd_understand, "models": cmd_models, "campaign": cmd_campaign,
-                   "dnc": cmd_dnc}[args.command]
+                   "dnc": cmd_dnc, "users": cmd_users, "tokens": cmd_tokens}[args.command]
         return handler(args, config) or 0
     except (BadInput, ConfigError) as exc:
         sys.stderr.write(f"voiceagent: {exc}\n")
@@ -331,6 +335,18 @@ def cmd_dnc(args, config) -> int:
     from .campaigns import cli as campaign_cli
 
     return campaign_cli.dnc(args, config)
+
+
+def cmd_users(args, config) -> int:
+    from .ops import users_cli
+
+    return users_cli.users(args, config)
+
+
+def cmd_tokens(args, config) -> int:
+    from .ops import users_cli
+
+    return users_cli.tokens(args, config)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ class CallConfig:
     """Live-call behaviour: the real-time engine's timers and turn-taking."""
 
     greeting: bool = True  # greet the caller at the start of a live call (off for `voiceagent call`)
+    ask_rating: bool = True  # phone calls: after the caller's goodbye, "press 1 to 5" (the dashboard's satisfaction)
     reprompt_after_s: float = 8.0  # caller silence after the agent finished speaking
     max_reprompts: int = 2  # then a polite goodbye and hang-up
     max_call_s: float = 1200.0  # a polite goodbye and hang-up at this length
@@ -180,6 +181,17 @@ class SipConfig:
     password: str = ""
     register_expires_s: int = 300
     outbound_proxy: str = ""  # sip:host:port every outbound request goes through (e.g. Kamailio)
+    # flood limits: an answered INVITE not ACKed by then is hung up and its slot freed; answered,
+    # not yet ACKed INVITEs from one address at once (more get 486)
+    ack_timeout_s: float = 5.0
+    max_unacked_per_source: int = 2
+    # SIP over TCP: inbound connections in all and per address (beyond: the idlest one is closed,
+    # or the new one refused when all carry calls); no complete message this long after opening, or
+    # since the last one, closes a connection that carries no call
+    tcp_max_connections: int = 1024
+    tcp_max_per_source: int = 32
+    tcp_first_message_s: float = 10.0
+    tcp_idle_s: float = 30.0
 
 
 @dataclass
@@ -195,7 +207,8 @@ class WebRtcConfig:
     ice_host_addresses: list[str] = field(default_factory=list)
     ice_servers: list[str] = field(default_factory=list)  # stun:/turn: URLs; none by default (no network)
     codecs: list[str] = field(default_factory=lambda: ["opus", "PCMU", "PCMA"])  # in our order of preference
-    connect_timeout_s: float = 15.0  # ICE + DTLS must complete by then, or the session is dropped
+    connect_timeout_s: float = 5.0  # ICE + DTLS must complete by then, or the session is dropped (its line freed)
+    max_pending_per_client: int = 2  # offers from one client address not yet connected; beyond, 503
     media_timeout_s: float = 10.0  # no audio from the page this long (tab closed, frozen): the call ends
     max_offer_bytes: int = 65536
 
@@ -248,6 +261,70 @@ class CampaignsConfig:
 
 
 @dataclass
+class SecurityConfig:
+    """The public surface (chat, widget, callbacks) and who a shopper is (voiceagent/public.py, identity.py)."""
+
+    identity_secret: str = ""  # HMAC key the shop's backend signs shoppers' identities with; empty: none accepted
+    # per client address (the socket's peer; X-Forwarded-For only with trust_forwarded_for, behind your own proxy)
+    chat_rate_per_s: float = 1.0  # chat turns per second, sustained
+    chat_burst: int = 10  # at once
+    callback_rate_per_s: float = 0.02  # "call me back" forms (about one a minute)
+    callback_burst: int = 3
+    trust_forwarded_for: bool = False
+    max_body_bytes: int = 16_384  # a chat or callback body; larger: 413 before reading it all
+    max_chat_chars: int = 1000  # a chat message's text; longer: 413
+    chat_workers: int = 1  # threads for chat turns that miss the cache, run at a lower OS priority than calls
+    chat_queue: int = 8  # chat turns waiting for a worker; beyond: 503 with Retry-After
+
+
+@dataclass
+class OpsConfig:
+    """The operator side: console, sessions, supervision (voiceagent/ops/)."""
+
+    max_listeners_per_call: int = 4
+
+
+@dataclass
+class AlertsConfig:
+    """The four-level alerts (voiceagent/ops/alerts.py): 1 关注 notice, 2 预警 warning, 3 危机 crisis,
+    4 重大危机 major crisis. Each rule's threshold is here; an alert is not raised again while open."""
+
+    webhook_url: str = ""  # empty: alerts are shown in the console only
+    webhook_min_level: int = 2  # alerts below this level stay in the console
+    webhook_timeout_s: float = 5.0
+    webhook_retries: int = 3  # tries after the first, backing off 1, 2, 4... x webhook_backoff_s
+    webhook_backoff_s: float = 1.0
+    # one caller's anger (0-1, a turn's): level 2 when this angry twice in a row, or rising over
+    # `anger_rising_turns` turns by `anger_rise` in all; level 3 at `anger_crisis`
+    anger_warning: float = 0.6
+    anger_rising_turns: int = 3
+    anger_rise: float = 0.3
+    anger_crisis: float = 0.85
+    # a threat to go to the press, regulators or a lawyer: level 3, with anger level 4; more words
+    # (regular expressions) beside the built-in ones
+    threat_words: list[str] = field(default_factory=list)
+    window_s: float = 900.0  # the window of the rules counted over time (15 minutes)
+    angry_calls: int = 5  # calls with an angry caller per window: level 2; twice as many: level 3
+    handoff_rate_calls: int = 20  # over the last this many calls (with a caller turn) ...
+    handoff_rate: float = 0.5  # ... this share handed to a person: level 2
+    asr_failures: int = 3  # ASR failures per window: level 2
+    v2v_budget_s: float = 1.5  # voice-to-voice p95 over the last `v2v_turns` agent turns above this: level 1 ...
+    v2v_turns: int = 50
+    v2v_warning_factor: float = 2.0  # ... above budget x this: level 2
+    open_for_h: float = 24.0  # open alerts older than this leave the console's list (kept in the store)
+
+
+@dataclass
+class RecordingsConfig:
+    """Every call's audio, caller and agent on two channels (voiceagent/ops/recordings.py)."""
+
+    enabled: bool = True
+    dir: str = ""  # empty: var/recordings
+    retention_days: float = 90.0  # older recordings are purged (hourly); 0 keeps them forever
+    format: str = "auto"  # "auto": Ogg/Opus (~270 kB/min) where libsndfile has it, else FLAC; "opus"; "flac"
+
+
+@dataclass
 class StoreConfig:
     db: str = ""  # empty: var/calls.db
 
@@ -268,6 +345,10 @@ class Config:
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
     campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Config":

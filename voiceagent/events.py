@@ -127,3 +127,26 @@ class Hangup(Event):
 class StageFailed(Event):
     stage: str  # "asr", "dialog", "tts", "leg"
     error: str
+
+
+@dataclass(frozen=True)
+class CallerTurnNoted(Event):
+    """A caller turn as the record keeps it (record.CallerTurn: words, intent, emotion, anger): what
+    the console, the alerts and the metrics watch."""
+
+    turn: object = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AgentTurnDone(Event):
+    """An agent turn said (record.AgentTurn, its latencies measured), or cut off by the caller."""
+
+    turn: object = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SupervisorChanged(Event):
+    """A supervisor took the call over (`active`) or gave it back to the agent."""
+
+    active: bool
+    operator: str = ""

@@ -126,7 +126,8 @@ class AsteriskService:
         if outbound is not None:
             options = outbound[1]
         else:
-            options = SessionOptions(customer_id=runtime.customer_for_caller_id(info.caller_id if info else ""))
+            options = SessionOptions(customer_id=runtime.customer_for_caller_id(info.caller_id if info else ""),
+                                     ask_rating=self.config.call.ask_rating)
         if options.call is None:
             options.call = self.config.call
 

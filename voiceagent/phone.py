@@ -13,6 +13,7 @@ import re
 from typing import Callable
 
 from telephony.sip.call import SipCall
+from telephony.sip.connections import TcpLimits
 from telephony.sip.leg import SipLeg
 from telephony.sip.register import Registrar, Registration
 from telephony.sip.ua import CallFailed, Credentials, UserAgent
@@ -45,7 +46,10 @@ class PhoneService:
                             rtp_ports=(sip.rtp_port_min, sip.rtp_port_max),
                             transfer_allow=(*sip.transfer_allow, *queues.values()), credentials=credentials,
                             outbound_proxy=sip.outbound_proxy or None, rtp_timeout_s=sip.rtp_timeout_s,
-                            codecs=tuple(sip.codecs))
+                            codecs=tuple(sip.codecs), ack_timeout_s=sip.ack_timeout_s,
+                            max_unacked_per_source=sip.max_unacked_per_source,
+                            tcp_limits=TcpLimits(sip.tcp_max_connections, sip.tcp_max_per_source,
+                                                 sip.tcp_first_message_s, sip.tcp_idle_s))
         self.registrar: Registrar | None = None
         self.records: list[CallRecord] = []  # the finished calls of this process (newest last), for tests
         self._ready_task: asyncio.Task | None = None
@@ -81,7 +85,8 @@ class PhoneService:
         leg = SipLeg(call, self.ua, targets=self.queues, bridge_ring_timeout_s=self.sip.ring_timeout_s,
                      transfer_method=self.sip.transfer_method)
         if options is None:
-            options = SessionOptions(customer_id=runtime.customer_for_caller_id(_user_part(call.remote)))
+            options = SessionOptions(customer_id=runtime.customer_for_caller_id(_user_part(call.remote)),
+                                     ask_rating=self.config.call.ask_rating)
         if options.call is None:
             options.call = self.config.call  # this service's [call] settings (greeting, timers)
 

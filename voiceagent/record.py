@@ -75,6 +75,9 @@ class CallRecord:
     emotion: dict = field(default_factory=dict)  # running and peak anger at the end
     handoff: dict | None = None  # the summary handed to the human (dialog/handoff.py)
     campaign: dict | None = None  # a campaign call: campaign, script, outcome, coupon (dialog/flows/marketing.py)
+    rating: int | None = None  # the caller's own score of the call, 1-5 ("press 1 to 5" after goodbye)
+    # supervisors who took the call over: operator, from_s, to_s (None: held to the end)
+    supervision: list[dict] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
     channel: dict = field(default_factory=dict)  # the transport's side: SIP peer (masked), codec, RTP counters, transfers
     # What the real-time engine saw: frames in, dropped (late/duplicate), silence filled for gaps,

@@ -6,67 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
-import re
 import threading
-import time
-from collections import OrderedDict
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .config import Config
-from .dialog.engine import DialogState
-from .textnorm import mask_pii
 
 log = logging.getLogger(__name__)
 
-MAX_SESSIONS = 10_000
-SESSION_IDLE_S = 1800
-
-
-class ChatRequest(BaseModel):
-    session_id: str = Field(min_length=1, max_length=128)
-    text: str = Field(max_length=10_000)
-    customer_id: str | None = Field(default=None, max_length=64)
-    # "voice": a front end that speaks the replies (short ones, details on request); chat may say more
-    channel: Literal["text", "voice"] = "text"
-
-
 WEB = Path(__file__).parent / "web"  # the widget and the demo shop page
-
-
-class CallbackRequest(BaseModel):
-    """The widget's "call me back" form, when no human could take the call (or the chat)."""
-
-    phone: str = Field(min_length=5, max_length=32, pattern=r"^\+?[0-9][0-9 ()-]{3,30}$")
-    session_id: str | None = Field(default=None, max_length=128)
-    name: str | None = Field(default=None, max_length=80)
-    note: str | None = Field(default=None, max_length=500)
-    language: str | None = Field(default=None, max_length=8)
-
-
-class _Sessions:
-    """Chat dialog states by session id, least recently used evicted, idle ones expired."""
-
-    def __init__(self):
-        self._items: OrderedDict[str, tuple[float, DialogState, asyncio.Lock]] = OrderedDict()
-
-    def get(self, session_id: str, customer_id: str | None) -> tuple[DialogState, asyncio.Lock]:
-        # Called on the event loop only, so no thread lock is needed.
-        now = time.monotonic()
-        while self._items and (len(self._items) >= MAX_SESSIONS or now - next(iter(self._items.values()))[0] > SESSION_IDLE_S):
-            self._items.popitem(last=False)
-        item = self._items.pop(session_id, None)
-        _, state, lock = item if item is not None else (now, DialogState(customer_id=customer_id), asyncio.Lock())
-        self._items[session_id] = (now, state, lock)
-        return state, lock
 
 
 def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None, http_host: str = "127.0.0.1",
@@ -111,6 +65,7 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
         from .campaigns.api import resume_running
 
         resuming = asyncio.create_task(resume_running(app))  # campaigns a restart interrupted go on
+        upkeep = asyncio.create_task(_operator_upkeep(app))  # alerts to the consoles, recordings past retention
         if config.webrtc.enabled:
             from .browser import BrowserService
 
@@ -120,6 +75,8 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
         finally:
             app.state.stopping = True
             resuming.cancel()
+            upkeep.cancel()
+            app.state.chat_pool.shutdown()
             if app.state.campaigns is not None:
                 await app.state.campaigns.close()  # no new dials; calls in progress finish
             if app.state.browser is not None:
@@ -132,8 +89,15 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
                 # before the interpreter finalises: see Runtime.stop_prewarm (a SIGTERM mid-prewarm
                 # ended in std::terminate, exit -6)
                 await asyncio.to_thread(app.state.runtime.stop_prewarm)
+            await asyncio.to_thread(app.state.alerts.close)  # after the last call: its alerts are written
+            from .ops import live
 
-    app = FastAPI(title="voiceagent", version="0.1.0", lifespan=lifespan)
+            if live.current() is app.state.hub:
+                live.install(None)
+
+    # no open /docs or /openapi.json: the schema is for operators (/api/ops/openapi.json)
+    app = FastAPI(title="voiceagent", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.runtime = runtime
     app.state.phone = None  # the SIP side, when serving it
     app.state.browser = None  # browser calls (WebRTC), when enabled
@@ -146,10 +110,10 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     app.state.store = store
     app.state.load_error = None
     app.state.stopping = False
-    sessions = _Sessions()
     from .campaigns.api import router as campaigns_router
 
     app.include_router(campaigns_router(app))
+    _operator_side(app, config, store)
 
     @app.get("/healthz")
     async def healthz():
@@ -158,67 +122,6 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
         if app.state.load_error:
             return JSONResponse({"status": "error", "error": app.state.load_error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
-
-    async def chat(request: Request) -> Response:
-        # A plain Starlette route rather than FastAPI's dependency machinery: a cached answer costs
-        # microseconds, so the framework's per-request work would be most of the bill. The body is
-        # still validated by the pydantic model.
-        try:
-            req = ChatRequest.model_validate_json(await request.body())
-        except ValidationError as e:
-            return JSONResponse({"detail": e.errors(include_url=False, include_context=False, include_input=False)}, status_code=422)
-        rt = app.state.runtime
-        if rt is None:
-            return JSONResponse({"detail": "models are still loading"}, status_code=503)
-        state, lock = sessions.get(req.session_id, req.customer_id)
-        state.channel = req.channel
-        async with lock:  # one turn at a time per conversation; other sessions go on
-            # A hot question is a dict lookup: answered here on the event loop. Anything else runs the
-            # NLU and the tools in a worker thread.
-            reply = rt.dialog.respond_cached(req.text, state)
-            if reply is None:
-                reply = await asyncio.to_thread(rt.dialog.respond, req.text, state, None, True)
-        u = reply.understanding
-        body = {"reply": reply.text, "intent": reply.intent, "slots": reply.slots, "emotion": u.emotion,
-                "anger": u.anger, "handoff": reply.handoff, "handoff_reason": reply.handoff_reason,
-                "confidence": u.confidence, "language": state.language, "dialect": state.languages.dialect,
-                "escalation": reply.escalation.to_dict()}
-        if reply.handoff and reply.handoff_summary:
-            # the human who picks the chat up reads this at GET /api/handoffs/{handoff_id}
-            summary = dict(reply.handoff_summary, call_id=f"chat-{req.session_id}", channel="chat")
-            await asyncio.to_thread(store.save_handoff, summary)
-            body["handoff_id"] = summary["call_id"]
-        return JSONResponse(body)
-
-    app.router.routes.append(Route("/api/chat", chat, methods=["POST"]))
-
-    @app.get("/api/handoffs")
-    async def handoffs(limit: int = 20):
-        """The latest handoff summaries, newest first (the human queue's inbox)."""
-        return await asyncio.to_thread(store.recent_handoffs, max(1, min(limit, 200)))
-
-    @app.get("/api/handoffs/{call_id}")
-    async def handoff(call_id: str):
-        """What the human needs before picking up: caller, order, slots, intents, emotion timeline,
-        what was tried, why (dialog/handoff.py)."""
-        found = await asyncio.to_thread(store.handoff, call_id)
-        if found is None:
-            return JSONResponse({"detail": f"no handoff for call {call_id}"}, status_code=404)
-        return found
-
-    @app.get("/api/calls/{call_id}")
-    async def call_record(call_id: str):
-        """A finished call's record (masked), as in call.json."""
-        found = await asyncio.to_thread(store.get, call_id)
-        if found is None:
-            return JSONResponse({"detail": f"no call {call_id}"}, status_code=404)
-        return found
-
-    @app.get("/api/asterisk")
-    async def asterisk_status():
-        """The Asterisk side: AudioSocket calls and counters, the AMI link."""
-        pbx = app.state.pbx
-        return pbx.status() if pbx is not None else {"enabled": False}
 
     # -- browser calls ------------------------------------------------------------------------
     def _origin_refused(request: Request) -> JSONResponse | None:
@@ -229,6 +132,10 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
             return JSONResponse({"detail": f"origin {origin} may not use this agent ([webrtc] allowed_origins)"},
                                 status_code=403)
         return None
+
+    from .public import add_public_routes
+
+    add_public_routes(app, config, store, _origin_refused)
 
     async def webrtc_offer(request: Request) -> Response:
         """`{"sdp", "type": "offer", "language"?}` → `{"sdp", "type": "answer", "session_id"}`: a
@@ -272,39 +179,6 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
             return JSONResponse({"detail": f"no browser call {session_id}"}, status_code=404)
         return {"status": "ending"}
 
-    @app.get("/api/webrtc")
-    async def webrtc_status():
-        """Browser lines in use and what happened to offers so far."""
-        browser = app.state.browser
-        return browser.status() if browser is not None else {"enabled": False}
-
-    async def callback_request(request: Request) -> Response:
-        """The widget's "call me back": a callback ticket for the human team, with the browser call it
-        follows (the phone number is stored for the team; logs see it masked)."""
-        refused = _origin_refused(request)
-        if refused is not None:
-            return refused
-        try:
-            req = CallbackRequest.model_validate_json(await request.body())
-        except ValidationError as e:
-            return JSONResponse({"detail": e.errors(include_url=False, include_context=False, include_input=False)},
-                                status_code=422)
-        rt = app.state.runtime
-        if rt is None or rt.shop is None:
-            return JSONResponse({"detail": "the shop is not loaded yet"}, status_code=503)
-        browser = app.state.browser
-        call = browser.calls.get(req.session_id) if browser is not None and req.session_id else None
-        call_id = (call.call_id if call else None) or next(
-            (r.call_id for r in (browser.records if browser else []) if r.channel.get("session_id") == req.session_id), None)
-        phone = re.sub(r"[^0-9+]", "", req.phone)
-        detail = "; ".join(x for x in (f"phone {phone}", req.name and f"name {req.name}",
-                                       call_id and f"call {call_id}", req.language and f"language {req.language}",
-                                       req.note and f"note {req.note}") if x)
-        ticket = await asyncio.to_thread(rt.shop.create_ticket, "callback", None, "web callback request", detail)
-        log.info("callback %s requested for %s (call %s)", ticket.ticket_id, mask_pii(phone), call_id or "-")
-        return JSONResponse({"ticket_id": ticket.ticket_id, "call_id": call_id}, status_code=201)
-
-    app.router.routes.append(Route("/api/callbacks", callback_request, methods=["POST"]))
 
     @app.get("/widget.js")
     async def widget():
@@ -321,6 +195,59 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
         app.add_middleware(CORSMiddleware, allow_origins=config.webrtc.allowed_origins,
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Content-Type"])
     return app
+
+
+def _operator_side(app: FastAPI, config: Config, store) -> None:
+    """Who may see what (ops/auth.py), the live calls (ops/live.py), and what is kept of them."""
+    from .ops import live
+    from .ops.alerts import Alerts
+    from .ops.api import router as ops_router
+    from .ops.auth import OperatorAuth, login_routes
+    from .ops.history import CallHistory
+    from .ops.metrics import Metrics
+    from .ops.recordings import RecordingStore
+
+    app.state.auth = OperatorAuth(config.store.db)
+    app.state.metrics = Metrics()
+    app.state.alerts = Alerts(config.store.db, config.alerts)
+    app.state.metrics.watch_alerts(app.state.alerts.open_counts)
+    app.state.recordings = RecordingStore.from_config(config.recordings) if config.recordings.enabled else None
+    app.state.history = CallHistory(config.store.db, has_recording=app.state.recordings.exists
+                                    if app.state.recordings is not None else None)
+    app.state.ratings = app.state.history.ratings  # the widget's stars and the phone's "press 1 to 5"
+    app.state.hub = live.OperatorHub(config, lambda: app.state.runtime, metrics=app.state.metrics,
+                                     alerts=app.state.alerts, recordings=app.state.recordings,
+                                     history=app.state.history)
+    live.install(app.state.hub)
+    app.include_router(login_routes(app.state.auth))
+    app.include_router(ops_router(app))
+
+
+async def _operator_upkeep(app: FastAPI) -> None:
+    """Alerts to every console as they are raised; recordings past their retention deleted hourly."""
+    alerts = app.state.alerts.subscribe()
+    recordings = app.state.recordings
+    if recordings is not None:
+        await asyncio.to_thread(recordings.recover)  # what a killed process had spilled becomes a recording
+    next_purge = 0.0
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                alert = await asyncio.wait_for(alerts.get(), 60)
+                app.state.hub.alert_raised(alert)
+            except asyncio.TimeoutError:
+                pass
+            if recordings is not None and loop.time() >= next_purge:
+                next_purge = loop.time() + 3600
+                removed = await asyncio.to_thread(recordings.purge_expired)
+                if removed:
+                    log.info("%d recordings past their retention deleted", removed)
+    except asyncio.CancelledError:
+        app.state.alerts.unsubscribe(alerts)
+        raise
+    except Exception:
+        log.exception("operator upkeep stopped")
 
 
 def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, sip: tuple[str, int] | None = None,

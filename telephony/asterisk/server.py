@@ -3,7 +3,8 @@
 The thin asyncio layer around the sans-IO parser (audiosocket.py). Each connection must send the
 call's UUID first (within `uuid_timeout_s`) and its first audio soon after (which fixes the call's
 sample rate: 8 kHz from the dialplan application, the slinN rate from the channel driver); only
-then is it a call, handed to `on_call` as an `AudioSocketConnection`. Whatever a connection does
+then is it a call, handed to `on_call` as an `AudioSocketConnection`. Its slot among `max_calls` is
+taken as soon as the UUID is read, so the limit holds however fast connections come. Whatever a connection does
 wrong (garbage, a truncated message, silence) ends that connection alone, with the reason logged.
 """
 
@@ -270,19 +271,23 @@ class AudioSocketServer:
                     log.exception("audiosocket %s: overflow handling failed", call_uuid)
             conn.hangup("overflow") if conn.active else None
             return
-        await conn.first_audio(self.first_audio_timeout_s)
-        if not conn.active:
-            log.info("audiosocket %s: ended before its first audio (%s)", call_uuid, conn.end_reason)
-            return
+        # The slot is taken here, before the first await: Asterisk sends the first audio ~20 ms after
+        # the UUID, and a burst of connections checked during that wait all passed the limit.
         self.calls[call_uuid] = conn
-        self.counters["calls"] += 1
         try:
-            await self.on_call(conn)
-        except Exception:
-            self.counters["failed"] += 1
-            log.exception("audiosocket %s: the call failed", call_uuid)
+            await conn.first_audio(self.first_audio_timeout_s)
+            if not conn.active:
+                log.info("audiosocket %s: ended before its first audio (%s)", call_uuid, conn.end_reason)
+                return
+            self.counters["calls"] += 1
+            try:
+                await self.on_call(conn)
+            except Exception:
+                self.counters["failed"] += 1
+                log.exception("audiosocket %s: the call failed", call_uuid)
         finally:
-            self.calls.pop(call_uuid, None)
+            if self.calls.get(call_uuid) is conn:
+                del self.calls[call_uuid]
             if conn.active:
                 conn.hangup("agent_hangup")
 

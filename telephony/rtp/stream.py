@@ -62,6 +62,11 @@ PTIME_S = 0.020
 FRAME_SAMPLES = int(CLOCK_RATE * PTIME_S)
 RTCP_SDES_CNAME = 1
 MAX_DRIFT_S = 1.0  # a source's timestamps further than this from arrival times are re-based
+# A new SSRC from the remote's address replaces the established one only once that one has been
+# silent this long (a live source sends every 20-60 ms), or within SSRC_RENEGOTIATED_S of a
+# re-INVITE: packets spoofed with other SSRCs must not restart the caller's timeline.
+SSRC_SWITCH_S = 0.15
+SSRC_RENEGOTIATED_S = 2.0
 
 ReceivedItem = AudioFrame | DtmfDigitEvent
 
@@ -84,6 +89,7 @@ class RtpStats:
     duplicates: int = 0  # copies of packets already handed over, dropped
     bad_packets: int = 0  # not RTP/RTCP, or a payload type not negotiated
     wrong_source: int = 0  # from an address other than the negotiated (or latched) one
+    other_ssrc: int = 0  # from the right address but another SSRC while the established one is live
     rtcp_in: int = 0
     rtcp_out: int = 0
     jitter_ms: float = 0.0  # RFC 3550 A.8 interarrival jitter of the current remote source
@@ -183,11 +189,17 @@ class _Held:
 
 
 class RtpReceiver:
-    """Validated RTP packets of the negotiated payload types in, frames and key presses out."""
+    """Validated RTP packets of the negotiated payload types in, frames and key presses out. One
+    remote SSRC at a time: another one takes over only after a pause of the established one or a
+    re-INVITE (`allow_new_source`); until then its packets are dropped (stats.other_ssrc)."""
 
-    def __init__(self, stats: RtpStats, capacity: int = 16, max_wait_s: float = 0.06):
+    def __init__(self, stats: RtpStats, capacity: int = 16, max_wait_s: float = 0.06,
+                 ssrc_switch_s: float = SSRC_SWITCH_S):
         self.stats = stats
         self.remote_ssrc: int | None = None
+        self.ssrc_switch_s = ssrc_switch_s
+        self._source_heard_s = 0.0  # when the established source's last packet came
+        self._switch_until_s: float | None = None  # a re-INVITE lets a new source in until then
         self._buffer: JitterBuffer[_Held] = JitterBuffer(capacity, max_wait_s)
         self._mapper = TimestampMapper()
         self._dtmf = DtmfReceiver()
@@ -216,7 +228,11 @@ class RtpReceiver:
             self.stats.bad_packets += 1
             return False
         if packet.ssrc != self.remote_ssrc:
+            if not self._may_switch(now):
+                self.stats.other_ssrc += 1
+                return False
             self._new_source(packet)
+        self._source_heard_s = now
         assert self._reception is not None
         self._reception.update_seq(packet.sequence_number)
         self.stats.packets_in += 1
@@ -242,14 +258,26 @@ class RtpReceiver:
     def next_deadline(self) -> float | None:
         return self._buffer.next_deadline()
 
-    def reset_timeline(self) -> None:
-        """The call clock was replaced: place the next packets anew. The jitter estimate compares
+    def reset_timeline(self, now: float | None = None) -> None:
+        """The call clock was replaced (`now`: its time): place the next packets anew. The jitter estimate compares
         arrival times too: without the reset, the first packet after the switch counted the distance
         between the two clocks (the stream's monotonic time and the call's, which starts at 0) as
         jitter, so jitter_ms read hundreds of seconds in RTCP and in the call's record."""
         self._mapper.reset()
         if self._reception is not None:
             self._reception.reset_transit()
+        if now is not None:  # the established source counts as heard now, on the new clock
+            self._source_heard_s = now
+            self._switch_until_s = None
+
+    def allow_new_source(self, now: float) -> None:
+        """The media was renegotiated (a re-INVITE): the remote may switch to a new SSRC at once."""
+        self._switch_until_s = now + SSRC_RENEGOTIATED_S
+
+    def _may_switch(self, now: float) -> bool:
+        if self.remote_ssrc is None or now - self._source_heard_s >= self.ssrc_switch_s:
+            return True
+        return self._switch_until_s is not None and now <= self._switch_until_s
 
     def on_sender_report(self, ntp_timestamp: int, now: float) -> None:
         self._last_sr = ((ntp_timestamp >> 16) & 0xFFFFFFFF, now)
@@ -270,6 +298,7 @@ class RtpReceiver:
         for held in self._buffer.flush():
             self._out += self._emit(held)
         self.remote_ssrc = packet.ssrc
+        self._switch_until_s = None
         self._reception = ReceptionStats(packet.sequence_number)
         self._mapper.reset()
         self._dtmf.reset()
@@ -499,8 +528,9 @@ class RtpStream:
         """Move the stream onto another timeline (the call's own clock, once the call has one)."""
         self._clock = clock
         self._anchor = None
-        self._receiver.reset_timeline()
-        self._last_rx = clock()
+        now = clock()
+        self._receiver.reset_timeline(now)
+        self._last_rx = now
 
     # -- control ------------------------------------------------------------------------------
     def start(self, media: NegotiatedMedia) -> None:
@@ -515,6 +545,7 @@ class RtpStream:
         self._sender.configure(media.codec, media.dtmf)
         self._receiver.configure(media.codec, media.dtmf)
         self._last_rx = self._clock()
+        self._receiver.allow_new_source(self._last_rx)
         self.timed_out = False
         if not self._tasks:
             loop = asyncio.get_running_loop()

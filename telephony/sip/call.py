@@ -25,6 +25,12 @@ from .transaction import T1, T2, TIMEOUT, ServerTransaction
 
 log = logging.getLogger(__name__)
 
+# An answered call's ACK comes one round trip after our 200 (a few more over lossy UDP: the 200 is
+# resent at 0.5, 1.5, 3.5 s). Waiting the full 64*T1 (32 s) that RFC 3261 allows held the slot of
+# a caller who never ACKs (a flood of INVITEs) that long; the agent has not spoken yet, so nothing
+# is lost by giving up sooner.
+ACK_TIMEOUT_S = 5.0
+
 # SIP INFO bodies that carry a key press
 _DTMF_RELAY = re.compile(r"^\s*Signal\s*=\s*([0-9A-Da-d*#])\s*$", re.M)
 
@@ -76,6 +82,7 @@ class SipCall:
     transport: str = "udp"
     remote: str = ""  # the peer's From (inbound) or To (outbound), as written
     source: tuple[str, int] | None = None  # where the peer's last INVITE came from (our 2xx goes back there)
+    ack_timeout_s: float = ACK_TIMEOUT_S  # no ACK for our 200 to the INVITE by then: the call is ended
     invite: SipRequest | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str | None = None
@@ -87,6 +94,7 @@ class SipCall:
     _pending_offer: bool = False  # we offered in the 200 (the INVITE had none): the ACK answers
     _refer: asyncio.Queue | None = None  # NOTIFY sipfrag statuses while a REFER is under way
     _reinvite_busy: bool = False
+    _no_ack_bye: asyncio.Future | None = None
 
     @property
     def call_id(self) -> str:
@@ -115,9 +123,12 @@ class SipCall:
         ok = self._ok_for(self.invite, body.encode())
         self.ua.endpoint.respond(self._invite_txn, ok)
         self._invite_txn = None
-        if not await self._resend_until_ack(ok):
-            log.warning("call %s: no ACK for our 200: ending it", self.call_id)
-            await self.bye("no_ack")
+        if not await self._resend_until_ack(ok, self.ack_timeout_s):
+            log.warning("call %s: no ACK for our 200 within %.1f s: ending it", self.call_id, self.ack_timeout_s)
+            # bye() ends the call at its first step; the answer to the BYE (up to 32 s from a sender
+            # that never answers) is not waited for
+            self._no_ack_bye = asyncio.ensure_future(self.bye("no_ack"))
+            await asyncio.sleep(0)
             return False
         return True
 
@@ -134,16 +145,16 @@ class SipCall:
                            headers=[("Contact", self.dialog.local_contact), *self.ua.capabilities()])
         return ok
 
-    async def _resend_until_ack(self, response: SipResponse) -> bool:
+    async def _resend_until_ack(self, response: SipResponse, timeout_s: float = TIMEOUT) -> bool:
         self._ack.clear()
         dest = self.source
         interval, waited = T1, 0.0
-        while waited < TIMEOUT:
+        while waited < timeout_s:
             try:
-                await asyncio.wait_for(self._ack.wait(), interval)
+                await asyncio.wait_for(self._ack.wait(), min(interval, timeout_s - waited))
                 return True
             except asyncio.TimeoutError:
-                waited += interval
+                waited += min(interval, timeout_s - waited)
                 if self.ended.is_set():
                     return False
                 if self.transport == "udp":  # over TCP the 2xx is not resent, only waited for

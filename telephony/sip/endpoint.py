@@ -16,6 +16,7 @@ import re
 import time
 from typing import Callable, Protocol
 
+from .connections import ConnectionTable, TcpLimits
 from .message import (SipParseError, SipRequest, SipResponse, StreamParser, make_response, new_branch,
                       parse_message)
 from .transaction import Address, ClientTransaction, Deliver, Send, ServerTransaction, Timeout, server_key
@@ -23,7 +24,7 @@ from .transaction import Address, ClientTransaction, Deliver, Send, ServerTransa
 log = logging.getLogger(__name__)
 
 TICK_S = 0.02  # transaction timers' resolution (T1 is 500 ms)
-MAX_TCP_CONNECTIONS = 1024
+SWEEP_S = 1.0  # how often idle TCP connections are looked for
 
 
 class SipTimeout(TimeoutError):
@@ -42,6 +43,9 @@ class SipHandler(Protocol):
     def on_stray_response(self, response: SipResponse, transport: str, source: Address) -> None:
         """A response no transaction waits for (a retransmitted 2xx to an INVITE: re-ACK it)."""
 
+    def connections_in_use(self) -> set[Address]:
+        """The TCP connections (peer addresses) live calls use: they stay open, however quiet."""
+
 
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, endpoint: "SipEndpoint"):
@@ -57,7 +61,7 @@ class _Udp(asyncio.DatagramProtocol):
 class SipEndpoint:
     def __init__(self, handler: SipHandler, host: str = "127.0.0.1", port: int = 5060,
                  transports: tuple[str, ...] = ("udp", "tcp"), user: str = "agent",
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, tcp_limits: TcpLimits | None = None):
         self.handler = handler
         self.host = host
         self.port = port
@@ -66,7 +70,8 @@ class SipEndpoint:
         self.clock = clock
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
-        self._connections: dict[Address, asyncio.StreamWriter] = {}
+        self._connections: dict[Address, asyncio.StreamWriter] = {}  # inbound and the ones we opened
+        self.tcp = ConnectionTable(tcp_limits or TcpLimits(), self._connections_in_use)  # the inbound ones
         self._clients: dict[tuple[str, str], ClientTransaction] = {}
         self._servers: dict[tuple[str, str, str], ServerTransaction] = {}
         self._waiters: dict[ClientTransaction, tuple[asyncio.Future, Callable[[SipResponse], None] | None]] = {}
@@ -212,9 +217,16 @@ class SipEndpoint:
             log.warning("sip: %r", task.exception())
 
     async def _tick_loop(self) -> None:
+        next_sweep = self.clock() + SWEEP_S
         while True:
             await asyncio.sleep(TICK_S)
             now = self.clock()
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_S
+                try:
+                    self._close_idle_connections(now)
+                except Exception:  # never at the cost of the transaction timers below
+                    log.exception("sip: closing idle TCP connections failed")
             for txn in [*self._clients.values(), *self._servers.values()]:
                 deadline = txn.next_deadline()
                 if deadline is not None and deadline <= now:
@@ -226,11 +238,33 @@ class SipEndpoint:
     async def _on_tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         source = (peer[0], peer[1])
-        if len(self._connections) >= MAX_TCP_CONNECTIONS:
+        admission = self.tcp.admit(source, self.clock())
+        for address in admission.evict:
+            log.info("sip tcp %s:%d: idle connection closed to make room", *address)
+            self._close_connection(address)
+        if not admission.accepted:
+            log.warning("sip tcp %s:%d: connection refused (every connection of its address carries a call)",
+                        *source)
             writer.close()
             return
         self._connections[source] = writer
         await self._read_tcp(reader, writer, source)
+
+    def _connections_in_use(self) -> set[Address]:
+        """Those a call, or a server transaction not yet finished (an INVITE being answered), uses."""
+        used = {txn.source for txn in self._servers.values() if txn.transport == "tcp" and not txn.done}
+        of_calls = getattr(self.handler, "connections_in_use", None)
+        return used | of_calls() if of_calls is not None else used
+
+    def _close_idle_connections(self, now: float) -> None:
+        for address in self.tcp.expired(now):
+            log.info("sip tcp %s:%d: no message for too long: connection closed", *address)
+            self._close_connection(address)
+
+    def _close_connection(self, address: Address) -> None:
+        writer = self._connections.pop(address, None)
+        if writer is not None:
+            writer.close()  # its reader sees the end and finishes
 
     async def _read_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, source: Address) -> None:
         parser = StreamParser()
@@ -246,6 +280,8 @@ class SipEndpoint:
                     self.stats["malformed"] += 1
                     log.warning("sip tcp %s:%d: malformed message (%s): connection closed", *source, exc.reason)
                     break
+                if messages:
+                    self.tcp.message(source, self.clock())
                 for message in messages:
                     self._on_message(message, "tcp", source)
         except (ConnectionError, OSError):
@@ -253,6 +289,7 @@ class SipEndpoint:
         finally:
             if self._connections.get(source) is writer:
                 del self._connections[source]
+                self.tcp.remove(source)
             writer.close()
 
     def _on_bytes(self, data: bytes, transport: str, source: Address) -> None:

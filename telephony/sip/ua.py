@@ -22,7 +22,8 @@ from telephony.rtp.stream import RtpStream
 
 from .address import AddressError, NameAddress, SipUri
 from .auth import Challenge, authorization
-from .call import SipCall, failure_outcome
+from .call import ACK_TIMEOUT_S, SipCall, failure_outcome
+from .connections import TcpLimits
 from .dialog import Dialog, DialogError
 from .endpoint import SipEndpoint, SipTimeout
 from .message import SipRequest, SipResponse, make_response, new_call_id, new_tag
@@ -55,8 +56,13 @@ class UserAgent:
                  on_call: Callable[[SipCall], Awaitable[None]] | None = None,
                  rtp_host: str | None = None, rtp_ports: tuple[int, int] = (10000, 20000),
                  transfer_allow: tuple[str, ...] = (), credentials: Credentials | None = None,
-                 outbound_proxy: str | None = None, rtp_timeout_s: float = 30.0, codecs: tuple[str, ...] = ("PCMU", "PCMA")):
-        self.endpoint = SipEndpoint(self, host, port, transports, user)
+                 outbound_proxy: str | None = None, rtp_timeout_s: float = 30.0, codecs: tuple[str, ...] = ("PCMU", "PCMA"),
+                 ack_timeout_s: float = ACK_TIMEOUT_S, max_unacked_per_source: int = 2,
+                 tcp_limits: TcpLimits | None = None):
+        """`ack_timeout_s`: an answered inbound call whose ACK has not come by then is hung up, its
+        slot freed; `max_unacked_per_source`: answered, not yet ACKed inbound calls from one IP
+        address at once (more get 486), so that one sender cannot hold every slot that way."""
+        self.endpoint = SipEndpoint(self, host, port, transports, user, tcp_limits=tcp_limits)
         self.user = user
         self.max_calls = max_calls
         self.on_call = on_call
@@ -67,10 +73,14 @@ class UserAgent:
         self.outbound_proxy = SipUri.parse(outbound_proxy) if outbound_proxy else None
         self.rtp_timeout_s = rtp_timeout_s
         self.codecs = codecs
+        self.ack_timeout_s = ack_timeout_s
+        self.max_unacked_per_source = max_unacked_per_source
         self.accepting = True
         self.calls: dict[tuple[str, str], SipCall] = {}  # (Call-ID, our tag)
+        self._opening = 0  # INVITEs taken, their calls not in `calls` yet (the media port is being opened)
+        self._unacked: dict[str, int] = {}  # source IP -> its INVITEs taken and not ACKed yet
         self._tasks: set[asyncio.Task] = set()
-        self.stats = {"inbound": 0, "outbound": 0, "busy": 0, "rejected": 0}
+        self.stats = {"inbound": 0, "outbound": 0, "busy": 0, "rejected": 0, "unacked_refused": 0, "no_ack": 0}
 
     async def start(self) -> None:
         await self.endpoint.start()
@@ -116,6 +126,16 @@ class UserAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def connections_in_use(self) -> set:
+        """The TCP connections live calls use: the one their INVITE came over, the one their
+        in-dialog requests go to."""
+        used = set()
+        for call in self.calls.values():
+            if call.transport == "tcp" and call.active:
+                used.add(call.source)
+                used.add(call.dialog.destination())
+        return used
 
     def transfer_allowed(self, target: str) -> bool:
         """The toll-fraud guard: transfers go only to targets matching the allow-list (glob patterns
@@ -177,8 +197,16 @@ class UserAgent:
             return
         if self._is_retransmission(request):
             return  # an INVITE we answered already (our 200 crossed it): the 200 is being resent anyway
-        if len(self.calls) >= self.max_calls:
+        if len(self.calls) + self._opening >= self.max_calls:
             self.stats["busy"] += 1
+            self.endpoint.respond(txn, make_response(request, 486, "Busy Here"))
+            return
+        host = source[0]
+        if self._unacked.get(host, 0) >= self.max_unacked_per_source:
+            self.stats["busy"] += 1
+            self.stats["unacked_refused"] += 1
+            log.warning("sip: INVITE from %s refused: %d answered calls of its still unacknowledged", host,
+                        self._unacked[host])
             self.endpoint.respond(txn, make_response(request, 486, "Busy Here"))
             return
         if request.body and (request.content_type or "application/sdp") != "application/sdp":
@@ -192,7 +220,18 @@ class UserAgent:
             self.endpoint.respond(txn, make_response(request, 400, f"Bad Request ({exc})"[:80]))
             return
         self.endpoint.respond(txn, make_response(request, 100))
+        # counted from now, not once the call exists: INVITEs arriving together all meet the limits
+        self._opening += 1
+        self._unacked[host] = self._unacked.get(host, 0) + 1
         self.spawn(self._answer(request, txn, transport, source))
+
+    def _release_unacked(self, host: str) -> None:
+        """An INVITE taken from `host` was ACKed, or its call is over."""
+        left = self._unacked.get(host, 0) - 1
+        if left > 0:
+            self._unacked[host] = left
+        else:
+            self._unacked.pop(host, None)
 
     def _is_retransmission(self, request: SipRequest) -> bool:
         """RFC 3261 leaves the INVITE transaction once the 2xx is sent, so a late copy of the INVITE
@@ -203,24 +242,34 @@ class UserAgent:
                    and call.invite.cseq == request.cseq for call in self.calls.values())
 
     async def _answer(self, request: SipRequest, txn: ServerTransaction, transport: str, source) -> None:
-        tag = new_tag()
-        dialog = Dialog.as_uas(request, tag, self.endpoint.contact(transport), transport)
+        opening = True
         try:
-            rtp = await RtpStream.open(self.rtp_host, self.rtp_ports)
-        except OSError:
-            log.exception("no RTP port free")
-            self.endpoint.respond(txn, make_response(request, 503, "No Media Port", to_tag=tag))
-            return
-        if txn.state.value != "proceeding":  # cancelled while the media port was being opened
-            await rtp.close()
-            return
-        rtp.timeout_s = self.rtp_timeout_s
-        call = SipCall(self, dialog, rtp, SdpSession(self.rtp_host, rtp.local_port, self.codecs), "inbound",
-                       transport, remote=str(request.from_addr), invite=request, source=source)
-        call._invite_txn = txn
-        self.calls[(dialog.call_id, tag)] = call
-        self.stats["inbound"] += 1
-        if await call.answer():
+            tag = new_tag()
+            dialog = Dialog.as_uas(request, tag, self.endpoint.contact(transport), transport)
+            try:
+                rtp = await RtpStream.open(self.rtp_host, self.rtp_ports)
+            except OSError:
+                log.exception("no RTP port free")
+                self.endpoint.respond(txn, make_response(request, 503, "No Media Port", to_tag=tag))
+                return
+            if txn.state.value != "proceeding":  # cancelled while the media port was being opened
+                await rtp.close()
+                return
+            rtp.timeout_s = self.rtp_timeout_s
+            call = SipCall(self, dialog, rtp, SdpSession(self.rtp_host, rtp.local_port, self.codecs), "inbound",
+                           transport, remote=str(request.from_addr), invite=request, source=source,
+                           ack_timeout_s=self.ack_timeout_s)
+            call._invite_txn = txn
+            self.calls[(dialog.call_id, tag)] = call
+            self._opening -= 1
+            opening = False
+            self.stats["inbound"] += 1
+            answered = await call.answer()
+        finally:
+            if opening:
+                self._opening -= 1
+            self._release_unacked(source[0])
+        if answered:
             self.spawn(call.watch_media())
             try:
                 await self.on_call(call)
@@ -230,6 +279,7 @@ class UserAgent:
                 if call.active and call.bridged_to is None:
                     await call.bye("agent_bye")
         else:
+            self.stats["no_ack"] += call.end_reason == "no_ack"
             await rtp.close()
 
     # -- outbound calls -----------------------------------------------------------------------

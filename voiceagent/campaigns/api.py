@@ -1,9 +1,11 @@
 """The operator API for campaigns, under /api/ops/campaigns (SPEC.md): create one (it starts dialling
 in this process), list them, read a report, pause, resume, stop.
 
-Until operators log in (the operator-side issue), these routes answer only a request from the
-machine itself, or one carrying `Authorization: Bearer TOKEN` whose SHA-256 is `[campaigns]
-ops_token_sha256`: a report names customers, and the server is public where the widget is.
+Like every operator route, these need an operator (ops/auth.py: a console session, with its CSRF
+token on changes, or an API token); reading needs any role, changing a campaign a supervisor. A
+bearer token whose SHA-256 is `[campaigns] ops_token_sha256` is still taken, as a supervisor's
+(deprecated: `voiceagent tokens create NAME --role supervisor`). A report names customers, and
+the server is public where the widget is.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hmac
 import logging
 
 from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException
 from fastapi.responses import JSONResponse
 
 from ..errors import BadInput
@@ -22,7 +25,6 @@ from .spec import campaign_from_dict, parse_contacts_text
 from .store import campaign_store
 
 log = logging.getLogger(__name__)
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -39,10 +41,14 @@ def router(app) -> APIRouter:
         wanted = config.campaigns.ops_token_sha256
         if wanted and header.startswith("Bearer "):
             got = hashlib.sha256(header[7:].strip().encode()).hexdigest()
-            return hmac.compare_digest(got, wanted.lower())
-        # this machine itself, not a request a reverse proxy on it passes on from elsewhere
-        proxied = any(h in request.headers for h in ("x-forwarded-for", "forwarded", "x-real-ip"))
-        return request.client is not None and request.client.host in LOOPBACK and not proxied
+            if hmac.compare_digest(got, wanted.lower()):
+                return True
+        role = "agent" if request.method == "GET" else "supervisor"
+        try:
+            app.state.auth.require(request, role)
+        except HTTPException:
+            return False
+        return True
 
     def service() -> CampaignService | None:
         if getattr(app.state, "campaigns", None) is None:

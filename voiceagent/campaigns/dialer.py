@@ -305,6 +305,10 @@ class CampaignRunner:
             except Exception:  # the store is down: the claim's hold keeps the contact from a redial
                 log.exception("campaign %s: storing attempt %d failed", c.name, attempt)
             log.info("campaign %s: contact %s attempt %d: %s", c.name, row.contact.ref, attempt_no, outcome)
+            from ..ops import live as operators  # counted where the operators' metrics are (serve)
+
+            if operators.current() is not None:
+                operators.current().campaign_attempt(c.name, outcome)
 
     @staticmethod
     def _outcome(placed: Placed, call: MarketingCall | None, talked: bool) -> tuple[str, bool]:

@@ -28,6 +28,7 @@ from ..shop import ShopRepository
 from .cache import CachedReply, HotCache
 from .escalation import EscalationPolicy
 from .flows import CUSTOMER_SERVICE_ROUTES, Route, Router, Tools, Turn, apply, marketing, update_state
+from .flows import ownership
 from .flows.context import is_unsure, read_in_context
 from .flows.finishing import apology, cite_tier, context_free, for_the_ear, styled
 from .flows.patterns import CODE_LIKE, LETTERS, ORDER_INTENTS, PRODUCT_INTENTS  # noqa: F401  (their old home)
@@ -62,7 +63,7 @@ class DialogEngine:
         cheap enough to run on the event loop before handing a miss to a worker thread. A caller
         whose voice is raised goes the full way (the escalation policy may have more to say)."""
         if self.cache is None or state.pending_intent is not None or state.awaiting is not None \
-                or state.marketing is not None:  # a campaign call's "好的" takes the offer
+                or state.marketing is not None or state.proof is not None:  # a campaign call's "好的" takes the offer
             return None
         if voice is not None and voice.model and voice.model.get("angry", 0.0) >= 0.25:
             return None
@@ -94,6 +95,9 @@ class DialogEngine:
         t0 = time.perf_counter()
         if not cache_checked and (cached := self.respond_cached(text, state, language, voice, at_s)) is not None:
             return cached
+        if state.proof is not None and (digits := ownership.digits_given(text)) is not None:
+            return self._proof_answered(digits, text, state, language, stream, voice, at_s, language_scores)
+        state.proof = None  # not the digits asked for: the conversation moved on (asked again if needed)
         customer = self.shop.customer(state.customer_id) if state.customer_id else None
         tier = customer.tier if customer else None
         state.customer_tier = tier or ""
@@ -102,6 +106,11 @@ class DialogEngine:
 
         # -- the turn read in context -------------------------------------------------------------
         u = self.nlu.understand(text, language, language_scores)
+        if "phone" in u.slots and state.customer_id is None and state.phone_said_identifies:
+            # a call: the account's whole phone number said is more than its last four digits
+            owner = self.shop.customer_by_phone(u.slots["phone"])
+            if owner is not None:
+                state.verified_customers.add(owner.customer_id)
         lang = u.language if u.language in ("zh", "en") else state.language
         if lang_hint is None and (not LETTERS.search(text) or CODE_LIKE.search(text)):
             lang = state.language  # a bare number, emoji or code keeps the call's language
@@ -182,6 +191,38 @@ class DialogEngine:
         cite_tier(reply, state)
         self._after_turn(reply, state)
         reply.dialog_ms = round((time.perf_counter() - t0) * 1000, 3)
+        return reply
+
+    def _proof_answered(self, digits: str, text: str, state: DialogState, language: str | None, stream: bool,
+                        voice: HeardVoice | None, at_s: float, language_scores: dict[str, float] | None) -> Reply:
+        """The last four digits given: the held question answered when they match the account's phone;
+        refused otherwise, and after ownership.MAX_TRIES wrong answers the order is let go."""
+        proof, lang = state.proof, state.language
+        customer = self.shop.customer(proof.customer_id)
+        if customer is not None and ownership.matches(digits, customer.phone):
+            state.verified_customers.add(proof.customer_id)
+            state.proof = None
+            reply = self._respond(proof.text, state, language, True, stream, voice, at_s, language_scores)
+            lead = templates.render(state.language, "last4_ok")
+            if reply.pieces is not None:
+                reply.pieces = itertools.chain([lead], reply.pieces)
+            reply.text = lead + (("" if state.language == "zh" else " ") + reply.text if reply.text else "")
+            return reply
+        state.proof_failures += 1
+        u = self.nlu.understand(text, language, language_scores)
+        state.history = (state.history + [("caller", text)])[-20:]
+        state.intents.append(state.intents[-1] if state.intents else u.intent)
+        emotion = self._perceive(u, state, voice, at_s)
+        if state.proof_failures >= ownership.MAX_TRIES:
+            update_state(ownership.forget_order(state), state)
+            key = "last4_locked"
+        else:
+            key = "last4_wrong"
+        if u.language in ("zh", "en") and LETTERS.search(text):
+            lang = state.language = u.language  # "the last four are 1234" answers in its own language
+        reply = Reply(templates.render(lang, key), u, state.intents[-1], dict(state.slots), emotion=emotion)
+        state.failed_turns += 1
+        self._after_turn(reply, state)
         return reply
 
     # -- perception, apology and the record -----------------------------------------------------

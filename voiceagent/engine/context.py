@@ -31,6 +31,8 @@ class SessionOptions:
     # Before the agent speaks on an outbound call: given the answered leg, returns the leg to run the
     # call on, or None with a reason to end it there (answering-machine detection, campaigns/screening.py)
     screen: Callable[[Any], Awaitable[tuple[Any, str | None]]] | None = None
+    # after the caller's goodbye, ask for a 1-5 score on the keypad (phone calls; the widget asks with stars)
+    ask_rating: bool = False
 
 
 @dataclass
@@ -47,6 +49,9 @@ class CallContext:
     playout: Playout
     emit: Callable[[Event], None]
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # set by the conductor alone
+    # the operator who has taken the call over (the agent is silent and only listens), or None
+    supervisor: str | None = None
+    rating_asked_s: float | None = None  # when the agent asked for a 1-5 score on the keypad
 
     @property
     def clock(self) -> Clock:

@@ -22,8 +22,8 @@ from typing import Callable, Iterable
 from ..dialog import templates
 from ..dialog.flows import marketing
 from ..dialog.engine import Reply
-from ..events import (Event, FinalTranscript, IntentRecognized, Interruption, ReplyText, StageFailed,
-                      TransferRequested)
+from ..events import (AgentTurnDone, CallerTurnNoted, Event, FinalTranscript, IntentRecognized, Interruption,
+                      ReplyText, StageFailed, TransferRequested)
 from ..legs import TransferResult
 from ..playout import ReplyPlayback
 from ..record import AgentTurn, CallerTurn
@@ -78,6 +78,10 @@ class Replies:
                 if ctx.finished.is_set():
                     continue
                 self._working = True
+                if ctx.supervisor is not None:  # a person has the call: the agent only listens
+                    if isinstance(item, TurnReady):
+                        self._note_supervised_turn(item.final)
+                    continue
                 if isinstance(item, PromptDue):
                     await self._say_prompt(item)
                 else:
@@ -162,8 +166,15 @@ class Replies:
                  agent.latency_ms["voice_to_voice"], ", interrupted" if agent.interrupted else "")
         outcome = ctx.record.outcome
         outcome.resolved = outcome.resolved or reply.resolved
+        if ctx.supervisor is not None:  # taken over meanwhile: the person decides what happens next
+            return
         if reply.handoff:
             await self._transfer(reply)
+        elif (ctx.options.ask_rating and reply.intent == "chitchat.goodbye" and state.marketing is None
+              and ctx.rating_asked_s is None and not agent.interrupted):
+            # the caller is leaving: one short question, answered with a key (or not at all)
+            if await self._say_text(templates.render(ctx.language.for_reply(), "rating_request"), "notice"):
+                ctx.rating_asked_s = ctx.clock.now()
         elif reply.end_call and not agent.interrupted:  # said, now the agent hangs up (a marketing call's end);
             # cut off, it listens first: the caller may have said something that matters ("别再打了")
             try:
@@ -181,10 +192,25 @@ class Replies:
             voice=emotion.voice if emotion else None, escalation=reply.escalation.to_dict(),
             task=state.task.as_record() if state.task is not None else None,
         ))
+        self.ctx.emit(CallerTurnNoted(self.ctx.clock.now(), record.turns[-1]))
         record.dialect = state.languages.dialect
         record.emotion = {"running_anger": state.emotion.running_anger,
                           "peak_anger": max((t.anger for _, t in state.emotion.timeline), default=0.0)}
         record.slots = dict(state.slots)
+
+    def _note_supervised_turn(self, final: FinalTranscript) -> None:
+        """A caller turn while a supervisor has the call: kept in the record and the conversation
+        (the agent knows it when the call comes back), not answered."""
+        ctx = self.ctx
+        text = final.text.strip()
+        if not text:
+            return
+        lang = ctx.language.observe(final)
+        ctx.record.turns.append(CallerTurn(
+            text=text, start_s=round(final.start_s, 3), end_s=round(final.speech_end_s, 3), intent="supervised",
+            confidence=0.0, slots={}, emotion="neutral", language=lang, dialect=None))
+        ctx.state.history = (ctx.state.history + [("caller", text)])[-20:]
+        ctx.emit(CallerTurnNoted(ctx.clock.now(), ctx.record.turns[-1]))
 
     # -- transfer -----------------------------------------------------------------------------
     async def _transfer(self, reply: Reply) -> None:
@@ -283,6 +309,7 @@ class Replies:
             agent.interrupted = True
             agent.heard_text = self._cut.get(turn, "")
         self._heard_until_s = max(self._heard_until_s, end)
+        self.ctx.emit(AgentTurnDone(now, agent))
 
     # -- failures -----------------------------------------------------------------------------
     def _stage_failed(self, stage: str, exc: Exception, key: str = "system_error") -> None:

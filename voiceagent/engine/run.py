@@ -51,15 +51,34 @@ async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, chan
         if screened is None:
             return await _ended_before_the_agent(runtime, leg, options, channel, store, call_id, ended)
         leg = screened
-    session = CallSession(runtime, leg, options, call_id=call_id, observers=list(channel.observers),
+    from ..ops import live as operators  # the console's view of the call, when the process has one
+
+    hub = operators.current()
+    call_id = call_id or uuid.uuid4().hex[:12]
+    observers = list(channel.observers)
+    watched = None
+    if hub is not None:
+        kind = "campaign" if options.marketing is not None else channel.kind
+        watched = hub.begin(call_id, kind, leg, options.customer_id, options.language)
+        leg = watched.leg  # listen-in, takeover and the recording tap the call here
+        observers.append(hub.observer(watched))
+    session = CallSession(runtime, leg, options, call_id=call_id, observers=observers,
                           on_handoff=store.save_handoff if store is not None else None)
+    if watched is not None:
+        watched.session = session
     if channel.started is not None:
         channel.started(session)
     try:
         record = await session.run()
     finally:
         await _release(channel, session.call_id)
-    return await _keep(record, channel, store)
+    record = await _keep(record, channel, store)
+    if watched is not None:
+        try:
+            await hub.end(watched, record)
+        except Exception:
+            log.exception("call %s: the operator side could not file the call", record.call_id)
+    return record
 
 
 async def _release(channel: Channel, call_id: str) -> None:

@@ -24,11 +24,11 @@ import uuid
 from typing import Callable
 
 from ..dialog.engine import DialogState
-from ..events import Event, Hangup, StageFailed
+from ..events import AgentTurnDone, Event, Hangup, Interruption, StageFailed, SupervisorChanged
 from ..latency import LatencyObserver
 from ..legs import CallLeg, DtmfDigit
 from ..playout import Playout
-from ..record import CallRecord
+from ..record import AgentTurn, CallRecord
 from ..runtime import Runtime
 from ..turn_detector import TurnDetector
 from .context import CallContext, SessionOptions
@@ -37,11 +37,13 @@ from .intake import CallerAudioIntake
 from .language import LANGUAGES, CallLanguage
 from .outcome import close_record, task_failed
 from .replies import Replies
-from .signals import EndRequested, PromptDue
+from .signals import EndRequested, FloorTaken, PromptDue
 from .timers import CallTimers
 from .turn_taking import TurnTaking
 
 log = logging.getLogger(__name__)
+
+RATING_WAIT_S = 15.0  # a key this long after the rating question still counts as the score
 
 
 class CallSession:
@@ -107,13 +109,66 @@ class CallSession:
         self.emit(Hangup(self.ctx.clock.now(), request.by, request.reason))
         self.ctx.finished.set()
 
+    # -- supervision --------------------------------------------------------------------------
+    def take_over(self, operator: str) -> None:
+        """A supervisor takes the call: the agent falls silent now (what is queued is dropped, a
+        reply being thought of is not said), and listens on without answering until `release`."""
+        ctx = self.ctx
+        if ctx.finished.is_set():
+            return
+        ctx.supervisor = operator
+        now = ctx.clock.now()
+        ctx.record.supervision.append({"operator": operator, "from_s": round(now, 3), "to_s": None})
+        self.emit(FloorTaken(now))
+        for playback in ctx.playout.drop():
+            stopped = playback.end_s if playback.end_s is not None else now
+            self.emit(Interruption(now, now, stopped, playback.heard_text(now, ctx.playout.rate), turn=playback.turn))
+        self.emit(SupervisorChanged(now, True, operator))
+
+    def release(self, said: list[tuple[float, float, str]] = ()) -> None:
+        """The supervisor gives the call back: the agent says it is back and answers again. `said`:
+        what the supervisor said meanwhile (start_s, end_s, text), if already known."""
+        ctx = self.ctx
+        operator, ctx.supervisor = ctx.supervisor, None
+        if operator is None or ctx.finished.is_set():
+            return
+        now = ctx.clock.now()
+        if ctx.record.supervision:
+            ctx.record.supervision[-1]["to_s"] = round(now, 3)
+        self.supervisor_said(said)
+        self.emit(SupervisorChanged(now, False, operator))
+        self.emit(PromptDue(now, "supervisor_released", "notice", now))
+
+    def supervisor_said(self, said: list[tuple[float, float, str]]) -> None:
+        """What a supervisor said on the call goes into the conversation as the agent's side (the
+        agent knows what was promised), and into the record."""
+        ctx = self.ctx
+        now = ctx.clock.now()
+        for start_s, end_s, text in said:
+            turn = AgentTurn(text=text, start_s=round(start_s, 3), end_s=round(end_s, 3), latency_ms={},
+                             reply_source="supervisor", kind="supervisor")
+            ctx.record.turns.append(turn)
+            ctx.state.history = (ctx.state.history + [("agent", text)])[-20:]
+            self.emit(AgentTurnDone(now, turn))
+        ctx.record.turns.sort(key=lambda t: t.start_s)
+
+    def _rated(self, key: DtmfDigit) -> bool:
+        """A 1-5 key soon after the agent asked for a score: the caller's rating, thanked, goodbye."""
+        ctx = self.ctx
+        asked = ctx.rating_asked_s
+        if asked is None or ctx.record.rating is not None or key.digit not in "12345" or key.at_s - asked > RATING_WAIT_S:
+            return False
+        ctx.record.rating = int(key.digit)
+        self.emit(PromptDue(key.at_s, "rating_thanks", "goodbye", key.at_s, hangup="goodbye"))
+        return True
+
     def _expecting_number(self) -> bool:
         state = self.ctx.state
         return state.pending_intent is not None and "order_id" not in state.slots
 
     def _busy(self) -> bool:
-        """Silence does not count while anyone speaks, thinks or types."""
-        return self.replies.busy or self.ctx.playout.active or self.detector.in_speech or self.dtmf.pending
+        """Silence does not count while anyone speaks, thinks or types (or a supervisor has the call)."""
+        return self.ctx.supervisor is not None or self.replies.busy or self.ctx.playout.active or self.detector.in_speech or self.dtmf.pending
 
     def _store_handoff(self, summary: dict) -> None:
         if self._on_handoff is not None:
@@ -177,7 +232,8 @@ class CallSession:
             if self.ctx.finished.is_set():
                 break
             if isinstance(item, DtmfDigit):
-                self.dtmf.on_key(item)
+                if not self._rated(item):
+                    self.dtmf.on_key(item)
                 continue
             try:
                 placed = self.intake.place(item)

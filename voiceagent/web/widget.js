@@ -37,7 +37,8 @@
       failed: "连接失败：", connectingHuman: "正在为您转接人工客服…",
       handoffFailed: "人工客服暂时无法接听。留下电话，我们会尽快给您回电。",
       callbackPhone: "手机号码", callbackSubmit: "请回电给我", callbackDone: "已登记回电，工单号 ",
-      callbackError: "登记失败，请检查号码后重试。", open: "联系客服", close: "关闭", keypad: "按键"
+      callbackError: "登记失败，请检查号码后重试。", open: "联系客服", close: "关闭", keypad: "按键",
+      rate: "请为本次服务打分：", star: "星", rated: "谢谢您的评价！"
     },
     en: {
       title: "Talk to us", call: "Start a voice call", hangup: "Hang up", send: "Send",
@@ -52,10 +53,16 @@
       handoffFailed: "No colleague could take the call right now. Leave your number and we will call you back.",
       callbackPhone: "Phone number", callbackSubmit: "Call me back", callbackDone: "Callback booked, ticket ",
       callbackError: "That did not work: please check the number and try again.", open: "Contact us",
-      close: "Close", keypad: "Keypad"
+      close: "Close", keypad: "Keypad",
+      rate: "How did we do?", star: " stars", rated: "Thank you for rating us!"
     }
   };
   var T = STRINGS[LANG];
+  // Who the shopper is, as the shop's backend signed it (data-customer-token, or a global the shop
+  // sets): the chat trusts nothing else, and the widget never sends a customer id of its own.
+  function customerToken() {
+    return data.customerToken || window.VOICEAGENT_CUSTOMER_TOKEN || null;
+  }
 
   // ---- the panel, in a shadow root so the shop's styles and ours never mix ---------------------
   var host = document.createElement("div");
@@ -264,6 +271,36 @@
     if (W.sessionId) fetch(BASE + "/api/webrtc/" + W.sessionId, { method: "DELETE" }).catch(function () {});
     setTimeout(teardown, 300); // let the hangup message leave first
     setState("ended");
+    if (W.sessionId) offerRating(W.sessionId);
+  }
+
+  // ---- 1-5 stars after a call or a chat (POST /api/ratings); text set with textContent only ----
+  var ratedIds = {};
+  function offerRating(id) {
+    if (!id || ratedIds[id] || root.querySelector(".rating")) return;
+    var box = document.createElement("div");
+    box.className = "rating";
+    var label = document.createElement("span");
+    label.textContent = T.rate;
+    box.appendChild(label);
+    [1, 2, 3, 4, 5].forEach(function (n) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.textContent = "\u2605".repeat(n);
+      b.title = n + T.star;
+      b.setAttribute("aria-label", n + T.star);
+      b.onclick = function () {
+        ratedIds[id] = true;
+        fetch(BASE + "/api/ratings", {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ session_id: id, stars: n })
+        }).catch(function () {});
+        box.textContent = T.rated;
+        emit("rating", { stars: n });
+      };
+      box.appendChild(b);
+    });
+    panel.appendChild(box);
   }
 
   function teardown() {
@@ -313,7 +350,8 @@
     try {
       var r = await fetch(BASE + "/api/chat", {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ session_id: W.chatId, text: text })
+        body: JSON.stringify(customerToken() ? { session_id: W.chatId, text: text, customer_token: customerToken() }
+                                             : { session_id: W.chatId, text: text })
       });
       var j = await r.json();
       var reply = j.reply || j.detail || "";
@@ -357,6 +395,7 @@
   }
   fab.onclick = openPanel;
   $(".x").onclick = function () {
+    if (W.chatId && !ratedIds[W.chatId] && !root.querySelector(".rating")) { offerRating(W.chatId); return; }
     panel.classList.remove("open");
     fab.style.display = "";
   };

@@ -12,7 +12,7 @@ from ...llm import LanguageModel
 from ...shop.repository import Customer, ShopRepository
 from ..escalation import Escalation
 from ..nlu import Understanding
-from .state import DialogState, Reply, Task
+from .state import DialogState, OwnershipProof, Reply, Task
 
 
 class _Unchanged:
@@ -36,6 +36,8 @@ class StateUpdate:
     suspended: tuple[Task, ...] = UNCHANGED  # tasks left for another, to come back to
     more: str | None = UNCHANGED  # details left out of a voice reply, said on request
     marketing: dict | None = None  # fields of the marketing call that change (flows/marketing.py)
+    proof: OwnershipProof | None = UNCHANGED  # the last four digits asked for (flows/ownership.py)
+    complaint_ticket: str | None = None  # a complaint ticket opened (once a conversation)
 
     def then(self, later: StateUpdate) -> StateUpdate:
         """This update followed by `later` (later values win)."""
@@ -45,7 +47,8 @@ class StateUpdate:
                            later.apologized if later.apologized is not None else self.apologized,
                            self.tried + later.tried, pick(self.task, later.task), pick(self.suspended, later.suspended),
                            pick(self.more, later.more),
-                           {**(self.marketing or {}), **(later.marketing or {})} or None)
+                           {**(self.marketing or {}), **(later.marketing or {})} or None,
+                           pick(self.proof, later.proof), later.complaint_ticket or self.complaint_ticket)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,10 @@ def update_state(update: StateUpdate, state: DialogState) -> None:
         state.suspended = list(update.suspended)
     if update.more is not UNCHANGED:
         state.more = update.more
+    if update.proof is not UNCHANGED:
+        state.proof = update.proof
+    if update.complaint_ticket is not None:
+        state.complaint_ticket = update.complaint_ticket
     if update.marketing and state.marketing is not None:
         for name, value in update.marketing.items():
             setattr(state.marketing, name, value)

@@ -5,7 +5,7 @@ then refusals and changes of course, then the question the turn asks, and a catc
 from __future__ import annotations
 
 from ..safety import is_injection
-from . import control, orders, products, service, small_talk, tasks
+from . import control, orders, ownership, products, service, small_talk, tasks
 from .base import Route, Turn
 from .patterns import MORE_DETAILS
 from .patterns import ACTION_CONFIDENCE, CODE_LIKE, COMPLAINT_CUE, COUPON_REQUEST, NEVER_MIND, OTHER_ORDER, \
@@ -38,6 +38,8 @@ ROUTES = [
     Route("callback already booked", lambda t: t.decision.action == "transfer" and control.transfer_exhausted(t),
           control.callback_pending),
     Route("transfer to a person", lambda t: t.decision.action == "transfer", control.handoff),
+    # an order's details only to its proven owner: the phone's last four digits asked first
+    Route("prove the order is yours", lambda t: ownership.unproven_order(t) is not None, ownership.ask_proof),
     Route("details on request", lambda t: t.state.more and MORE_DETAILS.search(t.text) and len(t.text) < 30,
           control.details),
     Route("refuse an attempt on the rules", lambda t: is_injection(t.text) or CODE_LIKE.search(t.text), control.refuse),

@@ -45,7 +45,7 @@ def find_order(turn: Turn, cites: list[str]) -> Order | str:
         order = orders[0] if orders else None
         if order is None:
             return "ask"
-    elif "phone" in slots:
+    elif "phone" in slots and turn.state.phone_said_identifies:
         customer = shop.customer_by_phone(slots["phone"])
         orders = shop.orders_for_customer(customer.customer_id) if customer else []
         if not orders:

@@ -40,15 +40,17 @@ def complaint(turn: Turn) -> FlowResult:
     if (reason := reason_category(turn.text)) != "other":
         task_slots["reason"] = reason
     cites = [f"orders:{order.order_id}"] if order is not None else []
-    if last is not None and last.result:  # logged already on this call
-        cites.append(f"tickets:{last.result}")
-        return FlowResult(templates.render(lang, "complaint_logged", ticket_id=last.result), resolved=True,
+    logged = last.result if last is not None and last.result else state.complaint_ticket
+    if logged:  # logged already in this conversation: one complaint ticket at most, however angry the turns
+        cites.append(f"tickets:{logged}")
+        return FlowResult(templates.render(lang, "complaint_logged", ticket_id=logged), resolved=True,
                           grounding=tuple(cites), state=StateUpdate(task=Task("aftersales.complaint", task_slots,
-                                                                                    done=True, result=last.result)))
+                                                                                    done=True, result=logged)))
     ticket = shop.create_ticket("complaint", order, task_slots.get("reason") or slots.get("reason"),
                                 detail=turn.understanding.text)
     cites.append(f"tickets:{ticket.ticket_id}")
-    done = StateUpdate(task=Task("aftersales.complaint", task_slots, done=True, result=ticket.ticket_id))
+    done = StateUpdate(task=Task("aftersales.complaint", task_slots, done=True, result=ticket.ticket_id),
+                       complaint_ticket=ticket.ticket_id)
     grant = shop.issue_coupon(turn.customer, reason="complaint") if turn.customer else None
     if grant is not None and grant.coupon_id:
         cites.append(f"coupons:{grant.coupon_id}")

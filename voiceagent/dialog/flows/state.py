@@ -48,6 +48,16 @@ class Task:
 
 
 @dataclass
+class OwnershipProof:
+    """The last four digits of the account's phone, asked for before an order's details are told to a
+    caller not known to own it (flows/ownership.py): whose account, which order, and the turn to
+    answer once the digits match."""
+    customer_id: str
+    order_id: str
+    text: str
+
+
+@dataclass
 class DialogState:
     language: str = "zh"
     customer_id: str | None = None
@@ -74,6 +84,13 @@ class DialogState:
     more: str | None = None  # what a short voice reply left out, said when the caller asks for details
     more_grounding: list[str] = field(default_factory=list)  # the records and passages `more` states
     marketing: Any = None  # a campaign call's script and progress (flows/marketing.py: MarketingCall)
+    # Who the caller is: `customer_id` only from what the caller cannot forge (the caller ID of a call,
+    # an identity the shop signed for a chat); other accounts only once proven (flows/ownership.py).
+    phone_said_identifies: bool = True  # a phone number said finds the account (a call); typed in a chat: no
+    verified_customers: set[str] = field(default_factory=set)  # accounts proven by their phone's last four digits
+    proof: OwnershipProof | None = None  # the last four digits asked for, answer awaited
+    proof_failures: int = 0  # wrong digits given; at ownership.MAX_TRIES no more tries
+    complaint_ticket: str | None = None  # the complaint logged in this conversation (one at most)
 
     def open_task(self) -> Task | None:
         return self.task if self.task is not None and self.task.open() else None

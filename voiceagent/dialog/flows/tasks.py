@@ -366,7 +366,7 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
     if "order_id" not in task.slots:
         customer_id = state.customer_id
         phone = task.slots.get("_phone") or task.slots.get("phone") or turn.slots.get("phone")
-        if customer_id is None and phone:
+        if customer_id is None and phone and state.phone_said_identifies:  # typed in a chat, it proves nothing
             owner = shop.customer_by_phone(phone)
             customer_id = owner.customer_id if owner else None
         if customer_id is None:

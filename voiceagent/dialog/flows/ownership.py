@@ -1,0 +1,77 @@
+"""Proof of owning an order, before its details are told to a caller not known to own it.
+
+A caller is known by the caller ID of their call or by an identity the shop signed for a chat
+(`DialogState.customer_id`). Anyone else who names an order number or a tracking number is asked
+for the last four digits of the phone number on the order's account; the question they asked is
+answered once the digits match (DialogEngine replays it). Wrong digits are refused, and after
+`MAX_TRIES` wrong answers in a conversation no more are taken."""
+
+from __future__ import annotations
+
+import re
+
+from ...shop import Order
+from .. import templates
+from .base import FlowResult, StateUpdate, Turn
+from .state import DialogState, OwnershipProof
+
+MAX_TRIES = 3
+
+_ZH_DIGITS = str.maketrans("零〇一二三四五六七八九幺两", "0012345678912")
+_ZH_NUMBER = re.compile(r"[零〇一二三四五六七八九幺两]{4,}")
+
+
+def trusted(state: DialogState, customer_id: str) -> bool:
+    return customer_id == state.customer_id or customer_id in state.verified_customers
+
+
+def unproven_order(turn: Turn) -> Order | None:
+    """The order on the table (named this turn, held by the conversation or its task) whose owner this
+    caller has not proven to be; None when there is none. An identified caller is not asked: the
+    flows refuse another customer's order to them ("order_not_yours")."""
+    state = turn.state
+    if state.customer_id is not None:
+        return None
+    shop, said = turn.tools.shop, turn.understanding.slots
+    task_slots = state.task.slots if state.task is not None else {}
+    order_ids = dict.fromkeys(x for x in (said.get("order_id"), turn.slots.get("order_id"), task_slots.get("order_id")) if x)
+    orders = [shop.order(x) for x in order_ids]
+    orders += [shop.order_by_tracking(x) for x in dict.fromkeys(
+        x for x in (said.get("tracking_no"), turn.slots.get("tracking_no")) if x)]
+    return next((o for o in orders if o is not None and not trusted(state, o.customer_id)), None)
+
+
+def ask_proof(turn: Turn) -> FlowResult:
+    """Ask for the last four digits, holding the turn to answer once they match; or, tries used up,
+    say the details cannot be given and drop the order from the conversation."""
+    order = unproven_order(turn)
+    assert order is not None  # the route's condition
+    if turn.state.proof_failures >= MAX_TRIES:
+        return FlowResult(templates.render(turn.language, "last4_locked"), state=forget_order(turn.state))
+    return FlowResult(templates.render(turn.language, "ask_last4"), progress=True,
+                      state=StateUpdate(proof=OwnershipProof(order.customer_id, order.order_id, turn.text)))
+
+
+def forget_order(state: DialogState) -> StateUpdate:
+    """The conversation let go of the unproven order: its number, its tracking number, its task."""
+    holds_task = state.task is not None and "order_id" in state.task.slots
+    return StateUpdate(slots={"order_id": None, "tracking_no": None}, pending_intent=None, awaiting=None, proof=None,
+                       **({"task": None} if holds_task else {}))
+
+
+def digits_given(text: str) -> str | None:
+    """The digits a caller answers "the last four digits?" with: a group of four, or a whole phone
+    number (its last four are compared). None: the turn is not such an answer."""
+    if not re.search(r"\d", text) and (spoken := _ZH_NUMBER.search(text)):
+        text = spoken.group(0).translate(_ZH_DIGITS)
+    groups = re.findall(r"\d+", re.sub(r"(?<=\d)[ -](?=\d)", "", text))
+    # four digits, or a whole phone number (an eight-digit order number is not an answer)
+    fitting = [g for g in groups if len(g) == 4 or 10 <= len(g) <= 15]
+    if len(groups) != 1 or len(fitting) != 1 or len(re.sub(r"[\W\d_]+", "", text)) > 24:
+        return None  # a sentence with a number in it is a new turn, not the answer
+    return fitting[0][-4:]
+
+
+def matches(digits: str, phone: str) -> bool:
+    phone_digits = re.sub(r"\D", "", phone or "")
+    return len(phone_digits) >= 4 and phone_digits[-4:] == digits
