@@ -22,6 +22,15 @@ def _isolated_var(tmp_path_factory):
     yield var
 
 
+@pytest.fixture(autouse=True)
+def _fresh_order_guesses(monkeypatch):
+    """Wrong last-four answers are counted per order across the process's conversations (a lock
+    after a few): each test's conversations start with none counted."""
+    from voiceagent.dialog.flows import ownership
+
+    monkeypatch.setattr(ownership, "GUESSES", ownership.OrderGuesses())
+
+
 @pytest.fixture(scope="session")
 def config():
     from voiceagent.config import Config

@@ -171,7 +171,8 @@ def run(args, out: Path, result: dict, server: AgentServer, console: list[str]) 
             page.click("#stop-listen-btn")
             result["takeovers"] = []
             for n in range(takeovers):
-                at = TAKEOVER_AT if n == 0 else time.time() - t0 + 4.0
+                # later ones: 2 s after the release, while the agent says it is back
+                at = TAKEOVER_AT if n == 0 else time.time() - t0 + 2.0
                 _sleep_until(t0 + at)
                 clicked = time.time()
                 page.click("#takeover-btn")
@@ -186,6 +187,9 @@ def run(args, out: Path, result: dict, server: AgentServer, console: list[str]) 
                 "() => ({transcript: window.consoleState.transcript.slice(-40), calls: window.consoleState.calls})")
             page.screenshot(path=str(out / "console.png"))
             time.sleep(6.0)  # the agent speaks again
+            result["console_cost"] = page.evaluate(
+                "() => ({dom_nodes: document.getElementsByTagName('*').length, "
+                "heap_mb: performance.memory ? performance.memory.usedJSHeapSize / 1048576 : null})")
             phone.hangup()
             phone.wait_for("CALL_CLOSED", 15)
             heard = phone.heard_audio()
@@ -203,8 +207,20 @@ def run(args, out: Path, result: dict, server: AgentServer, console: list[str]) 
                     raise
                 time.sleep(0.5)
         result["metrics"] = _get(server, "/metrics").decode()
+        # the rest of the console, after the call: its history with the recording, the dashboard
         page.goto(server.base + "/console?lang=en")
         page.wait_for_function("() => window.consoleState && window.consoleState.operator", timeout=15000)
+        try:
+            page.click('#tabs button[data-tab="history"]')
+            page.wait_for_selector(f'#history-body tr[data-call-id="{call_id}"]', timeout=15000)
+            page.click(f'#history-body tr[data-call-id="{call_id}"]')
+            page.wait_for_selector("#record-panel:not([hidden])", timeout=15000)
+            page.screenshot(path=str(out / "console_history.png"))
+            page.click('#tabs button[data-tab="dashboard"]')
+            page.wait_for_function("() => window.consoleState.dashboard", timeout=15000)
+            page.screenshot(path=str(out / "console_dashboard.png"))
+        except Exception:
+            result["errors_screens"] = traceback.format_exc()[-2000:]
         browser.close()
     result["ok"] = True
 

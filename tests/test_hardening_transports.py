@@ -374,3 +374,24 @@ def test_spoofed_ssrcs_neither_reset_the_timeline_nor_erase_the_callers_words():
     receiver.allow_new_source(t + 1.0)
     receiver.feed(packet(9, 2_000, 0xC0C), t + 1.01)
     assert receiver.remote_ssrc == 0xC0C
+
+
+def test_a_spoofer_who_slips_into_a_pause_loses_the_stream_when_the_caller_speaks_again():
+    stats = RtpStats()
+    receiver = RtpReceiver(stats)
+    receiver.configure(PCMU, EVENT)
+    caller, spoofer = 0xCA11E5, 0x5F00F
+    t = 100.0
+    for i in range(10):
+        receiver.feed(packet(1000 + i, 50_000 + 160 * i, caller), t + 0.02 * i)
+    t += 0.2 + SSRC_SWITCH_S + 0.1  # the caller's phone sends nothing while they are quiet
+    for i in range(20):  # the spoofer's packets, 250 a second, get in during the pause ...
+        receiver.feed(packet(i, 160 * i, spoofer), t + 0.004 * i)
+    assert receiver.remote_ssrc == spoofer
+    t += 0.1
+    receiver.feed(packet(1010, 50_000 + 160 * 10, caller), t)  # ... until the caller speaks again
+    assert receiver.remote_ssrc == caller
+    dropped = stats.other_ssrc
+    for i in range(20, 40):  # and from then on the spoofer is dropped, however fast it sends
+        receiver.feed(packet(i, 160 * i, spoofer), t + 0.004 * (i - 19))
+    assert receiver.remote_ssrc == caller and stats.other_ssrc == dropped + 20

@@ -66,6 +66,8 @@ def test_every_operator_route_refuses_without_an_operator(app):
             assert client.request(method, url, headers={"Authorization": "Bearer va_nope"}).status_code == 401
             checked += 1
     assert checked >= 20
+    for old in ("/api/handoffs", "/api/handoffs/x1", "/api/calls/x1", "/api/asterisk", "/api/webrtc"):
+        assert client.get(old, follow_redirects=False).status_code == 401, old
     token = app.state.auth.create_token("ci", "agent")
     assert client.get("/api/ops/alerts", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     app.state.auth.revoke_token("ci")

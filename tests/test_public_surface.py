@@ -59,7 +59,7 @@ def test_signed_identity_round_trip_forgery_and_expiry():
     payload, mac = token.split(".")
     forged = sign_customer("C1002", "guessed", 60).split(".")[0] + "." + mac
     assert verify_customer(forged, SECRET) is None
-    for junk in ("", ".", "a.b", "x" * 5000, "a.b.c", payload):
+    for junk in ("", ".", "a.b", "x" * 5000, "a.b.c", payload, "é.abc", payload + ".é"):
         assert verify_customer(junk, SECRET) is None
     with pytest.raises(ValueError):
         sign_customer("C1001", "", 60)
@@ -231,3 +231,38 @@ def test_ratings_are_stored_once_for_a_known_chat(dialog_runtime):
     assert client.post("/api/ratings", json={"session_id": "rated-1", "stars": 4}).status_code == 201
     assert client.post("/api/ratings", json={"session_id": "rated-1", "stars": 1}).status_code == 409
     assert added == [("rated-1", 4, "chat")]
+
+
+def test_guessing_the_last_four_in_new_sessions_locks_the_order(client, shop):
+    from voiceagent.dialog import templates
+    from voiceagent.dialog.flows import ownership
+
+    order = shop.order("38512074")
+    right = shop.customer(order.customer_id).phone[-4:]
+    wrong = [f"{n:04d}" for n in range(10000) if f"{n:04d}" != right]
+    secrets_ = (order.tracking_no, order.product_zh)
+    for i in range(ownership.ORDER_MAX_TRIES):  # a fresh conversation for every guess
+        session = f"guess-{i}"
+        chat(client, session, f"订单{order.order_id}到哪了？")
+        reply = chat(client, session, wrong[i])["reply"]
+        assert not any(x in reply for x in secrets_), reply
+    session = "guess-right"  # the order is locked now: not even asked, and the right digits are too late
+    assert chat(client, session, f"订单{order.order_id}到哪了？")["reply"] == templates.render("zh", "last4_locked")
+    reply = chat(client, session, right)["reply"]
+    assert not any(x in reply for x in secrets_), reply
+    # the lock is the order's: another customer's order is still answered after its proof
+    other = next(o for o in shop.orders_for_customer("C1002") if o.order_id != order.order_id)
+    chat(client, "other", f"订单{other.order_id}到哪了？")
+    assert "last4" not in chat(client, "other", shop.customer("C1002").phone[-4:])["reply"]
+
+
+def test_a_phone_number_said_on_a_call_without_caller_id_selects_no_one(dialog_runtime, shop):
+    from voiceagent.dialog.engine import DialogState
+
+    order = latest(shop, "C1001")
+    phone = shop.customer("C1001").phone
+    state = DialogState(channel="voice")  # a call whose caller ID matched no customer
+    said = [dialog_runtime.dialog.respond(f"我的手机号是{phone}，我的订单到哪了？", state).text]
+    said.append(dialog_runtime.dialog.respond("羽绒服", state).text)
+    assert not any(order.tracking_no in s for s in said), said
+    assert state.customer_id is None and "C1001" not in state.verified_customers

@@ -817,7 +817,7 @@ def test_new_ssrc_and_timestamp_jump_are_followed():
         stream.start(media_to(remote.port, local="recvonly"))
         for i in range(3):
             remote.send(rtp(10 + i, 1000 + 160 * i, ssrc=1), stream.local_port)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(1.1)  # (a new source is taken once the established one has been silent 1 s)
         for i in range(3):  # the PBX switched media: new SSRC, numbering and timestamps
             remote.send(rtp(50000 + i, 9_000_000 + 160 * i, ssrc=2), stream.local_port)
         items = await drain(stream, 0.2)
@@ -827,7 +827,7 @@ def test_new_ssrc_and_timestamp_jump_are_followed():
     assert len(items) == 6 and stats.lost == 0
     starts = [f.start_s for f in items]
     assert np.allclose(np.diff(starts[:3]), 0.02) and np.allclose(np.diff(starts[3:]), 0.02)
-    assert 0.1 < starts[3] - starts[2] < 0.5  # re-based on arrival, not 1000 s away
+    assert 0.9 < starts[3] - starts[2] < 1.5  # re-based on arrival, not 1000 s away
 
 
 def test_rtp_timeout_returns_none_but_not_on_hold():

@@ -127,7 +127,6 @@ def test_a_takeover_silences_the_agent_at_once_puts_the_supervisor_on_and_releas
     # the recorder had both sides, and the supervisor's voice on the agent's side
     assert recorder.sides["caller"] and recorder.sides["agent"]
     assert len(recorder.sides["supervisor"]) == pytest.approx(100, abs=2)  # 2 s in 20 ms frames
-    assert leg.agent_frames_dropped >= 0
 
 
 def test_a_listener_hears_the_caller_and_the_agent_mixed():
@@ -218,6 +217,51 @@ def test_the_hub_feeds_consoles_refuses_a_second_supervisor_and_forgets_ended_ca
             kinds.append(item and item["type"])
         assert kinds[-2:] == ["ended", None]  # the console's stream is told, then closed
         for pc in (pc1, pc2, pc3):
+            await pc.close()
+
+    asyncio.run(main())
+
+
+def test_a_takeover_that_races_the_calls_end_or_a_second_supervisor_leaves_no_one_holding_it():
+    from aiortc import RTCPeerConnection
+
+    async def offer() -> tuple[RTCPeerConnection, str]:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("audio", direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc, pc.localDescription.sdp
+
+    async def main():
+        hub = OperatorHub(Config())
+        leg = CallerScript(FakeASR("en")).silence(1.0).file_leg()
+        live = hub.begin("c2", "audiosocket", leg, None, "en")
+        live.session = _Session()
+        pcs = [await offer() for _ in range(3)]
+        # the call ends while the supervisor's browser is still being answered
+        connecting = asyncio.ensure_future(hub.take_over("c2", pcs[0][1], "sup1"))
+        await asyncio.sleep(0)
+        assert live.leg.taken_over and live.session.ctx.supervisor == "sup1"
+        await hub.end(live)
+        with pytest.raises(NotLive):
+            await connecting
+        assert live.takeover is None and not live.peers
+        # on a live call: a second supervisor is refused while the first connects, and after the
+        # first releases, takes it; the first's late failure does not undo the second's takeover
+        live2 = hub.begin("c3", "webrtc", CallerScript(FakeASR("en")).silence(1.0).file_leg(), None, "en")
+        live2.session = _Session()
+        first = asyncio.ensure_future(hub.take_over("c3", pcs[1][1], "sup1"))
+        await asyncio.sleep(0)
+        with pytest.raises(Busy):
+            await hub.take_over("c3", pcs[2][1], "sup2")
+        await first
+        await hub.release("c3", "sup1")
+        await hub.take_over("c3", pcs[2][1], "sup2")
+        assert live2.session.ctx.supervisor == "sup2" and live2.leg.taken_over
+        with pytest.raises(Busy):
+            await hub.take_over("c3", pcs[1][1], "sup1")
+        assert live2.session.ctx.supervisor == "sup2" and live2.leg.taken_over  # untouched by the refusal
+        await hub.end(live2)
+        for pc, _ in pcs:
             await pc.close()
 
     asyncio.run(main())

@@ -247,16 +247,18 @@ async def test_a_browser_call_hears_the_answer_sees_the_transcript_and_is_stored
         # as aiortc's receiver does by default: the fewest frames the engine was ever behind the page
         behind = lag.result()
         assert len(behind) > 50 and min(behind) <= 2, behind
-        assert "shipped" in agent and "sf" in agent, agent  # the shop's record: shipped with SF Express
+        # a browser caller is anonymous (no caller ID): the order's details wait for the last four
+        # digits of the account's phone (issue 22), and nothing of the order's record is said before them
+        order = runtime.shop.order("38512074")
+        assert "last four digits" in agent and order.tracking_no.lower() not in agent, agent
         states = page.states()
         assert states[0] == "listening" and "thinking" in states and "speaking" in states, states
         # what the page heard is the answer (transcribed)
         heard = page.audio()
         assert np.sqrt(np.mean(heard ** 2)) > 0.01, "no agent audio reached the page"
         words = runtime.asr.transcribe(heard, "en").text.lower()
-        # the shop's numbers, which tiny Whisper hears reliably (its words vary: "chipped", "suffix press")
-        digits, order = "".join(c for c in words if c.isdigit()), runtime.shop.order("38512074")
-        assert "order" in words and ("38512074" in digits or order.tracking_no[2:] in digits), words
+        # the question for the digits, in words tiny Whisper hears reliably
+        assert "order" in words and any(w in words for w in ("digit", "phone", "four")), words
         record = srv.browser.records[-1]
         assert record.call_id == hello["call_id"]
         assert record.channel["kind"] == "webrtc" and record.channel["codec"].lower() == "opus"

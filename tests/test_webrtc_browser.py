@@ -95,7 +95,10 @@ def test_a_browser_calls_the_agent_and_hears_the_answer(browser_run, request):
     answers = [e["text"] for e in transcript[callers[-1] + 1:] if e["role"] == "agent"]
     assert answers, _why(result)
     answer = " ".join(answers).lower()
-    assert ("shipped" in answer or "express" in answer) and ORDER in _digits(answer), answer
+    # a browser caller is anonymous: the order's details wait for the last four digits of the account's
+    # phone (issue 22); nothing of the order's record is said before them
+    tracking = request.getfixturevalue("runtime").shop.order(ORDER).tracking_no
+    assert "last four digits" in answer and tracking.lower() not in answer, answer
 
     # the states the page went through: connecting, listening, thinking, speaking, back to listening
     states = call["states"]
@@ -121,9 +124,8 @@ def test_a_browser_calls_the_agent_and_hears_the_answer(browser_run, request):
     answer_audio = heard[int(turns[-1]["caller_end_s"] * 16000):]
     runtime = request.getfixturevalue("runtime")  # loaded after the server is gone: no contention
     text = runtime.asr.transcribe(answer_audio, "en").text.lower()
-    # the shop's numbers, which tiny Whisper hears reliably (its words vary: "chipped", "suffix press")
-    tracking = runtime.shop.order(ORDER).tracking_no[2:]
-    assert "order" in text and (ORDER in _digits(text) or tracking in _digits(text)), text
+    # the question for the last four digits, in words tiny Whisper hears reliably
+    assert "order" in text and any(w in text for w in ("digit", "phone", "four")), text
 
     # the stored record of the call: a browser call, the question understood, answered
     record = call["record"]
@@ -161,6 +163,7 @@ def test_a_caller_who_refuses_the_microphone_can_type_to_the_same_agent(browser_
     assert [e["role"] for e in chat] == ["caller", "agent"], chat
     assert chat[0]["text"] == text["question"]
     reply = chat[1]["text"].lower()
-    assert ("shipped" in reply or "express" in reply) and ORDER in _digits(reply), reply
+    # an anonymous chat (no signed customer token) is asked for the last four digits first (issue 22)
+    assert "last four digits" in reply and "express" not in reply, reply
     assert reply in text["panel_text"].lower()  # shown in the widget, not only in its state
     assert os.path.getsize(text["screenshot"]) > 10_000

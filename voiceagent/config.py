@@ -282,6 +282,10 @@ class OpsConfig:
     """The operator side: console, sessions, supervision (voiceagent/ops/)."""
 
     max_listeners_per_call: int = 4
+    max_failed_logins: int = 5  # wrong passwords in a row before the account is locked
+    lockout_min: float = 15.0
+    session_idle_h: float = 8.0  # a console session unused this long must log in again
+    session_max_h: float = 24.0  # and however active, this long after logging in
 
 
 @dataclass

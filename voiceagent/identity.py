@@ -40,8 +40,8 @@ def sign_customer(cid: str, secret: str, ttl_s: float = 3600) -> str:
 def verify_customer(token: str, secret: str, now: float | None = None) -> str | None:
     """The customer id the token vouches for; None when there is no secret, or the token is malformed,
     forged or expired."""
-    if not secret or not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
-        return None
+    if not secret or not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1 or not token.isascii():
+        return None  # (a token is base64url and hex: anything else is not one)
     payload, mac = token.split(".")
     if not hmac.compare_digest(mac.encode("ascii", "replace"), _mac(payload, secret).encode("ascii")):
         return None

@@ -47,6 +47,9 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     async def lifespan(app: FastAPI):
         # Load in the background: the port answers at once and /healthz says "loading" until ready.
         loading_here = app.state.runtime is None
+        from .ops import live
+
+        live.install(app.state.hub)  # this server's calls are watched from now on (engine/run.py)
         if loading_here:
             threading.Thread(target=load, name="model-loader", daemon=True).start()
         phone = None
@@ -89,9 +92,8 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
                 # before the interpreter finalises: see Runtime.stop_prewarm (a SIGTERM mid-prewarm
                 # ended in std::terminate, exit -6)
                 await asyncio.to_thread(app.state.runtime.stop_prewarm)
+            await app.state.hub.drain()  # the last calls' recordings encoded
             await asyncio.to_thread(app.state.alerts.close)  # after the last call: its alerts are written
-            from .ops import live
-
             if live.current() is app.state.hub:
                 live.install(None)
 
@@ -202,12 +204,15 @@ def _operator_side(app: FastAPI, config: Config, store) -> None:
     from .ops import live
     from .ops.alerts import Alerts
     from .ops.api import router as ops_router
-    from .ops.auth import OperatorAuth, login_routes
+    from .ops.auth import AuthPolicy, OperatorAuth, login_routes
     from .ops.history import CallHistory
     from .ops.metrics import Metrics
     from .ops.recordings import RecordingStore
 
-    app.state.auth = OperatorAuth(config.store.db)
+    ops = config.ops
+    app.state.auth = OperatorAuth(config.store.db, AuthPolicy(
+        max_failures=ops.max_failed_logins, lockout_s=ops.lockout_min * 60, session_idle_s=ops.session_idle_h * 3600,
+        session_max_s=ops.session_max_h * 3600))
     app.state.metrics = Metrics()
     app.state.alerts = Alerts(config.store.db, config.alerts)
     app.state.metrics.watch_alerts(app.state.alerts.open_counts)
@@ -218,7 +223,6 @@ def _operator_side(app: FastAPI, config: Config, store) -> None:
     app.state.hub = live.OperatorHub(config, lambda: app.state.runtime, metrics=app.state.metrics,
                                      alerts=app.state.alerts, recordings=app.state.recordings,
                                      history=app.state.history)
-    live.install(app.state.hub)
     app.include_router(login_routes(app.state.auth))
     app.include_router(ops_router(app))
 

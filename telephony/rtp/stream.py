@@ -63,9 +63,11 @@ FRAME_SAMPLES = int(CLOCK_RATE * PTIME_S)
 RTCP_SDES_CNAME = 1
 MAX_DRIFT_S = 1.0  # a source's timestamps further than this from arrival times are re-based
 # A new SSRC from the remote's address replaces the established one only once that one has been
-# silent this long (a live source sends every 20-60 ms), or within SSRC_RENEGOTIATED_S of a
-# re-INVITE: packets spoofed with other SSRCs must not restart the caller's timeline.
-SSRC_SWITCH_S = 0.15
+# silent this long (a live source sends every 20-60 ms; a phone that stops sending in silences
+# stops for longer), or within SSRC_RENEGOTIATED_S of a re-INVITE: packets spoofed with other SSRCs
+# must not restart the caller's timeline. A source displaced after a silence takes the stream back
+# the moment it speaks again, so a spoofer who slipped into a pause cannot keep the caller out.
+SSRC_SWITCH_S = 1.0
 SSRC_RENEGOTIATED_S = 2.0
 
 ReceivedItem = AudioFrame | DtmfDigitEvent
@@ -200,6 +202,7 @@ class RtpReceiver:
         self.ssrc_switch_s = ssrc_switch_s
         self._source_heard_s = 0.0  # when the established source's last packet came
         self._switch_until_s: float | None = None  # a re-INVITE lets a new source in until then
+        self._displaced_ssrc: int | None = None  # the source a silence let another replace
         self._buffer: JitterBuffer[_Held] = JitterBuffer(capacity, max_wait_s)
         self._mapper = TimestampMapper()
         self._dtmf = DtmfReceiver()
@@ -228,9 +231,11 @@ class RtpReceiver:
             self.stats.bad_packets += 1
             return False
         if packet.ssrc != self.remote_ssrc:
-            if not self._may_switch(now):
+            renegotiated = self._switch_until_s is not None and now <= self._switch_until_s
+            if packet.ssrc != self._displaced_ssrc and not self._may_switch(now):
                 self.stats.other_ssrc += 1
                 return False
+            self._displaced_ssrc = None if renegotiated or packet.ssrc == self._displaced_ssrc else self.remote_ssrc
             self._new_source(packet)
         self._source_heard_s = now
         assert self._reception is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import time
 from typing import Iterable
 
@@ -37,6 +38,8 @@ from .handoff import build_summary
 from . import templates
 from .nlu import NLU, Understanding
 from .safety import filter_output
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DialogEngine", "DialogState", "Reply"]
 
@@ -199,7 +202,8 @@ class DialogEngine:
         refused otherwise, and after ownership.MAX_TRIES wrong answers the order is let go."""
         proof, lang = state.proof, state.language
         customer = self.shop.customer(proof.customer_id)
-        if customer is not None and ownership.matches(digits, customer.phone):
+        if customer is not None and ownership.matches(digits, customer.phone) and \
+                not ownership.GUESSES.locked(proof.order_id):
             state.verified_customers.add(proof.customer_id)
             state.proof = None
             reply = self._respond(proof.text, state, language, True, stream, voice, at_s, language_scores)
@@ -209,11 +213,14 @@ class DialogEngine:
             reply.text = lead + (("" if state.language == "zh" else " ") + reply.text if reply.text else "")
             return reply
         state.proof_failures += 1
+        guessed = ownership.GUESSES.wrong(proof.order_id)  # across conversations: new sessions do not reset it
+        if guessed >= ownership.ORDER_MAX_TRIES:
+            log.warning("order %s: %d wrong ownership answers: locked", proof.order_id, guessed)
         u = self.nlu.understand(text, language, language_scores)
         state.history = (state.history + [("caller", text)])[-20:]
         state.intents.append(state.intents[-1] if state.intents else u.intent)
         emotion = self._perceive(u, state, voice, at_s)
-        if state.proof_failures >= ownership.MAX_TRIES:
+        if state.proof_failures >= ownership.MAX_TRIES or guessed >= ownership.ORDER_MAX_TRIES:
             update_state(ownership.forget_order(state), state)
             key = "last4_locked"
         else:

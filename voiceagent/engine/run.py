@@ -56,28 +56,34 @@ async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, chan
     hub = operators.current()
     call_id = call_id or uuid.uuid4().hex[:12]
     observers = list(channel.observers)
-    watched = None
+    watched, record = None, None
     if hub is not None:
         kind = "campaign" if options.marketing is not None else channel.kind
         watched = hub.begin(call_id, kind, leg, options.customer_id, options.language)
         leg = watched.leg  # listen-in, takeover and the recording tap the call here
         observers.append(hub.observer(watched))
-    session = CallSession(runtime, leg, options, call_id=call_id, observers=observers,
-                          on_handoff=store.save_handoff if store is not None else None)
-    if watched is not None:
-        watched.session = session
-    if channel.started is not None:
-        channel.started(session)
     try:
-        record = await session.run()
-    finally:
-        await _release(channel, session.call_id)
-    record = await _keep(record, channel, store)
-    if watched is not None:
+        session = CallSession(runtime, leg, options, call_id=call_id, observers=observers,
+                              on_handoff=store.save_handoff if store is not None else None)
+        if watched is not None:
+            watched.session = session
+        if channel.started is not None:
+            channel.started(session)
         try:
-            await hub.end(watched, record)
-        except Exception:
-            log.exception("call %s: the operator side could not file the call", record.call_id)
+            record = await session.run()
+        finally:
+            await _release(channel, session.call_id)
+        record = await _keep(record, channel, store)
+    finally:
+        if watched is not None:
+            # whatever happened (a crash, a shutdown's cancel): the call leaves the console, its
+            # recording is kept, its supervisors' connections close
+            try:
+                await asyncio.shield(hub.end(watched, record))
+            except asyncio.CancelledError:
+                pass  # cancelled again: the shielded filing goes on by itself
+            except Exception:
+                log.exception("call %s: the operator side could not file the call", call_id)
     return record
 
 

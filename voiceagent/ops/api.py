@@ -140,20 +140,25 @@ def router(app: FastAPI) -> APIRouter:
 
     async def sse(request: Request, queue: asyncio.Queue, cleanup) -> StreamingResponse:
         async def stream():
+            loop = asyncio.get_running_loop()
+            checked = loop.time()
             try:
                 yield ": connected\n\n"
                 while True:
                     try:
                         message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                     except asyncio.TimeoutError:
-                        # a console open for hours: its session may have expired or been revoked meanwhile
+                        message = ""
+                    if loop.time() - checked >= KEEPALIVE_S:
+                        # a console open for hours, however busy: its session may have expired, been
+                        # logged out or revoked meanwhile, and then it hears nothing more
+                        checked = loop.time()
                         if await request.is_disconnected() or st.auth.authenticate(request) is None:
                             return
-                        yield ": keep-alive\n\n"
-                        continue
                     if message is None:
                         return
-                    yield f"data: {json.dumps(_mask_live(message), ensure_ascii=False)}\n\n"
+                    yield ": keep-alive\n\n" if message == "" else \
+                        f"data: {json.dumps(_mask_live(message), ensure_ascii=False)}\n\n"
             finally:
                 cleanup()
 

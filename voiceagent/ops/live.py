@@ -73,7 +73,12 @@ class OperatorHub:
         self.metrics, self.alerts, self.recordings, self.history = metrics, alerts, recordings, history
         self.calls: dict[str, LiveCall] = {}
         self.watchers: set[asyncio.Queue] = set()  # the call list's consoles
-        self.finishing: set[asyncio.Task] = set()
+        self.encoding: set[asyncio.Future] = set()  # recordings being encoded
+
+    async def drain(self, timeout_s: float = 120.0) -> None:
+        """At shutdown, after the last call: the recordings still being encoded are finished."""
+        if self.encoding:
+            await asyncio.wait(list(self.encoding), timeout=timeout_s)
 
     # -- from run_call ------------------------------------------------------------------------
     def begin(self, call_id: str, channel: str, leg, customer_id: str | None, language: str) -> LiveCall:
@@ -98,9 +103,17 @@ class OperatorHub:
             self._on_event(live, event)
         return observe
 
-    async def end(self, live: LiveCall, record) -> None:
-        """The call is over: close the supervisors' peers, keep the recording, tell everyone."""
+    async def end(self, live: LiveCall, record=None) -> None:
+        """The call is over: close the supervisors' peers, keep the recording, tell everyone.
+        `record`: None when the call failed before it had one."""
+        if live.ended:
+            return
         live.ended = True
+        if record is None:
+            from ..record import CallRecord
+
+            record = CallRecord(live.call_id, live.language, live.customer_id)
+            record.outcome.ended_by, record.outcome.error = "error", "the call failed"
         self.calls.pop(live.call_id, None)
         for peer in [*live.peers.values(), *([live.takeover] if live.takeover else [])]:
             await peer.close()
@@ -116,8 +129,12 @@ class OperatorHub:
         recorder = live.leg.recorder
         if recorder is not None:
             try:
-                # encoded on the store's one low-priority thread: live calls keep the cores
-                await asyncio.wrap_future(self.recordings.finish_later(recorder))
+                # encoded on the store's one low-priority thread: live calls keep the cores; a
+                # shutdown waits for what is queued (drain), a cancelled call does not cancel it
+                encoding = asyncio.wrap_future(self.recordings.finish_later(recorder))
+                self.encoding.add(encoding)
+                encoding.add_done_callback(self.encoding.discard)
+                await asyncio.shield(encoding)
             except Exception:
                 log.exception("call %s: the recording could not be kept", live.call_id)
         if self.history is not None:
@@ -234,15 +251,29 @@ class OperatorHub:
 
     async def listen(self, call_id: str, offer_sdp: str, operator: str) -> tuple[str, str]:
         """A receive-only peer that hears the caller and the agent (or the supervisor) mixed."""
-        from .peers import SupervisorPeer
+        from .peers import PeerError, SupervisorPeer
 
         live = self.get(call_id)
         if len(live.peers) >= self.config.ops.max_listeners_per_call:
             raise Busy(f"{len(live.peers)} people already listen to this call")
-        peer = SupervisorPeer(operator, live.leg, talk=False)
-        answer = await peer.answer(offer_sdp)
         listener_id = uuid.uuid4().hex[:12]
-        live.peers[listener_id] = peer
+        peer = SupervisorPeer(operator, live.leg, talk=False)
+        live.peers[listener_id] = peer  # counted from now: simultaneous requests meet the limit
+        try:
+            answer = await peer.answer(offer_sdp)
+        except BaseException as exc:
+            live.peers.pop(listener_id, None)
+            await peer.close()
+            if live.ended and not isinstance(exc, asyncio.CancelledError):
+                raise NotLive(call_id) from exc
+            if isinstance(exc, (PeerError, asyncio.CancelledError)) or live.ended:
+                raise
+            raise PeerError(f"the offer could not be answered: {type(exc).__name__}") from exc
+        if live.ended:  # the call ended while this peer connected
+            live.peers.pop(listener_id, None)
+            await peer.close()
+            raise NotLive(call_id)
+
         def gone() -> None:  # the listener's browser vanished or never connected
             if live.peers.pop(listener_id, None) is not None:
                 asyncio.ensure_future(peer.close())
@@ -256,7 +287,7 @@ class OperatorHub:
 
     async def take_over(self, call_id: str, offer_sdp: str, operator: str) -> str:
         """The agent falls silent at once; the supervisor's microphone goes to the caller."""
-        from .peers import SupervisorPeer
+        from .peers import PeerError, SupervisorPeer
 
         live = self.get(call_id)
         if live.takeover is not None or live.supervisor is not None:
@@ -269,13 +300,21 @@ class OperatorHub:
             live.session.take_over(operator)
             peer.silenced_ms = (time.perf_counter() - t0) * 1000
             answer = await peer.answer(offer_sdp)
-        except BaseException:
-            live.takeover = None
-            live.leg.give_back()
-            if live.session is not None and live.session.ctx.supervisor == operator:
-                live.session.release()
+        except BaseException as exc:
+            if live.takeover is peer:  # (a release or the call's end may have undone it meanwhile)
+                live.takeover = None
+                live.leg.give_back()
+                if live.session is not None and live.session.ctx.supervisor == operator:
+                    live.session.release()
             await peer.close()
-            raise
+            if live.ended and not isinstance(exc, asyncio.CancelledError):
+                raise NotLive(call_id) from exc
+            if isinstance(exc, (PeerError, asyncio.CancelledError)):
+                raise
+            raise PeerError(f"the offer could not be answered: {type(exc).__name__}") from exc
+        if live.takeover is not peer or live.ended:  # released or ended while the browser connected
+            await peer.close()
+            raise NotLive(call_id)
         peer.on_gone = lambda: asyncio.ensure_future(self._supervisor_gone(live, peer))
         log.info("call %s: taken over by %s (agent silent after %.1f ms)", call_id, operator, peer.silenced_ms)
         return answer

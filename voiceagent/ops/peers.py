@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 MEDIA_TIMEOUT_S = 10.0  # a supervisor's microphone sends all the time; this long without a frame: gone
-SPEECH_KEPT_S = 120.0  # of the supervisor's speech, kept for the agent's context on release
+SPEECH_KEPT_S = 120.0  # of the supervisor's speech (its last), kept for the agent's context on release
+VOICED_RMS = 0.005  # a 20 ms frame of the supervisor's microphone louder than this is kept as speech
 ASR_RATE = 16000
 
 
@@ -42,7 +44,7 @@ class SupervisorPeer:
         self.silenced_ms: float | None = None
         self.first_audio_sent = asyncio.Event()  # the caller was first sent the supervisor's voice
         self.connected = asyncio.Event()
-        self._speech: list[np.ndarray] = []
+        self._speech: deque[np.ndarray] = deque()
         self._speech_span: tuple[float, float] | None = None
         self._tasks: list[asyncio.Task] = []
         self._closed = False
@@ -107,13 +109,14 @@ class SupervisorPeer:
                 self.first_audio_sent.set()
             if to_asr is None:
                 to_asr = LiveResampler(rate, ASR_RATE)
-            if kept < SPEECH_KEPT_S * ASR_RATE and float(np.max(np.abs(samples), initial=0.0)) > 0.01:
+            down = to_asr.process(samples)
+            if float(np.sqrt(np.mean(np.square(samples)))) > VOICED_RMS:  # their words, not the room
                 now = self.leg.clock.now()
                 self._speech_span = (self._speech_span[0] if self._speech_span else now, now)
-            down = to_asr.process(samples)
-            if kept < SPEECH_KEPT_S * ASR_RATE:
                 self._speech.append(down)
                 kept += len(down)
+                while kept > SPEECH_KEPT_S * ASR_RATE:  # the latest words matter most (what was promised)
+                    kept -= len(self._speech.popleft())
 
     def speech(self) -> tuple[np.ndarray | None, float, float]:
         """What the supervisor's microphone gave while they held the call (16 kHz), and when they spoke."""

@@ -4,11 +4,16 @@ A caller is known by the caller ID of their call or by an identity the shop sign
 (`DialogState.customer_id`). Anyone else who names an order number or a tracking number is asked
 for the last four digits of the phone number on the order's account; the question they asked is
 answered once the digits match (DialogEngine replays it). Wrong digits are refused, and after
-`MAX_TRIES` wrong answers in a conversation no more are taken."""
+`MAX_TRIES` wrong answers in a conversation no more are taken. Wrong answers are also counted
+per order across conversations (`ORDER_MAX_TRIES` in `ORDER_WINDOW_S`): a new chat session is a
+new conversation, and four digits are only 10 000 guesses."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 
 from ...shop import Order
 from .. import templates
@@ -16,6 +21,36 @@ from .base import FlowResult, StateUpdate, Turn
 from .state import DialogState, OwnershipProof
 
 MAX_TRIES = 3
+ORDER_MAX_TRIES = 5  # wrong answers for one order, whoever gives them, before it is locked ...
+ORDER_WINDOW_S = 24 * 3600  # ... for this long after the last one
+_MAX_ORDERS = 100_000  # orders being guessed at, remembered (the oldest forgotten beyond)
+
+
+class OrderGuesses:
+    """Wrong last-four answers per order, across every conversation of the process."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wrong: OrderedDict[str, list[float]] = OrderedDict()
+
+    def wrong(self, order_id: str) -> int:
+        """One more wrong answer for the order; how many in the window."""
+        now = self._clock()
+        with self._lock:
+            times = [t for t in self._wrong.pop(order_id, []) if now - t < ORDER_WINDOW_S] + [now]
+            self._wrong[order_id] = times
+            while len(self._wrong) > _MAX_ORDERS:
+                self._wrong.popitem(last=False)
+            return len(times)
+
+    def locked(self, order_id: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            return sum(now - t < ORDER_WINDOW_S for t in self._wrong.get(order_id, [])) >= ORDER_MAX_TRIES
+
+
+GUESSES = OrderGuesses()
 
 _ZH_DIGITS = str.maketrans("零〇一二三四五六七八九幺两", "0012345678912")
 _ZH_NUMBER = re.compile(r"[零〇一二三四五六七八九幺两]{4,}")
@@ -46,7 +81,7 @@ def ask_proof(turn: Turn) -> FlowResult:
     say the details cannot be given and drop the order from the conversation."""
     order = unproven_order(turn)
     assert order is not None  # the route's condition
-    if turn.state.proof_failures >= MAX_TRIES:
+    if turn.state.proof_failures >= MAX_TRIES or GUESSES.locked(order.order_id):
         return FlowResult(templates.render(turn.language, "last4_locked"), state=forget_order(turn.state))
     return FlowResult(templates.render(turn.language, "ask_last4"), progress=True,
                       state=StateUpdate(proof=OwnershipProof(order.customer_id, order.order_id, turn.text)))

@@ -86,7 +86,9 @@ class DialogState:
     marketing: Any = None  # a campaign call's script and progress (flows/marketing.py: MarketingCall)
     # Who the caller is: `customer_id` only from what the caller cannot forge (the caller ID of a call,
     # an identity the shop signed for a chat); other accounts only once proven (flows/ownership.py).
-    phone_said_identifies: bool = True  # a phone number said finds the account (a call); typed in a chat: no
+    # a phone number said finds the account: no, by default (a phone number is no secret; a caller is
+    # known by their caller ID, a chat by the shop's signed identity; others prove an order they name)
+    phone_said_identifies: bool = False
     verified_customers: set[str] = field(default_factory=set)  # accounts proven by their phone's last four digits
     proof: OwnershipProof | None = None  # the last four digits asked for, answer awaited
     proof_failures: int = 0  # wrong digits given; at ownership.MAX_TRIES no more tries
