@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import re
 import time
 from typing import Iterable
 
@@ -90,7 +91,8 @@ class DialogEngine:
             return self._respond(text, state, language, cache_checked, stream, voice, at_s, language_scores)
 
     def _respond(self, text: str, state: DialogState, language: str | None, cache_checked: bool, stream: bool,
-                 voice: HeardVoice | None, at_s: float, language_scores: dict[str, float] | None) -> Reply:
+                 voice: HeardVoice | None, at_s: float, language_scores: dict[str, float] | None,
+                 replay: bool = False) -> Reply:
         """One caller turn. `cache_checked`: the caller already tried respond_cached and missed.
         `stream`: an LLM reply may come as `reply.pieces`, to be spoken clause by clause.
         `voice`: how the turn sounded (a voice call); `at_s`: when it started on the call's timeline;
@@ -124,9 +126,15 @@ class DialogEngine:
             u.slots.setdefault("reason", reading.reason)
         state.slots.update(u.slots)
         state.intents.append(intent)
-        state.history = (state.history + [("caller", text)])[-20:]
-        emotion = self._perceive(u, state, voice, at_s)
-        dialect = state.languages.observe_dialect(u.dialect, text) if lang == "zh" else state.languages.dialect
+        if replay:
+            # the held question answered after the proof: its words were heard (emotion, dialect,
+            # history) when it was asked; this turn said only the digits
+            emotion = self._perceive(u, state, voice, at_s, words=TextEmotion("neutral", 0.0, []))
+            dialect = state.languages.dialect
+        else:
+            state.history = (state.history + [("caller", text)])[-20:]
+            emotion = self._perceive(u, state, voice, at_s)
+            dialect = state.languages.observe_dialect(u.dialect, text) if lang == "zh" else state.languages.dialect
         unsure = is_unsure(u, intent, self.low_confidence) and not (state.awaiting and intent == state.pending_intent)
         # not understood: a clarifying question, or the classifier unsure and no context to read it by
         low = unsure or (u.confidence < self.low_confidence and intent == u.intent)
@@ -206,7 +214,13 @@ class DialogEngine:
                 not ownership.GUESSES.locked(proof.order_id):
             state.verified_customers.add(proof.customer_id)
             state.proof = None
-            reply = self._respond(proof.text, state, language, True, stream, voice, at_s, language_scores)
+            state.history = (state.history + [("caller", text)])[-20:]
+            whole = re.sub(r"\D", "", text)
+            if 10 <= len(whole) <= 15:  # the whole phone number given: it also verifies an address change
+                state.slots["phone"] = whole
+                if state.task is not None and state.task.kind == "order.modify":
+                    state.task = dataclasses.replace(state.task, slots={**state.task.slots, "phone": whole})
+            reply = self._respond(proof.text, state, language, True, stream, voice, at_s, language_scores, replay=True)
             lead = templates.render(state.language, "last4_ok")
             if reply.pieces is not None:
                 reply.pieces = itertools.chain([lead], reply.pieces)
@@ -234,10 +248,11 @@ class DialogEngine:
 
     # -- perception, apology and the record -----------------------------------------------------
 
-    def _perceive(self, u: Understanding, state: DialogState, voice: HeardVoice | None, at_s: float) -> TurnEmotion:
+    def _perceive(self, u: Understanding, state: DialogState, voice: HeardVoice | None, at_s: float,
+                  words: TextEmotion | None = None) -> TurnEmotion:
         """The turn's emotion from the words (the NLU's reading) and the voice against this caller's
         baseline; the running state moves on. The understanding carries the result."""
-        words = TextEmotion(u.text_emotion, u.text_anger, list(u.emotion_cues))
+        words = words or TextEmotion(u.text_emotion, u.text_anger, list(u.emotion_cues))
         reading = None
         if voice is not None and voice.features is not None:
             reading = state.emotion.baseline.read(voice.features)

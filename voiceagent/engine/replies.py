@@ -173,7 +173,8 @@ class Replies:
         elif (ctx.options.ask_rating and reply.intent == "chitchat.goodbye" and state.marketing is None
               and ctx.rating_asked_s is None and not agent.interrupted):
             # the caller is leaving: one short question, answered with a key (or not at all)
-            if await self._say_text(templates.render(ctx.language.for_reply(), "rating_request"), "notice"):
+            question = templates.render(ctx.language.for_reply(), "rating_request", worst=1, best=5)
+            if await self._say_text(question, "notice"):
                 ctx.rating_asked_s = ctx.clock.now()
         elif reply.end_call and not agent.interrupted:  # said, now the agent hangs up (a marketing call's end);
             # cut off, it listens first: the caller may have said something that matters ("别再打了")

@@ -370,8 +370,10 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
             owner = shop.customer_by_phone(phone)
             customer_id = owner.customer_id if owner else None
         if customer_id is None:
-            lead = templates.ack(lang, task.kind)
-            return _result(task, (lead + turn.sep + templates.render(lang, "ask_order_id")).strip(), cites,
+            lead = "" if task.awaiting == "order_id" else templates.ack(lang, task.kind)  # acknowledged once
+            # a phone number said is no proof of whose orders they are: the order number is asked for
+            ask = "ask_order_id_not_phone" if phone else "ask_order_id"
+            return _result(task, (lead + turn.sep + templates.render(lang, ask)).strip(), cites,
                            awaiting="order_id")
         orders = shop.orders_for_customer(customer_id)
         choice = order_choice.choose(task.kind, orders, turn.text, shop) if task.awaiting != "order" else \
