@@ -53,7 +53,9 @@ def main() -> int:
         print(json.dumps(result.get("errors"), indent=1))
         return 1
     record = result["record"]
-    offset = next(t["start_s"] for t in record["turns"] if t["role"] == "agent")  # the phone's file starts there
+    # the phone's recording starts with the first RTP packet, which the agent sends as the call is
+    # answered (silence until it speaks): its timeline is the call's, within a packet or two
+    offset = 0.0
     audio, rate = sf.read(str(out / "heard.wav"), dtype="float32")
     rows = list(frames(audio, rate))
     hear, silence = [], []

@@ -82,11 +82,11 @@ def _segment(name: str, seconds: float | None = None) -> np.ndarray:
     return audio[: int(seconds * PHONE_RATE)] if seconds else audio
 
 
-def caller_wav(path: Path, takeover_at: float) -> dict:
-    """The phone's side: questions at fixed times, silence between, CALL_S long in all."""
+def caller_wav(path: Path, takeover_at: float, seconds: float = CALL_S) -> dict:
+    """The phone's side: questions at fixed times, silence between, `seconds` long in all."""
     import soundfile as sf
 
-    track = np.zeros(int(CALL_S * PHONE_RATE), np.float32)
+    track = np.zeros(int(seconds * PHONE_RATE), np.float32)
     said = {}
     for key, name, at, cut in (("first", "en_size_16k.wav", FIRST_Q_AT, None),
                                ("second", "en_order_status_16k.wav", SECOND_Q_AT, None),
@@ -132,7 +132,7 @@ def run(args, out: Path, result: dict, server: AgentServer, console: list[str]) 
     from playwright.sync_api import sync_playwright
 
     takeovers = max(1, args.takeovers)
-    said = result["caller"] = caller_wav(out / "caller.wav", TAKEOVER_AT)
+    said = result["caller"] = caller_wav(out / "caller.wav", TAKEOVER_AT, CALL_S + 6.5 * (takeovers - 1))
     mic = supervisor_wav(out / "supervisor.wav")
     _cli(server, "users", "add", "sup", "--role", "supervisor", stdin=PASSWORD + "\n")
     with sync_playwright() as p:

@@ -147,10 +147,11 @@ class CallSession:
         for start_s, end_s, text in said:
             turn = AgentTurn(text=text, start_s=round(start_s, 3), end_s=round(end_s, 3), latency_ms={},
                              reply_source="supervisor", kind="supervisor")
-            ctx.record.turns.append(turn)
+            # in its place on the timeline (a turn still being said is last, not yet timed)
+            turns = ctx.record.turns
+            turns.insert(next((i for i, t in enumerate(turns) if t.start_s > turn.start_s), len(turns)), turn)
             ctx.state.history = (ctx.state.history + [("agent", text)])[-20:]
             self.emit(AgentTurnDone(now, turn))
-        ctx.record.turns.sort(key=lambda t: t.start_s)
 
     def _rated(self, key: DtmfDigit) -> bool:
         """A 1-5 key soon after the agent asked for a score: the caller's rating, thanked, goodbye."""
