@@ -62,14 +62,24 @@ def test_operator_api_creates_lists_controls_and_reports_a_campaign(config, runt
     assert report["attempts"] == 0 and set(report["outcomes"]) >= {"converted", "machine", "dnc", "pending"}
 
 
-def test_from_this_machine_without_a_token_but_not_through_a_proxy(config, runtime, tmp_path):
+def test_an_operator_is_needed_even_from_this_machine(config, runtime, tmp_path):
     cfg = copy.deepcopy(config)
     cfg.store.db = str(tmp_path / "calls.db")
     app = create_app(cfg, runtime=runtime, sip=("127.0.0.1", 0))
     with TestClient(app, client=("127.0.0.1", 50123)) as http:
-        assert http.get("/api/ops/campaigns").status_code == 200
-        # a reverse proxy on this machine passing on a request from elsewhere
-        assert http.get("/api/ops/campaigns", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 401
+        # loopback is no login (a reverse proxy on this machine passes on requests from anywhere)
+        assert http.get("/api/ops/campaigns").status_code == 401
+        agent = {"Authorization": f"Bearer {app.state.auth.create_token('watcher', 'agent')}"}
+        assert http.get("/api/ops/campaigns", headers=agent).status_code == 200  # any operator reads
+        r = http.post("/api/ops/campaigns/x/pause", headers=agent)
+        assert r.status_code == 401  # changing one takes a supervisor
+        app.state.auth.add_user("lin", "supervisor", "a-long-password")
+        login = http.post("/api/ops/login", json={"name": "lin", "password": "a-long-password"})
+        assert login.status_code == 200
+        # logged in at the console: a change without the page's CSRF token is refused, with it done
+        assert http.post("/api/ops/campaigns/nope/pause").status_code == 401
+        r = http.post("/api/ops/campaigns/nope/pause", headers={"X-CSRF-Token": login.json()["csrf"]})
+        assert r.status_code == 404
 
 
 class _GarbageSdpPhone:
