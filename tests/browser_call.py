@@ -28,8 +28,6 @@ import subprocess
 import sys
 import time
 import traceback
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.peers import chromium  # noqa: E402
-from tests.peers.operator import create_token  # noqa: E402
+from tests.peers.operator import create_token, get_json  # noqa: E402
 from tests.peers.ports import free_port  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "audio"
@@ -86,15 +84,7 @@ class AgentServer:
             return ""
 
     def get_json(self, path: str, timeout: float = 5.0) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {self.token}"} if getattr(self, "token", None) else {}
-        try:
-            with urllib.request.urlopen(urllib.request.Request(self.base + path, headers=headers), timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            try:
-                return e.code, json.loads(e.read() or b"{}")
-            except ValueError:
-                return e.code, {}
+        return get_json(self.base + path, getattr(self, "token", None), timeout)
 
     def wait_ready(self, timeout: float = 240.0) -> None:
         deadline = time.monotonic() + timeout

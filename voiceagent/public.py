@@ -237,19 +237,25 @@ def add_public_routes(app: FastAPI, config: Config, store, origin_refused: Calla
         return (call.call_id if call else None) or next(
             (r.call_id for r in browser.records if r.channel.get("session_id") == session_id), None)
 
-    async def callback_request(request: Request) -> Response:
-        """The widget's "call me back": a callback ticket for the human team, with the browser call it
-        follows (the phone number is stored for the team; logs see it masked)."""
-        refused = origin_refused(request) or too_fast(callback_limit, request)
+    async def checked_body(request: Request, limiter: RateLimiter, model):
+        """A widget form's body: from an allowed page, not too fast, JSON, small, valid; else the answer."""
+        refused = origin_refused(request) or too_fast(limiter, request)
         if refused is not None:
             return refused
         body = await read_json_body(request, security.max_body_bytes)
         if isinstance(body, Response):
             return body
         try:
-            req = CallbackRequest.model_validate_json(body)
+            return model.model_validate_json(body)
         except ValidationError as e:
             return _invalid(e)
+
+    async def callback_request(request: Request) -> Response:
+        """The widget's "call me back": a callback ticket for the human team, with the browser call it
+        follows (the phone number is stored for the team; logs see it masked)."""
+        req = await checked_body(request, callback_limit, CallbackRequest)
+        if isinstance(req, Response):
+            return req
         rt = app.state.runtime
         if rt is None or rt.shop is None:
             return JSONResponse({"detail": "the shop is not loaded yet"}, status_code=503)
@@ -266,16 +272,9 @@ def add_public_routes(app: FastAPI, config: Config, store, origin_refused: Calla
 
     async def rating(request: Request) -> Response:
         """`{"session_id", "stars"}` after a browser call (its call is rated) or a chat: once each."""
-        refused = origin_refused(request) or too_fast(chat_limit, request)
-        if refused is not None:
-            return refused
-        body = await read_json_body(request, security.max_body_bytes)
-        if isinstance(body, Response):
-            return body
-        try:
-            req = RatingRequest.model_validate_json(body)
-        except ValidationError as e:
-            return _invalid(e)
+        req = await checked_body(request, chat_limit, RatingRequest)
+        if isinstance(req, Response):
+            return req
         call_id = browser_call_id(req.session_id)
         rated_id, channel = (call_id, "webrtc") if call_id else (req.session_id, "chat")
         if call_id is None and not sessions.known(req.session_id):

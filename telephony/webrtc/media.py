@@ -112,6 +112,29 @@ class InboundTimeline:
         return placed
 
 
+class FramePacer:
+    """The 20 ms pace of an outgoing track aiortc pulls: `next_pts()` waits until the next frame is
+    due (like a sound card) and says its timestamp in samples."""
+
+    def __init__(self, rate: int = RATE, frame: int = FRAME):
+        self.rate, self.frame = rate, frame
+        self._start: float | None = None
+        self._pts = 0
+
+    async def next_pts(self) -> int:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            self._pts += self.frame
+            due = self._start + self._pts / self.rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            elif now - due > 0.2:  # the loop was stalled: start a new pace rather than burst to catch up
+                self._start, self._pts = now, 0
+        return self._pts
+
+
 class AgentAudioTrack(MediaStreamTrack):
     """The agent's voice to the browser: queued 16 kHz PCM out every 20 ms, silence in between.
 
@@ -123,7 +146,7 @@ class AgentAudioTrack(MediaStreamTrack):
     def __init__(self, on_playing: Callable[[bool], None] | None = None):
         super().__init__()
         self._queue: deque[np.ndarray] = deque()
-        self._start: float | None = None
+        self._pace = FramePacer()
         self._pts = 0
         self._playing = False
         self._quiet = 15
@@ -149,16 +172,7 @@ class AgentAudioTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME
-            due = self._start + self._pts / RATE
-            if due > now:
-                await asyncio.sleep(due - now)
-            elif now - due > 0.2:  # the loop was stalled: start a new pace rather than burst to catch up
-                self._start, self._pts = now, 0
+        self._pts = await self._pace.next_pts()
         chunk = self._queue.popleft() if self._queue else _SILENCE
         # a gap between two sentences is still speaking; 300 ms of nothing is listening again
         self._quiet = 0 if chunk is not _SILENCE else self._quiet + 1

@@ -190,37 +190,33 @@ def router(app: FastAPI) -> APIRouter:
         except ValueError:
             return _detail(422, 'expected {"sdp": "...", "type": "offer"}')
 
-    @api.post("/api/ops/calls/{call_id}/listen")
-    async def listen(request: Request, call_id: str):
-        operator = need(request, "agent")
+    async def supervise(request: Request, call_id: str, role: str, act) -> dict | JSONResponse:
+        """Listen-in or takeover: the operator's offer answered by the hub (`act(sdp, operator)`)."""
+        operator = need(request, role)
         offer = await _offer(request)
         if isinstance(offer, JSONResponse):
             return offer
         try:
-            listener_id, answer = await st.hub.listen(call_id, offer.sdp, operator.name)
+            return await act(offer.sdp, operator.name)
         except NotLive:
             return _detail(404, f"call {call_id} is not in progress")
         except Busy as exc:
             return _detail(409, str(exc))
         except PeerError as exc:
             return _detail(400, str(exc))
-        return {"sdp": answer, "type": "answer", "listener_id": listener_id}
+
+    @api.post("/api/ops/calls/{call_id}/listen")
+    async def listen(request: Request, call_id: str):
+        async def act(sdp: str, operator: str) -> dict:
+            listener_id, answer = await st.hub.listen(call_id, sdp, operator)
+            return {"sdp": answer, "type": "answer", "listener_id": listener_id}
+        return await supervise(request, call_id, "agent", act)
 
     @api.post("/api/ops/calls/{call_id}/takeover")
     async def takeover(request: Request, call_id: str):
-        operator = need(request, "supervisor")
-        offer = await _offer(request)
-        if isinstance(offer, JSONResponse):
-            return offer
-        try:
-            answer = await st.hub.take_over(call_id, offer.sdp, operator.name)
-        except NotLive:
-            return _detail(404, f"call {call_id} is not in progress")
-        except Busy as exc:
-            return _detail(409, str(exc))
-        except PeerError as exc:
-            return _detail(400, str(exc))
-        return {"sdp": answer, "type": "answer"}
+        async def act(sdp: str, operator: str) -> dict:
+            return {"sdp": await st.hub.take_over(call_id, sdp, operator), "type": "answer"}
+        return await supervise(request, call_id, "supervisor", act)
 
     @api.post("/api/ops/calls/{call_id}/release")
     async def release(request: Request, call_id: str):

@@ -15,10 +15,8 @@ instead; the caller keeps reaching the session, which transcribes them but does 
 
 from __future__ import annotations
 
-import asyncio
 import fractions
 import logging
-import time
 from typing import AsyncIterator, Callable
 
 import av
@@ -26,6 +24,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from telephony.audio import AudioFrame, float_to_pcm16, pcm16_to_float
+from telephony.webrtc.media import FramePacer
 from telephony.leg import CallLeg, DtmfDigit
 
 log = logging.getLogger(__name__)
@@ -63,8 +62,7 @@ class MixTrack(MediaStreamTrack):
         super().__init__()
         self._sides: dict[str, np.ndarray] = {"caller": np.zeros(0, np.float32), "agent": np.zeros(0, np.float32)}
         self._resamplers: dict[tuple[str, int], LiveResampler] = {}
-        self._start: float | None = None
-        self._pts = 0
+        self._pace = FramePacer(RATE, FRAME)
         self.frames_sent = 0
 
     def push(self, side: str, frame: AudioFrame) -> None:
@@ -85,20 +83,11 @@ class MixTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._pts += FRAME
-            due = self._start + self._pts / RATE
-            if due > now:
-                await asyncio.sleep(due - now)
-            elif now - due > 0.2:  # the loop was stalled: a new pace rather than a burst
-                self._start, self._pts = now, 0
+        pts = await self._pace.next_pts()
         mixed = np.clip(self._take("caller") + self._take("agent"), -1.0, 1.0)
         frame = av.AudioFrame.from_ndarray(float_to_pcm16(mixed).reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
-        frame.pts = self._pts
+        frame.pts = pts
         frame.time_base = fractions.Fraction(1, RATE)
         self.frames_sent += 1
         return frame
