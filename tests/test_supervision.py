@@ -265,3 +265,28 @@ def test_a_takeover_that_races_the_calls_end_or_a_second_supervisor_leaves_no_on
             await pc.close()
 
     asyncio.run(main())
+
+
+def test_after_the_callers_goodbye_a_key_press_rates_the_call():
+    asr, tts = FakeASR("en"), FakeTTS()
+    dialog = FakeDialog([reply("Thank you for calling. Goodbye.", "chitchat.goodbye")])
+    script = CallerScript(asr)
+    bye = script.say("Thanks, that's all.", at_s=0.5)
+    # the goodbye (~2 s) and the rating question (~5 s) said, then the caller presses 4
+    script.press("4", at_s=bye.end_s + 9.0)
+    script.silence(4.0)
+    runtime = fake_runtime(asr=asr, tts=tts, dialog=dialog)
+
+    async def main():
+        session = CallSession(runtime, script.file_leg(), SessionOptions(greeting=False, ask_rating=True))
+        return await asyncio.wait_for(session.run(), 60)
+
+    record = asyncio.run(main())
+    agents = [t for t in record.turns if t.role == "agent"]
+    from voiceagent.dialog import templates
+
+    assert [t.text for t in agents][1] == templates.render("en", "rating_request", worst=1, best=5)
+    assert record.rating == 4
+    assert agents[-1].text == templates.render("en", "rating_thanks") and record.outcome.ended_by == "agent"
+    # the key was a score, not a turn for the dialog
+    assert [h.text for h in dialog.heard] == [bye.text]
