@@ -134,6 +134,40 @@ class CallLeg(Protocol):
         human's side). Not ok when the transfer failed and the caller is still here."""
 
 
+class LegWrapper:
+    """A CallLeg around another: everything as the inner leg does it (its clock, rate, hang-up,
+    transfer, and whatever else a channel's own code asks of it), for a subclass to change one part
+    (campaigns/screening.ScreenedLeg: the stream after detection; ops/supervision.SupervisedLeg:
+    taps and takeover)."""
+
+    def __init__(self, inner: CallLeg):
+        self.inner = inner
+
+    # the two the session reads on every frame, without the lookup below
+    clock = property(lambda self: self.inner.clock)
+    sample_rate = property(lambda self: self.inner.sample_rate)
+
+    def __getattr__(self, name):
+        if name == "inner":  # not set yet: no recursion through the lookup below
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def receive(self) -> AsyncIterator[AudioFrame | DtmfDigit]:
+        return self.inner.receive()
+
+    async def send(self, frame: AudioFrame) -> None:
+        await self.inner.send(frame)
+
+    def clear_output(self) -> None:
+        self.inner.clear_output()
+
+    async def hangup(self) -> None:
+        await self.inner.hangup()
+
+    async def transfer(self, target: str, summary: dict | None = None) -> "TransferResult | bool":
+        return await self.inner.transfer(target, summary)
+
+
 @dataclass(frozen=True)
 class TransferResult:
     """How a transfer went. `status`: "completed"; or, with the caller still on the line, "busy",

@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from .config import Config, SecurityConfig
 from .dialog.engine import DialogState
+from .http_bodies import read_json_body
 from .identity import verify_customer
 from .ops.ratelimit import RateLimiter
 from .textnorm import mask_pii
@@ -138,23 +139,6 @@ def client_address(request: Request, security: SecurityConfig) -> str:
     return request.client.host if request.client else "-"
 
 
-async def read_json_body(request: Request, limit: int) -> bytes | Response:
-    """The body of a JSON request, at most `limit` bytes: 415 for any other content type (a cross-site
-    form posts text/plain without asking), 413 for more, refused before reading it all."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json":
-        return JSONResponse({"detail": "Content-Type must be application/json"}, status_code=415)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return JSONResponse({"detail": f"body too large (at most {limit} bytes)"}, status_code=413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return JSONResponse({"detail": f"body too large (at most {limit} bytes)"}, status_code=413)
-    return bytes(body)
-
-
 def _invalid(e: ValidationError) -> JSONResponse:
     return JSONResponse({"detail": e.errors(include_url=False, include_context=False, include_input=False)},
                         status_code=422)
@@ -183,16 +167,9 @@ def add_public_routes(app: FastAPI, config: Config, store, origin_refused: Calla
         # A plain Starlette route rather than FastAPI's dependency machinery: a cached answer costs
         # microseconds, so the framework's per-request work would be most of the bill. The body is
         # still validated by the pydantic model.
-        refused = too_fast(chat_limit, request)
-        if refused is not None:
-            return refused
-        body = await read_json_body(request, security.max_body_bytes)
-        if isinstance(body, Response):
-            return body
-        try:
-            req = ChatRequest.model_validate_json(body)
-        except ValidationError as e:
-            return _invalid(e)
+        req = await checked_body(request, chat_limit, ChatRequest, page_only=False)
+        if isinstance(req, Response):
+            return req
         if len(req.text) > security.max_chat_chars:
             return JSONResponse({"detail": f"message too long (at most {security.max_chat_chars} characters)"},
                                 status_code=413)
@@ -237,9 +214,10 @@ def add_public_routes(app: FastAPI, config: Config, store, origin_refused: Calla
         return (call.call_id if call else None) or next(
             (r.call_id for r in browser.records if r.channel.get("session_id") == session_id), None)
 
-    async def checked_body(request: Request, limiter: RateLimiter, model):
-        """A widget form's body: from an allowed page, not too fast, JSON, small, valid; else the answer."""
-        refused = origin_refused(request) or too_fast(limiter, request)
+    async def checked_body(request: Request, limiter: RateLimiter, model, page_only: bool = True):
+        """A public request's body: from an allowed page (`page_only`: the widget's forms), not too
+        fast, JSON, small, valid; else the answer to give."""
+        refused = (page_only and origin_refused(request)) or too_fast(limiter, request)
         if refused is not None:
             return refused
         body = await read_json_body(request, security.max_body_bytes)

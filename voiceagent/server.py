@@ -135,6 +135,7 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
                                 status_code=403)
         return None
 
+    from .http_bodies import read_capped_body
     from .public import add_public_routes
 
     add_public_routes(app, config, store, _origin_refused)
@@ -153,16 +154,11 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
         if refused is not None:
             return refused
         limit = config.webrtc.max_offer_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:  # refused before reading it
-            return JSONResponse({"detail": f"offer too large: {declared} bytes (at most {limit})"}, status_code=413)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return JSONResponse({"detail": f"offer too large (at most {limit} bytes)"}, status_code=413)
+        body = await read_capped_body(request, limit, "offer")
+        if isinstance(body, Response):
+            return body
         try:
-            offer = parse_offer(bytes(body), limit)
+            offer = parse_offer(body, limit)
             session_id, answer = await browser.open(offer, origin=request.headers.get("origin", ""),
                                                     remote=request.client.host if request.client else "")
         except OfferError as exc:

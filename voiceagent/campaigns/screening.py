@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import numpy as np
 
 from ..audio import AudioFrame
 from ..audio.resample import resample
-from ..legs import CallLeg
+from ..legs import CallLeg, LegWrapper
 from . import amd
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,13 @@ class SharedAudio:
                 yield samples.astype(np.float32, copy=False)
 
 
-class ScreenedLeg:
+class ScreenedLeg(LegWrapper):
     """The answered leg, for the call that follows the detection: everything as the leg does it, the
     caller's stream read on from where the detector stopped."""
 
     def __init__(self, leg: CallLeg, shared: SharedAudio):
-        self._leg = leg
+        super().__init__(leg)
         self._shared = shared
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._leg, name)
 
     async def receive(self):
         while True:
@@ -72,19 +69,6 @@ class ScreenedLeg:
                 yield await self._shared.next()
             except StopAsyncIteration:
                 return
-
-    # the protocol's methods, named so that isinstance-free callers find them on this object
-    async def send(self, frame: AudioFrame) -> None:
-        await self._leg.send(frame)
-
-    def clear_output(self) -> None:
-        self._leg.clear_output()
-
-    async def hangup(self) -> None:
-        await self._leg.hangup()
-
-    async def transfer(self, target: str, summary: dict | None = None):
-        return await self._leg.transfer(target, summary)
 
 
 def screener(runtime, marketing_call, on_machine: str = "hangup", config: amd.AmdConfig | None = None,

@@ -24,7 +24,7 @@ import uuid
 from typing import Callable
 
 from ..dialog.engine import DialogState
-from ..events import AgentTurnDone, Event, Hangup, Interruption, StageFailed, SupervisorChanged
+from ..events import AgentTurnDone, Event, Hangup, StageFailed, SupervisorChanged
 from ..latency import LatencyObserver
 from ..legs import CallLeg, DtmfDigit
 from ..playout import Playout
@@ -37,7 +37,7 @@ from .intake import CallerAudioIntake
 from .language import LANGUAGES, CallLanguage
 from .outcome import close_record, task_failed
 from .replies import Replies
-from .signals import EndRequested, FloorTaken, PromptDue
+from .signals import EndRequested, PromptDue
 from .timers import CallTimers
 from .turn_taking import TurnTaking
 
@@ -119,10 +119,7 @@ class CallSession:
         ctx.supervisor = operator
         now = ctx.clock.now()
         ctx.record.supervision.append({"operator": operator, "from_s": round(now, 3), "to_s": None})
-        self.emit(FloorTaken(now))
-        for playback in ctx.playout.drop():
-            stopped = playback.end_s if playback.end_s is not None else now
-            self.emit(Interruption(now, now, stopped, playback.heard_text(now, ctx.playout.rate), turn=playback.turn))
+        self.turn_taking.interrupt(by_caller=False)
         self.emit(SupervisorChanged(now, True, operator))
 
     def release(self, said: list[tuple[float, float, str]] = ()) -> None:

@@ -93,7 +93,9 @@ class TurnTaking:
                 self._timeline_s() >= barge.hold_until_s:
             self._let_through(discard=False)  # a click or a lone syllable after all
 
-    def interrupt(self) -> None:
+    def interrupt(self, by_caller: bool = True) -> None:
+        """The agent stops now: what it is saying is cut, what it is thinking of is not said. By the
+        caller (a barge-in, counted) or, `by_caller=False`, by a supervisor taking the call."""
         barge, self._barge = self._barge, None
         self._emit(FloorTaken(self._now()))  # a reply still being thought of is not said either
         cut = self._playout.drop()
@@ -102,9 +104,9 @@ class TurnTaking:
             heard = playback.heard_text(now, self._playout.rate)
             stopped = playback.end_s if playback.end_s is not None else now
             self._emit(Interruption(now, barge.speech_start_s if barge else now, stopped, heard, turn=playback.turn))
-            if barge is not None and playback.start_s is not None:
+            if by_caller and barge is not None and playback.start_s is not None:
                 self.stop_ms.append(round(max(0.0, stopped - barge.speech_start_s) * 1000, 1))
-        self.barge_ins += 1
+        self.barge_ins += by_caller
 
     def _let_through(self, discard: bool = True) -> None:
         self._barge = None

@@ -7,9 +7,10 @@ legs without a far end use it.
 
 from __future__ import annotations
 
-from telephony.leg import CallLeg, Clock, DtmfDigit, LegClosed, TransferResult, played_out
+from telephony.leg import CallLeg, Clock, DtmfDigit, LegClosed, LegWrapper, TransferResult, played_out
 
-__all__ = ["CallLeg", "Clock", "DtmfDigit", "LegClosed", "ScriptedTransfer", "TransferResult", "played_out"]
+__all__ = ["CallLeg", "Clock", "DtmfDigit", "LegClosed", "LegWrapper", "ScriptedTransfer", "TransferResult",
+           "played_out"]
 
 
 class ScriptedTransfer:

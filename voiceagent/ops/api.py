@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from ..http_bodies import read_capped_body
 from ..textnorm import mask_pii
 from .live import Busy, NotLive
 from .peers import PeerError
@@ -80,7 +81,7 @@ def router(app: FastAPI) -> APIRouter:
     async def calls(request: Request, live: int = 0, limit: int = 50, offset: int = 0):
         need(request)
         if live:
-            return [dict(c, **{"customer_id": c["customer_id"]}) for c in st.hub.live_calls()]
+            return st.hub.live_calls()
         q = request.query_params
         try:
             return await asyncio.to_thread(
@@ -182,9 +183,9 @@ def router(app: FastAPI) -> APIRouter:
 
     # -- supervision --------------------------------------------------------------------------
     async def _offer(request: Request) -> Offer | JSONResponse:
-        body = await request.body()
-        if len(body) > 70_000:
-            return _detail(413, "offer too large")
+        body = await read_capped_body(request, 70_000, "offer")
+        if isinstance(body, Response):
+            return body
         try:
             return Offer.model_validate_json(body)
         except ValueError:
@@ -229,7 +230,7 @@ def router(app: FastAPI) -> APIRouter:
 
     # -- alerts, dashboard, handoffs ----------------------------------------------------------
     @api.get("/api/ops/alerts")
-    async def alerts(request: Request, all: int = 0):
+    async def alerts(request: Request):
         need(request)
         return await asyncio.to_thread(st.alerts.open_alerts) if st.alerts is not None else []
 

@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..events import (AgentTurnDone, CallerTurnNoted, Event, Hangup, IntentRecognized, PartialTranscript,
-                      PlaybackPaused, ReplyText, SpeechStarted, StageFailed, SupervisorChanged, TransferRequested)
+                      ReplyText, SpeechStarted, StageFailed, SupervisorChanged, TransferRequested)
+from .metrics import call_outcome
 from .supervision import SupervisedLeg
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class OperatorHub:
             await peer.close()
         live.peers.clear()
         live.takeover = None
-        outcome = _outcome(record)
+        outcome = call_outcome(record)  # the same word as /metrics' outcome label
         if self.metrics is not None:
             self._safe(self.metrics.call_ended, live.channel, record)
         if self.alerts is not None:
@@ -175,11 +176,9 @@ class OperatorHub:
         elif isinstance(event, SpeechStarted):
             if live.supervisor is None:
                 self._set_state(live, "listening")
-        elif isinstance(event, (ReplyText,)):
+        elif isinstance(event, ReplyText):
             if live.supervisor is None:
                 self._set_state(live, "speaking")
-        elif isinstance(event, PlaybackPaused):
-            pass
         elif isinstance(event, TransferRequested):
             self._set_state(live, "transferring")
             message = {"type": "handoff", "target": event.target, "reason": event.reason}
@@ -381,17 +380,6 @@ def _offer(queue: asyncio.Queue, message: dict, drop) -> None:
             queue.put_nowait(None)
         except (asyncio.QueueEmpty, asyncio.QueueFull):
             pass
-
-
-def _outcome(record) -> str:
-    o = record.outcome
-    if o.ended_by == "error":
-        return "error"
-    if o.handoff:
-        return "handoff"
-    if o.resolved:
-        return "resolved"
-    return "unresolved"
 
 
 # the process's hub (server.create_app makes it): run_call finds it here; a simulated call

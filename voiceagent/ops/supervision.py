@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fractions
 import logging
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import av
 import numpy as np
@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from telephony.audio import AudioFrame, float_to_pcm16, pcm16_to_float
 from telephony.webrtc.media import FramePacer
-from telephony.leg import CallLeg, DtmfDigit
+from telephony.leg import CallLeg, DtmfDigit, LegWrapper
 
 log = logging.getLogger(__name__)
 
@@ -93,27 +93,20 @@ class MixTrack(MediaStreamTrack):
         return frame
 
 
-class SupervisedLeg:
+class SupervisedLeg(LegWrapper):
     """A CallLeg around the transport's, with taps for the recorder and listeners and a switch that
     puts a supervisor's voice on the line instead of the agent's."""
 
     def __init__(self, inner: CallLeg, recorder=None):
-        self.inner = inner
-        self.clock = inner.clock
-        self.sample_rate = inner.sample_rate
+        super().__init__(inner)  # (its clock and rate are the inner leg's)
         self.recorder = recorder  # ops.recordings.CallRecorder or None
         self.listeners: set[MixTrack] = set()
         self.taken_over = False  # the agent's audio goes nowhere
         self.supervisor_track: MixTrack | None = None  # what the supervisor who took over hears
-        self.on_caller_audio: Callable[[AudioFrame], None] | None = None
         self.agent_frames_dropped = 0
         self._to_leg: LiveResampler | None = None
-        self._to_leg_rate: tuple[int, int] | None = None
         self._pending = np.zeros(0, np.float32)
         self._next_s: float | None = None  # where the supervisor's next frame goes on the call's timeline
-
-    def __getattr__(self, name):  # whatever else a channel's own code asks of its leg
-        return getattr(self.inner, name)
 
     # -- taps ---------------------------------------------------------------------------------
     def _tap(self, side: str, frame: AudioFrame) -> None:
@@ -141,15 +134,6 @@ class SupervisedLeg:
         self._tap("agent", frame)
         await self.inner.send(frame)
 
-    def clear_output(self) -> None:
-        self.inner.clear_output()
-
-    async def hangup(self) -> None:
-        await self.inner.hangup()
-
-    async def transfer(self, target: str, summary: dict | None = None):
-        return await self.inner.transfer(target, summary)
-
     # -- the supervisor -----------------------------------------------------------------------
     def take_over(self, track: MixTrack) -> None:
         self.taken_over = True
@@ -169,8 +153,8 @@ class SupervisedLeg:
         """The supervisor's microphone, as it comes (any rate), to the caller in the leg's 20 ms frames."""
         if not self.taken_over:
             return
-        if self._to_leg is None or self._to_leg_rate != (rate, self.sample_rate):
-            self._to_leg, self._to_leg_rate = LiveResampler(rate, self.sample_rate), (rate, self.sample_rate)
+        if self._to_leg is None or self._to_leg.src_rate != rate:
+            self._to_leg = LiveResampler(rate, self.sample_rate)
         self._pending = np.concatenate([self._pending, self._to_leg.process(samples)])
         step = self.sample_rate // 50
         now = self.clock.now()
