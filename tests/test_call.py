@@ -64,7 +64,8 @@ def test_each_sample_call_answers_the_question(calls, sample_scripts, name):
     jsonschema.validate(data, SCHEMA)
     script = sample_scripts[name]
     caller = [t for t in data["turns"] if t["role"] == "caller"]
-    agent = [t for t in data["turns"] if t["role"] == "agent"]
+    # a caller who went on after a breath over the answer: that answer was withdrawn, the turn is one
+    agent = [t for t in data["turns"] if t["role"] == "agent" and t["kind"] != "withdrawn"]
     assert len(caller) == len(script["turns"]) and len(agent) == len(caller)
     assert data["language"] == script["language"]
     for heard, expected in zip(caller, script["turns"]):
@@ -94,7 +95,7 @@ def test_a_misheard_tracking_number_turn_still_reaches_the_order(calls, runtime)
     this audio depend on the CPU's instruction set ("我的快避到哪里了", "简单号是55-2020-1963"): on
     any of them the call stays on tracking, and the answer is about the order the caller read out:
     its facts when the number was heard right, else the number as heard, read back with a request
-    to check it (never a question for a number the caller has just given)."""
+    to check it or key it in (never a bare question for a number the caller has just given)."""
     record, _ = calls["zh_multi_turn_8k.wav"]
     turns = record.to_dict()["turns"]
     caller = [t for t in turns if t["role"] == "caller"]
@@ -111,13 +112,14 @@ def test_a_misheard_tracking_number_turn_still_reaches_the_order(calls, runtime)
         # misreadings seen; an unrelated 8-digit number scores under 0.5)
         read_back = re.findall(r"\d{6,}", reply)
         assert read_back and SequenceMatcher(None, read_back[0], said).ratio() >= 0.7, (caller[-1]["text"], reply)
-        assert "核对" in reply, reply  # "麻烦您再核对一下订单号"
+        # on a phone line a number that names no order is checked on the keypad instead of asked again
+        assert "核对" in reply or "按键" in reply, reply  # "麻烦您再核对一下订单号" / "请在按键上输入订单号"
 
 
 @pytest.mark.parametrize("name", SAMPLE_FILES)
-def test_timeline_and_latencies_are_consistent(calls, name):
+def test_timeline_and_latencies_are_consistent(calls, name, runtime):
     record, leg = calls[name]
-    turns = record.to_dict()["turns"]
+    turns = [t for t in record.to_dict()["turns"] if t.get("kind") != "withdrawn"]
     for caller, agent in zip(turns[::2], turns[1::2]):
         assert caller["role"] == "caller" and agent["role"] == "agent"
         if agent["interrupted"] and not agent["heard_text"]:
@@ -125,7 +127,8 @@ def test_timeline_and_latencies_are_consistent(calls, name):
         assert caller["start_s"] < caller["end_s"] <= agent["start_s"] < agent["end_s"]
         lat = agent["latency_ms"]
         assert lat["voice_to_voice"] == pytest.approx((agent["start_s"] - caller["end_s"]) * 1000, abs=2)
-        assert lat["endpoint"] >= 400  # at least the silence window after a finished sentence (500 ms)
+        # at least the shortest silence window (a sure finished sentence: turn_end.py), less a frame's rounding
+        assert lat["endpoint"] >= runtime.config.vad.complete_silence_ms - 100
         assert lat["voice_to_voice"] >= lat["endpoint"] + lat["asr"] - 50
     track = leg.agent_track()
     first = next(t for t in turns if t["role"] == "agent" and t["end_s"] > t["start_s"])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from voiceagent.config import Config
 from voiceagent.dialog import templates
 from voiceagent.legs import FileLeg, MemoryLeg
 from voiceagent.engine import CallSession, SessionOptions
@@ -106,8 +107,9 @@ def test_a_turn_is_answered_once_the_caller_has_stopped():
     assert call.record.slots == {"order_id": "38512074"} and call.record.language == "en"
     # heard after the caller stopped, once the end-of-turn silence window passed, never over them
     track = call.track
-    assert not voiced(track, 0.0, question.end_s + 0.3)
-    assert question.end_s + 0.4 <= onset_s(track) <= question.end_s + 1.0
+    window_s = Config().vad.complete_silence_ms / 1000  # "Where is my parcel?" reads as finished
+    assert not voiced(track, 0.0, question.end_s + window_s)
+    assert question.end_s + window_s <= onset_s(track) <= question.end_s + window_s + 0.6
     assert onset_s(track) == pytest.approx(agent.start_s, abs=0.02)
     assert agent.end_s - agent.start_s == pytest.approx(tts.duration_s(agent.text), abs=0.04)
     assert spoken_s(track) == pytest.approx(tts.duration_s(agent.text), abs=0.05)
@@ -505,3 +507,46 @@ def test_a_leg_that_vanishes_mid_reply_ends_the_call_and_keeps_the_record():
     assert caller.text == "Where is my parcel?" and call.record.slots == {"order_id": "38512074"}
     assert agent.text == LONG_ANSWER and agent.end_s == pytest.approx(gone_at, abs=0.1)  # cut where the line died
     assert call.record.duration_s < gone_at + 1.0
+
+
+def test_a_caller_who_goes_on_after_a_breath_is_answered_once_for_both_sentences():
+    """"What size should I get?" (finished: the short window ends the turn) then, 0.4 s later, "I
+    usually wear a size nine." over the answer being made: the first answer is withdrawn, the two
+    sentences are one caller turn, answered once; the conversation is as if the first answer had
+    never been given. A caller who speaks again after the answer was heard out is a new turn."""
+    asr, tts = FakeASR("en"), FakeTTS()
+
+    def first(text, state, language):
+        state.awaiting = "size"  # what answering the first part alone would have changed
+        return reply("Which size do you usually wear?", "product.size")
+
+    seen_awaiting = []
+
+    def joined(text, state, language):
+        seen_awaiting.append(state.awaiting)
+        return reply("Size nine fits you.", "product.size")
+
+    dialog = FakeDialog({
+        "What size should I get?": first,
+        "What size should I get? I usually wear a size nine.": joined,
+        "Thanks.": reply("You're welcome.", "chitchat.thanks"),
+    })
+    script = CallerScript(asr)
+    script.say("What size should I get?", at_s=0.5)
+    script.silence(0.4)
+    second = script.say("I usually wear a size nine.")
+    script.silence(3.0)
+    thanks = script.say("Thanks.")
+    script.silence(2.0)
+    call = run_call(fake_runtime(asr=asr, tts=tts, dialog=dialog), script.file_leg())
+
+    callers = call.callers
+    assert [c.text for c in callers] == ["What size should I get? I usually wear a size nine.", "Thanks."]
+    assert callers[0].start_s == pytest.approx(0.5, abs=0.04) and callers[0].end_s == pytest.approx(second.end_s, abs=0.04)
+    said = call.agents()
+    assert [a.text for a in said] == ["Size nine fits you.", "You're welcome."]
+    # the first answer, if it had begun, is kept as withdrawn and cut; never as an answer
+    assert all(a.interrupted for a in call.agents("withdrawn"))
+    assert seen_awaiting == [None]  # the withdrawn answer's question is not left open
+    assert [h.text for h in dialog.heard][-2:] == ["What size should I get? I usually wear a size nine.", "Thanks."]
+    assert thanks.start_s > said[0].end_s  # heard out: "Thanks." is a turn of its own

@@ -40,7 +40,8 @@ def test_not_backchannels(text):
 
 
 def test_windows_come_from_the_config():
-    config = VadConfig(complete_silence_ms=250, unsure_silence_ms=500, incomplete_silence_ms=1800)
+    # the word rules alone (no end-of-turn model: tests/test_turn_end.py has the model's windows)
+    config = VadConfig(complete_silence_ms=250, unsure_silence_ms=500, incomplete_silence_ms=1800, turn_end_model="")
     assert silence_window_ms("Where is my parcel?", config) == 250
     assert silence_window_ms("where is my parcel", config) == 500
     assert silence_window_ms("the order number is 2024", config) == 1800
@@ -56,3 +57,17 @@ def test_short_utterances_that_stop_correct_or_ask_interrupt(text):
                                   "号灯、号灯", "奥迪。奥迪", "out, out", "第。第。", ""])  # what Whisper made of them
 def test_backchannels_and_garbled_short_sounds_do_not_interrupt(text):
     assert not is_interruption(text)
+
+
+def test_a_greeting_alone_waits_for_what_the_caller_called_about():
+    """"喂？" / "Hello." read as finished words, but a caller mostly goes on after a breath: the
+    greeting alone gets the unsure window, the greeting with the question the complete one."""
+    from voiceagent.turn_completion import is_greeting
+
+    config = VadConfig()
+    for text, lang in (("喂？", "zh"), ("您好。", "zh"), ("Hello.", "en"), ("Hi there,", "en")):
+        assert is_greeting(text)
+        assert silence_window_ms(text, config, language=lang) == config.unsure_silence_ms, text
+    for text, lang in (("喂，我的快递到哪里了？", "zh"), ("Hello, where is my package?", "en")):
+        assert not is_greeting(text)
+        assert silence_window_ms(text, config, language=lang) == config.complete_silence_ms, text

@@ -38,10 +38,16 @@ class _AudioClock:
         return fn(*args)
 
 
+# The recording's first turn pauses 0.29 s after its first words; the stand-in hears every stretch as a
+# finished sentence, so the default short window (250 ms: a sure "finished", tests/test_turn_end.py)
+# would end the turn there. The detector's timing is what is under test here, on a 500 ms window.
+VAD = VadConfig(complete_silence_ms=500)
+
+
 async def _hear(name: str):
     audio = load_audio(SAMPLES / name).samples
     clock, events = _AudioClock(), []
-    detector = TurnDetector(create_vad(VadConfig()), _SentenceRecognizer(), VadConfig(), CallConfig(),
+    detector = TurnDetector(create_vad(VAD), _SentenceRecognizer(), VAD, CallConfig(),
                             events.append, clock, language=lambda: "en")
     for i in range(0, len(audio), FRAME):
         clock.t = (i + FRAME) / 16000
@@ -66,6 +72,6 @@ def test_each_turn_is_heard_at_once_paused_on_and_ended_once():
         assert stops and stops[-1].speech_end_s == final.speech_end_s
         assert PAUSE_MS / 1000 <= stops[-1].at_s - final.speech_end_s <= PAUSE_MS / 1000 + chunk_s + frame_s
         # a finished sentence ends the turn one complete-silence window after the speech
-        assert final.decided_s - final.speech_end_s == pytest.approx(VadConfig().complete_silence_ms / 1000, abs=0.06)
+        assert final.decided_s - final.speech_end_s == pytest.approx(VAD.complete_silence_ms / 1000, abs=0.06)
         assert final.text == "Where is my parcel."
     assert finals[0].speech_end_s < started[1].start_s

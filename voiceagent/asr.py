@@ -9,6 +9,10 @@ WINDOW_PAD_S of silence is encoded and decoded (~3x faster); longer audio goes t
 faster-whisper's own `transcribe`. Decodes take one of `parallel_decodes` priority slots: final
 transcripts (urgent) go before speculative partials waiting for the model.
 
+Whisper answers for callers who said nothing: a turn that is only a tone or steady hiss is not
+decoded, and a Mandarin decode that echoes the initial prompt or loops is decoded once more without
+the prompt (asr_guard.py holds the checks; benchmarks/eval_asr_zh_phone.py measures them).
+
 Parallel decodes, one thread each, rather than one decode on every core: on the 2-core machines we
 measured (benchmarks/bench_asr_parallel.py), a whisper-base turn decodes as fast on one thread as on
 two (391 vs 404 ms), so two at once make 4.45 turns/s against 2.69 for one two-thread decoder, at no
@@ -30,6 +34,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from . import asr_guard
 from .config import AsrConfig
 from .errors import ModelMissing
 from .provision import resolve
@@ -50,7 +55,15 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 # "you" / "Thank you." / the initial prompt with confident scores. Speech turns are ~-15 dBFS.
 SILENCE_DBFS = -50.0
 SWITCH_MIN_S = 1.5  # detection on less speech than this is too unsure to override the call's language
-MIN_REPEAT_TOKENS = 4  # shortest unit the repeated-tail safety net collapses
+MIN_REPEAT_TOKENS = 4  # shortest unit the repeated-tail safety net collapses (shorter: asr_guard, 3 copies)
+# Whisper's prompt budget is 223 tokens (half its text context); the shop's words are added to the
+# Mandarin prompt only up to this many, so the prompt's opening sentence is never truncated away.
+PROMPT_TOKEN_BUDGET = 150
+# Whisper's stock subtitles ("谢谢观看") are taken for the caller's words only on audio at least
+# this long and this loud, where Whisper does not doubt a voice either.
+STOCK_PHRASE_MIN_S = 2.0
+STOCK_PHRASE_MIN_DBFS = -35.0
+STOCK_PHRASE_NO_SPEECH = 0.3
 
 
 @dataclass
@@ -137,6 +150,22 @@ class PrioritySlots:
             return len(self._queue)
 
 
+def whisper_device(config: AsrConfig) -> tuple[str, str]:
+    """(device, compute type) CTranslate2 is asked for: `device = "auto"` takes a CUDA GPU where
+    CTranslate2 sees one; `compute_type = "auto"` is float16 on a GPU, int8 on the CPU."""
+    device = config.device
+    if device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"[asr] device must be cpu, cuda or auto, not {device!r}")
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    compute_type = config.compute_type
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
 def _load_whisper(ref: str, config: AsrConfig):
     from faster_whisper import WhisperModel
 
@@ -144,7 +173,8 @@ def _load_whisper(ref: str, config: AsrConfig):
     # Not a manifest id nor a path: a faster-whisper size or hub name (needs a model hub).
     source = str(path) if path is not None else ref
     try:
-        return WhisperModel(source, device="cpu", compute_type=config.compute_type, cpu_threads=config.cpu_threads,
+        device, compute_type = whisper_device(config)
+        return WhisperModel(source, device=device, compute_type=compute_type, cpu_threads=config.cpu_threads,
                             num_workers=max(1, config.parallel_decodes))
     except Exception as exc:  # ctranslate2/huggingface raise many types; all mean "cannot load"
         raise ModelMissing(f"cannot load ASR model {ref!r}: {exc}") from None
@@ -193,13 +223,9 @@ def _window_features(model, audio: np.ndarray) -> np.ndarray:
 
 
 def _echoes_prompt(text: str, prompt: str) -> bool:
-    """Whisper fed a short or unclear sound often answers with the initial prompt's own word list
-    ("订单号、发货、退款、"). A list (、 or ：) whose every item is in the prompt is that echo, not
-    the caller: a caller saying one of those words alone is transcribed without the list marks."""
-    if not prompt or not re.search(r"[、：]", text):
-        return False
-    items = [p for p in re.split(r"[\s、：，。,.!?！？]+", to_simplified(text)) if p]
-    return bool(items) and all(item in prompt for item in items)
+    """Whisper fed a short or unclear sound often answers with the initial prompt's own words
+    ("订单号、发货、退款、", "以下是电商客服"): see asr_guard.echoes_prompt."""
+    return asr_guard.echoes_prompt(text, prompt)
 
 
 def _strip_repeated_tail(tokens: list[int]) -> list[int]:
@@ -220,6 +246,18 @@ class _DecodeSetup:
     tokenizer: object  # faster_whisper.tokenizer.Tokenizer
     prompt: list[int]
     suppress_tokens: list[int]
+    zh_prompt: str = ""  # the Mandarin prompt's text, shop's words included (what an echo repeats)
+
+
+@dataclass
+class _Decoded:
+    segments: list[Segment]
+    no_speech_prob: float
+    looped: bool = False  # the decoder ran to its length cap (repeating itself)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments)
 
 
 class WhisperASR:
@@ -231,8 +269,25 @@ class WhisperASR:
         _EncoderCache(self._model)
         # As many decodes at once as the model has workers (CTranslate2 replicas); the rest queue.
         self._decode_slots = PrioritySlots(max(1, config.parallel_decodes))
-        self._setups: dict[tuple[int, str], _DecodeSetup] = {}
+        self._setups: dict[tuple[int, str, str, bool], _DecodeSetup] = {}
+        self._setup_lock = threading.Lock()  # set_vocabulary vs decodes building a setup
+        self._vocabulary: list[str] = _clean_words(config.vocabulary)
         self._detected = threading.local()  # the last detection's scores, per decode thread
+
+    def set_vocabulary(self, words: list[str]) -> None:
+        """The shop's own words (product names, carriers) to bias Mandarin decodes towards, in
+        place of [asr] vocabulary. Safe while other threads decode: they finish with the prompt
+        they started with; the next decode builds its setup with these words. Measure before
+        wiring a whole catalogue: whisper-base then writes product names it did not hear
+        (benchmarks/eval_asr_zh_phone.py --vocabulary demo-shop)."""
+        cleaned = _clean_words(words)
+        with self._setup_lock:
+            self._vocabulary = cleaned
+            self._setups = {}
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return list(self._vocabulary)
 
     @property
     def queue_depth(self) -> int:
@@ -298,7 +353,12 @@ class WhisperASR:
         if duration >= LONG_AUDIO_S:
             return self._transcribe_long(audio, language, urgent)
         pinned = language
-        if _loudest_dbfs(audio) < SILENCE_DBFS:
+        loudest = _loudest_dbfs(audio)
+        if loudest < SILENCE_DBFS:
+            return self._nothing_heard(pinned, duration)
+        # a beep, a DTMF key, a dial tone or hiss: Whisper would write the prompt or a subtitle
+        if (why := asr_guard.non_speech(audio)) is not None:
+            log.debug("no speech (%s)", why)
             return self._nothing_heard(pinned, duration)
         prob = 1.0
         scores: dict[str, float] = {}
@@ -319,15 +379,39 @@ class WhisperASR:
             if self._model_for(language) is not model:
                 model = self._model_for(language)
                 features = _window_features(model, audio)
-            segs = self._decode_window(model, features, language, duration, domain)
-        if segs is None:
+            decoded = self._decode_window(model, features, language, duration, domain)
+            if decoded is not None and language == "zh":
+                decoded = self._without_prompt_if_misled(model, features, duration, domain, decoded)
+        if decoded is None:
             return self._nothing_heard(pinned, duration)
-        if language == "zh" and _echoes_prompt(" ".join(s.text for s in segs), self._zh_prompt(domain)):
-            log.debug("decode only echoes the initial prompt: nothing heard")
+        segs = decoded.segments
+        text = decoded.text
+        if asr_guard.is_stock_phrase(text) and (duration < STOCK_PHRASE_MIN_S or loudest < STOCK_PHRASE_MIN_DBFS
+                                                or decoded.no_speech_prob > STOCK_PHRASE_NO_SPEECH):
+            log.debug("Whisper's stock subtitle %r on doubtful audio: nothing heard", text)
             return self._nothing_heard(pinned, duration)
         result = self._finish(segs, language, prob, duration)
         result.language_scores = scores
         return result
+
+    def _without_prompt_if_misled(self, model, features: np.ndarray, duration: float, domain: str,
+                                  decoded: _Decoded) -> _Decoded | None:
+        """A Mandarin decode that echoes the initial prompt ("发货、退货、退货、…" for "好的，没问题")
+        or loops is decoded once more without the prompt; an echo both times is nothing heard.
+        Caller holds a decode slot."""
+        prompt = self._setup(model, "zh", domain).zh_prompt
+        echo = _echoes_prompt(decoded.text, prompt)
+        if not (echo or decoded.looped):
+            return decoded
+        again = self._decode_window(model, features, "zh", duration, domain, prompted=False)
+        if again is not None and not _echoes_prompt(again.text, prompt) and not again.looped:
+            log.debug("prompted decode %s (%r): %r without the prompt", "echoed" if echo else "looped",
+                      decoded.text, again.text)
+            return again
+        if echo:
+            log.debug("decode only echoes the initial prompt: nothing heard")
+            return None
+        return decoded  # its loop collapsed (asr_guard.collapse_repeated_tail)
 
     def _may_switch(self, model, duration: float) -> bool:
         return (self.config.switch_probability < 1.0 and duration >= SWITCH_MIN_S
@@ -341,30 +425,42 @@ class WhisperASR:
     def _zh_prompt(self, domain: str) -> str:
         return self.config.zh_marketing_prompt if domain == "marketing" else self.config.zh_initial_prompt
 
-    def _setup(self, model, language: str, domain: str = "service") -> _DecodeSetup:
-        key = (id(model), language, domain)
-        if key not in self._setups:
-            from faster_whisper.tokenizer import Tokenizer
-            from faster_whisper.transcribe import get_suppressed_tokens
+    def _setup(self, model, language: str, domain: str = "service", prompted: bool = True) -> _DecodeSetup:
+        key = (id(model), language, domain, prompted)
+        setups = self._setups  # set_vocabulary swaps the dict: a setup from the old one is still whole
+        if key not in setups:
+            with self._setup_lock:
+                setups = self._setups
+                if key not in setups:
+                    setups[key] = self._build_setup(model, language, domain, self._vocabulary, prompted)
+        return setups[key]
 
-            multilingual = model.model.is_multilingual
-            tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
-                                  language=language if multilingual else None)
-            # as faster-whisper's initial_prompt: previous-text tokens of " " + prompt
-            zh_prompt = self._zh_prompt(domain)
-            previous = tokenizer.encode(" " + zh_prompt.strip()) if (
-                language == "zh" and multilingual and zh_prompt) else []
-            # timestamps on: without them the decoder repeats the sentence on short windows
-            prompt = model.get_prompt(tokenizer, previous, without_timestamps=False)
-            self._setups[key] = _DecodeSetup(tokenizer, prompt, list(get_suppressed_tokens(tokenizer, [-1])))
-        return self._setups[key]
+    def _build_setup(self, model, language: str, domain: str, vocabulary: list[str],
+                     prompted: bool = True) -> _DecodeSetup:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        multilingual = model.model.is_multilingual
+        tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe",
+                              language=language if multilingual else None)
+        zh_prompt = ""
+        previous: list[int] = []
+        if language == "zh" and multilingual and self._zh_prompt(domain):
+            zh_prompt = _with_vocabulary(self._zh_prompt(domain).strip(), vocabulary,
+                                         lambda text: len(tokenizer.encode(" " + text)))
+            if prompted:  # as faster-whisper's initial_prompt: " " + prompt
+                previous = tokenizer.encode(" " + zh_prompt)
+        # timestamps on: without them the decoder repeats the sentence on short windows
+        prompt = model.get_prompt(tokenizer, previous, without_timestamps=False)
+        return _DecodeSetup(tokenizer, prompt, list(get_suppressed_tokens(tokenizer, [-1])), zh_prompt)
 
     def _decode_window(self, model, features: np.ndarray, language: str, duration: float,
-                       domain: str = "service") -> list[Segment] | None:
-        """Greedy/beam decode of a short window; None when it is judged silence. Caller holds a decode slot."""
+                       domain: str = "service", prompted: bool = True) -> _Decoded | None:
+        """Greedy/beam decode of a short window; None when it is judged silence. Caller holds a decode slot.
+        `prompted`: with the initial prompt (Mandarin)."""
         from faster_whisper.transcribe import get_compression_ratio
 
-        setup = self._setup(model, language, domain)
+        setup = self._setup(model, language, domain, prompted)
         tokenizer = setup.tokenizer
         max_new = int(10 + duration * 12)  # caps a looping decoder, well above any speaking rate
         max_length = min(model.max_length, len(setup.prompt) + max_new)
@@ -383,13 +479,14 @@ class WhisperASR:
         # failed decode. We decode once (no temperature fallback), so a decode faster-whisper would
         # retry for being repetitive (compression ratio) or that hit the length cap counts as failed.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        looped = len(tokens) >= max_length - len(setup.prompt)
         failed = (avg_logprob < LOG_PROB_THRESHOLD
                   or get_compression_ratio(tokenizer.decode(tokens).strip()) > COMPRESSION_RATIO_THRESHOLD
-                  or len(tokens) >= max_length - len(setup.prompt))
+                  or looped)
         if result.no_speech_prob > NO_SPEECH_THRESHOLD and failed:
             log.debug("no speech (p=%.2f, avg logprob %.2f)", result.no_speech_prob, avg_logprob)
             return None
-        return self._segments(tokens, tokenizer, duration)
+        return _Decoded(self._segments(tokens, tokenizer, duration), float(result.no_speech_prob), looped)
 
     @staticmethod
     def _segments(tokens: list[int], tokenizer, duration: float) -> list[Segment]:
@@ -411,7 +508,9 @@ class WhisperASR:
         last = math.floor(duration * 100 + 1e-6) / 100  # rounded down: segments end within the audio
         segs: list[Segment] = []
         for start, end, text in spans:
-            words = tokenizer.decode(_strip_repeated_tail(text)).strip()
+            # a loop of a short unit ("服服服服"); a cut multi-byte character decodes to U+FFFD
+            words = tokenizer.decode(_strip_repeated_tail(text)).replace("\ufffd", "")
+            words = asr_guard.collapse_repeated_tail(words).strip()
             if not words or (segs and words == segs[-1].text):  # a repeated segment is a loop too
                 continue
             end = min(round(end, 2), last)
@@ -424,7 +523,7 @@ class WhisperASR:
         if language is None:
             language, prob = self.detect_language(audio, urgent)
         model = self._model_for(language)
-        prompt = self.config.zh_initial_prompt if language == "zh" else None
+        prompt = self._setup(model, language).zh_prompt if language == "zh" else None
         with self._decode_slots.hold(urgent):
             segments, _info = model.transcribe(
                 audio,
@@ -446,6 +545,31 @@ class WhisperASR:
         joiner = "" if language in ("zh", "ja") else " "
         text = joiner.join(s.text for s in segs if s.text).strip()
         return Transcript(text, language, round(prob, 3), round(duration, 3), segs)
+
+
+def _clean_words(words) -> list[str]:
+    """Distinct non-empty words, in order, without the list marks the prompt uses between them."""
+    seen: dict[str, None] = {}
+    for word in words or []:
+        word = re.sub(r"[、，,。：:；;\s]+", " ", str(word)).strip()
+        if word:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def _with_vocabulary(prompt: str, words: list[str], token_count) -> str:
+    """The prompt with the shop's words added to its word list ("...、优惠券、<words>。"), as many as
+    fit PROMPT_TOKEN_BUDGET (`token_count(text)`: the text's length in tokens)."""
+    if not words:
+        return prompt
+    head, end = (prompt[:-1], prompt[-1]) if prompt.endswith(("。", ".")) else (prompt, "")
+    sep = "、" if "：" in head else "：" if head else ""
+    for word in words:
+        candidate = head + sep + word
+        if token_count(candidate + end) > PROMPT_TOKEN_BUDGET:
+            break
+        head, sep = candidate, "、"
+    return head + end
 
 
 def create_asr(config: AsrConfig) -> SpeechRecognizer:

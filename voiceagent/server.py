@@ -1,6 +1,6 @@
 """The HTTP side of `voiceagent serve`: health, the text chat API over the same dialog engine as
 voice, browser calls (WebRTC signalling), the voice widget and the demo shop page. Models load in
-the background; /healthz says "loading" until then."""
+the background; /healthz says "warming" until a call would be answered at full speed."""
 
 from __future__ import annotations
 
@@ -36,16 +36,21 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
             runtime = Runtime.load(config)
             if app.state.stopping:  # shut down while loading: start no more native work
                 return
-            app.state.runtime = runtime
-            log.info("models loaded: %s", app.state.runtime.load_times_s)
-            app.state.runtime.prewarm_speech()  # hot answers spoken from memory
+            log.info("models loaded: %s", runtime.load_times_s)
+            app.state.warming, app.state.warming_runtime = "speech", runtime
+            # the speech kept on disk, and the greeting and fixed replies, before the first call; the
+            # knowledge base's answers go on in the background at low priority, yielding to calls
+            runtime.prewarm_speech()
+            if app.state.stopping:
+                return
+            app.state.runtime = runtime  # ready: /healthz says ok, the listeners take calls
         except Exception as exc:  # reported by /healthz; the process stays up to say why
             log.exception("model loading failed")
             app.state.load_error = str(exc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # Load in the background: the port answers at once and /healthz says "loading" until ready.
+        # Load in the background: the port answers at once and /healthz says "warming" until ready.
         loading_here = app.state.runtime is None
         from .ops import live
 
@@ -88,10 +93,10 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
                 await phone.stop()  # calls in progress end with BYE
             if app.state.pbx is not None:
                 await app.state.pbx.stop()  # AudioSocket calls end with a hangup message
-            if loading_here and app.state.runtime is not None:
+            if loading_here and app.state.warming_runtime is not None:
                 # before the interpreter finalises: see Runtime.stop_prewarm (a SIGTERM mid-prewarm
                 # ended in std::terminate, exit -6)
-                await asyncio.to_thread(app.state.runtime.stop_prewarm)
+                await asyncio.to_thread(app.state.warming_runtime.stop_prewarm)
             await app.state.hub.drain()  # the last calls' recordings encoded
             await asyncio.to_thread(app.state.alerts.close)  # after the last call: its alerts are written
             if live.current() is app.state.hub:
@@ -111,6 +116,8 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     store = CallStore(config.store.db)
     app.state.store = store
     app.state.load_error = None
+    app.state.warming = "models"  # then "speech"; /healthz says ok once calls are answered at full speed
+    app.state.warming_runtime = runtime  # loaded, the speech being made ready
     app.state.stopping = False
     from .campaigns.api import router as campaigns_router
 
@@ -119,11 +126,18 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
 
     @app.get("/healthz")
     async def healthz():
-        if app.state.runtime is not None:
-            return {"status": "ok"}
+        """ok (200) once a call is answered as fast as any later one: the models loaded and warmed, the
+        greeting and fixed replies ready to play; `speech_cache` counts the pre-synthesised sentences
+        (the knowledge base's answers may still be synthesising). Until then 503, "warming" (a load
+        balancer sends no calls), or "error" when loading failed."""
+        runtime = app.state.runtime
+        if runtime is not None and _listeners_accepting(app):
+            speech = runtime.speech_status() if hasattr(runtime, "speech_status") else {"ready": 0, "missing": 0}
+            return {"status": "ok", "speech_cache": speech}
         if app.state.load_error:
             return JSONResponse({"status": "error", "error": app.state.load_error}, status_code=503)
-        return JSONResponse({"status": "loading"}, status_code=503)
+        return JSONResponse({"status": "warming", "stage": "listeners" if runtime is not None else app.state.warming},
+                            status_code=503)
 
     # -- browser calls ------------------------------------------------------------------------
     def _origin_refused(request: Request) -> JSONResponse | None:
@@ -221,6 +235,14 @@ def _operator_side(app: FastAPI, config: Config, store) -> None:
                                      history=app.state.history)
     app.include_router(login_routes(app.state.auth))
     app.include_router(ops_router(app))
+
+
+def _listeners_accepting(app: FastAPI) -> bool:
+    """The call listeners served here take calls (they open a moment after the models are ready:
+    accept_when_loaded)."""
+    phone, pbx = app.state.phone, app.state.pbx
+    listeners = (getattr(phone, "ua", None), getattr(pbx, "server", None))
+    return all(getattr(listener, "accepting", True) for listener in listeners if listener is not None)
 
 
 async def _operator_upkeep(app: FastAPI) -> None:

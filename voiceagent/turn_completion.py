@@ -1,10 +1,11 @@
-"""End of turn from the words: how long a pause to wait before the caller's turn is over.
+"""End of turn: how long a pause to wait before the caller's turn is over.
 
 A fixed silence window either cuts callers off while they read out an order number ("20241..."
 pause "108") or makes every finished question wait. The words decoded so far say which case this
 is: a finished sentence ends on a short pause; a trailing filler or conjunction ("嗯...", "and,
 um"), a number cue with no number yet, or a number read half-way waits longer; anything else
-gets the ordinary window.
+gets the ordinary window. The end-of-turn model (turn_end.py), weighing the same kinds of
+evidence and the voice, chooses when configured (the default); the rules here are the fallback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import re
 from enum import Enum
 
+import numpy as np
+
 from .config import VadConfig
+from .turn_end import load_model
 
 
 class Completion(Enum):
@@ -41,6 +45,16 @@ _TRAILING = re.compile(r"[\s,，、;；:：\"'”’)）]+$")
 
 # Identifiers callers read out (orders here are 8 digits; phones 11); fewer means they are not done.
 FULL_NUMBER_DIGITS = 8
+
+
+_GREETING = re.compile(r"^(?:喂+|您好|你好|哈喽|嗨|hello|hi|hey|hiya|good (?:morning|afternoon|evening)|yes hello|"
+                       r"喂你好|喂您好|你好你好|hello hello|hi there)$", re.I)
+
+
+def is_greeting(text: str) -> bool:
+    """The turn is only a greeting ("喂？", "Hello,")."""
+    words = re.sub(r"[\s,，。.!！?？~…、]+", " ", text).strip().lower()
+    return bool(words) and bool(_GREETING.match(words.replace(" ", "") if re.search(r"[\u4e00-\u9fff]", words) else words))
 
 
 def is_backchannel(text: str) -> bool:
@@ -102,7 +116,25 @@ def completion(text: str, expecting_number: bool = False) -> Completion:
     return Completion.UNKNOWN
 
 
-def silence_window_ms(text: str, config: VadConfig, expecting_number: bool = False) -> int:
+def silence_window_ms(text: str, config: VadConfig, expecting_number: bool = False,
+                      audio: np.ndarray | None = None, language: str = "") -> int:
+    """How long a pause ends this turn. With `config.turn_end_model` (turn_end.py): P(finished) from the
+    words and the voice of `audio` (the turn's speech, 16 kHz); at or above the model's `high` the
+    complete window, at or below its `low` the incomplete one, in between a window as far along as P
+    is. Without a model (`turn_end_model = ""`) the word rules above choose."""
+    if config.turn_end_model:
+        if is_greeting(text):
+            # "喂？" / "Hello," is finished as words, but callers mostly go on to say why they called
+            # after a breath: answered at once it is talked over; one who waits is greeted soon
+            return config.unsure_silence_ms
+        model = load_model(config.turn_end_model)
+        p = model.probability(text, language, audio, expecting_number)
+        if p >= model.high:
+            return config.complete_silence_ms
+        if p <= model.low:
+            return config.incomplete_silence_ms
+        share = (model.high - p) / (model.high - model.low)
+        return round(config.complete_silence_ms + share * (config.incomplete_silence_ms - config.complete_silence_ms))
     verdict = completion(text, expecting_number)
     if verdict is Completion.COMPLETE:
         return config.complete_silence_ms

@@ -31,6 +31,7 @@ from .config import CallConfig, VadConfig
 from .legs import Clock
 from .events import Event, FinalTranscript, PartialTranscript, StageFailed
 from .turn_completion import silence_window_ms
+from .turn_end import load_model
 from .segmenter import PAUSE_MS, TAIL_KEEP_S, Heard, Segmenter  # noqa: F401 (PAUSE_MS: re-exported)
 from .vad import SAMPLE_RATE, VoiceActivityDetector
 
@@ -75,6 +76,8 @@ class TurnDetector:
         self.language = language
         self.language_pinned = language_pinned
         self.expecting_number = expecting_number
+        if vad_config.turn_end_model:
+            load_model(vad_config.turn_end_model)  # a missing model fails here, at the call's start, not at its first pause
         # SpeechStarted as soon as barge_in_ms is voiced; a syllable too short to be a turn starts the
         # next one if that follows within barge_in_hold_ms (the agent stays paused that long).
         self.segmenter = Segmenter(vad, vad_config, started_after_ms=call_config.barge_in_ms,
@@ -97,6 +100,7 @@ class TurnDetector:
         self._last_partial_at = 0
         self._window_ms: int | None = None
         self._decided: Transcript | None = None  # the transcript the window was chosen from
+        self._failure: Exception | None = None  # the decode through the pause failed
         self._stop_deciding()
 
     @property
@@ -162,6 +166,7 @@ class TurnDetector:
         if heard.resumed:  # the caller goes on: whatever was being decided about the pause is moot
             self._window_ms = None
             self._decided = None
+            self._failure = None
             self._stop_deciding()
         seg = self.segmenter
         if seg.confirmed and not heard.confirmed and self._decode is None and \
@@ -194,15 +199,23 @@ class TurnDetector:
             raise
         except Exception as exc:  # the recogniser failed on this turn: say so, and listen on
             if pause_no == self._pause_no and self.segmenter.paused:
-                self._asr_failed(exc)
-                self._reset_turn()
+                # with no words to judge by, the turn is over only after the unsure window (a
+                # breath inside the sentence must not bring an apology over the caller)
+                self._decider = None
+                self._failure = exc
+                self._window_ms = self.config.unsure_silence_ms
+                self._end_if_due()
             return
         if pause_no != self._pause_no or not self.segmenter.paused:
             return  # the caller went on meanwhile
         self._decider = None
         self._decided = result
         text = _join(self._committed + [result.text], result.language)
-        self._window_ms = silence_window_ms(text, self.config, self.expecting_number())
+        seg = self.segmenter
+        speech = max(0, min(seg.turn_len, seg.last_voiced_end - seg.turn_t0))
+        voice = seg.audio(max(0, speech - 3 * SAMPLE_RATE), speech) if speech else None  # the last syllables' prosody
+        language = result.language or self._turn_language or self.language() or ""
+        self._window_ms = silence_window_ms(text, self.config, self.expecting_number(), voice, language)
         self._end_if_due(late=True)
 
     def _asr_failed(self, exc: Exception) -> None:
@@ -210,6 +223,11 @@ class TurnDetector:
         self.emit(StageFailed(self.now(), "asr", f"{type(exc).__name__}: {exc}"))
 
     def _end_if_due(self, late: bool = False) -> None:
+        if self._failure is not None and self._window_ms is not None:
+            if self.segmenter.silence_ms >= self._window_ms:
+                self._asr_failed(self._failure)
+                self._reset_turn()
+            return
         if self._decided is None or self._window_ms is None:
             return
         over_ms = self.segmenter.silence_ms - self._window_ms

@@ -84,6 +84,14 @@ class DialogEngine:
             return None
         return self._from_cache(hit, state, t0, voice, at_s)
 
+    def prepare(self, text: str) -> None:
+        """The turn's encoding done ahead (NLU.prepare), e.g. on the recogniser's transcript at a pause
+        while the silence window runs: when the final transcript says the same, respond() finds the
+        embeddings ready. What respond() says does not change. Blocking: for a worker thread."""
+        self.nlu.prepare(text)
+        if self.kb is not None:
+            self.kb.prepare(text)
+
     def respond(self, text: str, state: DialogState, language: str | None = None, cache_checked: bool = False,
                 stream: bool = False, voice: HeardVoice | None = None, at_s: float = 0.0,
                 language_scores: dict[str, float] | None = None) -> Reply:
@@ -238,7 +246,7 @@ class DialogEngine:
             update_state(ownership.forget_order(state), state)
             key = "last4_locked"
         else:
-            key = "last4_wrong"
+            key = "last4_wrong_keypad" if state.keypad else "last4_wrong"  # a call: keyed again (flows/keypad.py)
         if u.language in ("zh", "en") and LETTERS.search(text):
             lang = state.language = u.language  # "the last four are 1234" answers in its own language
         reply = Reply(templates.render(lang, key), u, state.intents[-1], dict(state.slots), emotion=emotion)

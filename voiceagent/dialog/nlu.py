@@ -118,15 +118,27 @@ class NLU:
         self.shop = shop
         self.anger = anger
 
+    def prepare(self, text: str) -> None:
+        """Encode a turn before it is understood: the streaming recogniser's transcript at a pause is
+        usually the final one, and the encoders remember recent sentences, so a turn prepared in the
+        silence window leaves understand() (and the knowledge base's search) only the cheap rest.
+        Nothing else changes: understand() gives the same result prepared or not. Blocking: for a
+        worker thread."""
+        clipped = _clipped(text)
+        if clipped is None:
+            return
+        beside = self._beside.submit(self.anger.base.embed, [clipped]) if self._beside is not None else None
+        self.classifier.embedder.embed([clipped])
+        if beside is not None:
+            beside.result()
+
     def understand(self, text: str, language: str | None = None,
                    language_scores: dict[str, float] | None = None) -> Understanding:
         text = (text or "").strip()
         lang = language or guess_language(text)
-        if not text or not re.search(r"[\w\u4e00-\u9fff]", text):
+        clipped = _clipped(text)
+        if clipped is None:
             return Understanding(text, "other", 0.0, language=lang, dialect=None if lang != "zh" else "mandarin")
-        clipped = text[:500]  # an embedding of a 10 000-character turn means nothing; its start does
-        # read as the caller meant it, not as one syllable was misheard ("我的快避到哪里了": 快递)
-        clipped = repair_misheard_service_words(clipped)
         beside = self._beside.submit(self.anger.base.embed, [clipped]) if self._beside is not None else None
         intent, confidence, scores, cue = self.classifier.classify_with_cue(clipped)
         if beside is not None:
@@ -150,3 +162,16 @@ class NLU:
             scores=scores,
             cue=cue,
         )
+
+
+_WORDS = re.compile(r"[\w\u4e00-\u9fff]")
+
+
+def _clipped(text: str) -> str | None:
+    """What the encoders read of a turn; None when it has no words."""
+    text = (text or "").strip()
+    if not text or not _WORDS.search(text):
+        return None
+    # an embedding of a 10 000-character turn means nothing; its start does; read as the caller
+    # meant it, not as one syllable was misheard ("我的快避到哪里了": 快递)
+    return repair_misheard_service_words(text[:500])

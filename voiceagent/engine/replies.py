@@ -14,6 +14,8 @@ GIL), so the frame loop never waits for them.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import functools
 import logging
 import time
@@ -23,7 +25,7 @@ from ..dialog import templates
 from ..dialog.flows import marketing
 from ..dialog.engine import Reply
 from ..events import (AgentTurnDone, CallerTurnNoted, Event, FinalTranscript, IntentRecognized, Interruption,
-                      ReplyText, StageFailed, TransferRequested)
+                      PartialTranscript, ReplyText, StageFailed, TransferRequested)
 from ..legs import TransferResult
 from ..playout import ReplyPlayback
 from ..record import AgentTurn, CallerTurn
@@ -36,12 +38,47 @@ from .signals import EndRequested, FloorTaken, PromptDue, ReplyDone, TurnReady
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass
+class _Answered:
+    """The last caller turn answered: the conversation before it, and what the record got."""
+    before: object  # DialogState
+    caller: CallerTurn | None = None
+    agent: AgentTurn | None = None
+
+
+def _snapshot(state):
+    # a campaign call's script and progress are shared, not copied (its turns are not withdrawn)
+    memo = {id(state.marketing): state.marketing} if state.marketing is not None else {}
+    return copy.deepcopy(state, memo)
+
+
+def _restore(state, before) -> None:
+    for f in dataclasses.fields(state):
+        setattr(state, f.name, getattr(before, f.name))
+
+
+def _acted(before, after) -> bool:
+    """Answering the turn did something outside the conversation (it cannot be taken back)."""
+    if (before.complaint_ticket, before.callback_ticket) != (after.complaint_ticket, after.callback_ticket):
+        return True
+    if after.marketing is not None:
+        return True
+    task, was = after.task, before.task
+    return task is not None and bool(task.result) and (was is None or was.result != task.result)
+
+
 class Replies:
-    def __init__(self, ctx: CallContext, on_handoff: Callable[[dict], None]):
+    def __init__(self, ctx: CallContext, on_handoff: Callable[[dict], None],
+                 caller_paused: Callable[[], bool] = lambda: False):
         """`on_handoff`: stores the summary before the transfer, so the human's screen reads it as
-        the call rings."""
+        the call rings. `caller_paused`: the caller is silent now (a transcript heard then is
+        probably the turn's final one, worth understanding ahead)."""
         self.ctx = ctx
         self._on_handoff = on_handoff
+        self._caller_paused = caller_paused
+        self._preparing: asyncio.Task | None = None
+        self._answered: _Answered | None = None
+        self._prepare_next: str | None = None
         self._queue: asyncio.Queue[TurnReady | PromptDue | None] = asyncio.Queue()
         self._working = False  # a turn in hand (thinking or speaking)
         self._epoch = 0  # FloorTaken count: a reply begun under an older one is not said
@@ -63,6 +100,29 @@ class Replies:
             self._cut[event.turn] = event.heard_text
         elif isinstance(event, StageFailed) and event.stage == "asr":  # the recogniser failed on a turn: ask again
             self._after_failure("not_heard", event)
+        elif isinstance(event, PartialTranscript) and self._caller_paused():
+            self._prepare(event.text.strip())
+
+    # -- ahead of the turn ----------------------------------------------------------------------
+    def _prepare(self, text: str) -> None:
+        """The transcript decoded at a pause is usually the turn's final one: encode it for the
+        dialog while the silence window runs, so the answer starts with the encoders' work done
+        (DialogEngine.prepare; what is said does not change). One at a time; the latest waits."""
+        dialog = self.ctx.runtime.dialog
+        if not text or not hasattr(dialog, "prepare"):
+            return
+        if self._preparing is not None and not self._preparing.done():
+            self._prepare_next = text
+            return
+        self._preparing = asyncio.get_running_loop().create_task(self._prepare_in_thread(dialog, text))
+
+    async def _prepare_in_thread(self, dialog, text: str) -> None:
+        while text:
+            try:
+                await self.ctx.clock.run_in_thread(dialog.prepare, text)
+            except Exception:  # only an optimisation: the turn is understood as usual
+                log.debug("call %s: preparing a turn failed", self.ctx.call_id, exc_info=True)
+            text, self._prepare_next = self._prepare_next, None
 
     def caller_gone(self) -> None:
         """Finish the turn in hand, say nothing more."""
@@ -74,6 +134,8 @@ class Replies:
             item = await self._queue.get()
             try:
                 if item is None:
+                    if self._preparing is not None:
+                        self._preparing.cancel()
                     return
                 if ctx.finished.is_set():
                     continue
@@ -85,7 +147,7 @@ class Replies:
                 if isinstance(item, PromptDue):
                     await self._say_prompt(item)
                 else:
-                    await self._answer(item.final)
+                    await self._answer(item.final, item.continues)
             finally:
                 self._working = False
                 now = ctx.clock.now()
@@ -123,8 +185,11 @@ class Replies:
         return True
 
     # -- answers ------------------------------------------------------------------------------
-    async def _answer(self, final: FinalTranscript) -> None:
+    async def _answer(self, final: FinalTranscript, continues: bool = False) -> None:
         ctx, rt, state = self.ctx, self.ctx.runtime, self.ctx.state
+        if continues:
+            self._withdraw_last_answer()
+        answered = self._answered = _Answered(_snapshot(state))
         lang = ctx.language.observe(final)
         ctx.record.language = ctx.language.heard or lang
         text = final.text.strip()
@@ -151,6 +216,7 @@ class Replies:
         ctx.emit(IntentRecognized(ctx.clock.now(), turn, reply.intent, u.confidence, dict(u.slots),
                                   round(dialog_ms, 1), reply.llm_first_token_ms))
         self._note_caller_turn(final, text, lang, reply)
+        answered.caller = ctx.record.turns[-1]
         agent = AgentTurn(text=reply.text, start_s=0.0, end_s=0.0, latency_ms={}, reply_source=reply.source,
                           grounding=reply.grounding, handoff=reply.handoff)
         pieces = reply.pieces if reply.pieces is not None else split_sentences(reply.text)
@@ -160,6 +226,7 @@ class Replies:
             return
         self._errors_in_row = 0
         ctx.record.turns.append(agent)
+        answered.agent = agent
         await playback.done.wait()
         self._settle(agent, playback, turn)
         log.info("call %s agent: %s (v2v %.0f ms%s)", ctx.call_id, mask_pii(reply.text),
@@ -183,6 +250,23 @@ class Replies:
             except Exception:
                 log.exception("call %s: hangup failed", ctx.call_id)
             ctx.emit(EndRequested(ctx.clock.now(), "agent", reply.end_call))
+
+    def _withdraw_last_answer(self) -> None:
+        """The caller went on with their last turn (TurnReady.continues): its answer was cut before it
+        was heard out, and the two parts come as one turn. The conversation goes back to before the
+        first part, unless answering it did something in the shop (a ticket, an action done): then
+        the joined turn is read on top of that. In the record the first part's caller turn gives way
+        to the joined one, and the answer cut short stays as "withdrawn"."""
+        last, self._answered = self._answered, None
+        if last is None:
+            return
+        turns = self.ctx.record.turns
+        if last.caller is not None:
+            turns[:] = [t for t in turns if t is not last.caller]
+        if last.agent is not None:
+            last.agent.kind = "withdrawn"
+        if not _acted(last.before, self.ctx.state):
+            _restore(self.ctx.state, last.before)
 
     def _note_caller_turn(self, final: FinalTranscript, text: str, lang: str, reply: Reply) -> None:
         record, state, u, emotion = self.ctx.record, self.ctx.state, reply.understanding, reply.emotion

@@ -62,6 +62,9 @@ async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, chan
         watched = hub.begin(call_id, kind, leg, options.customer_id, options.language)
         leg = watched.leg  # listen-in, takeover and the recording tap the call here
         observers.append(hub.observer(watched))
+    activity = getattr(runtime, "call_activity", None)  # background speech synthesis waits while calls run
+    if activity is not None:
+        activity.begin()
     try:
         session = CallSession(runtime, leg, options, call_id=call_id, observers=observers,
                               on_handoff=store.save_handoff if store is not None else None)
@@ -75,6 +78,8 @@ async def run_call(runtime: Runtime, leg: CallLeg, options: SessionOptions, chan
             await _release(channel, session.call_id)
         record = await _keep(record, channel, store)
     finally:
+        if activity is not None:
+            activity.end()
         if watched is not None:
             # whatever happened (a crash, a shutdown's cancel): the call leaves the console, its
             # recording is kept, its supervisors' connections close

@@ -59,6 +59,7 @@ class CallSession:
         greet_in = options.greeting_language if options.greeting_language in LANGUAGES else None
         state = DialogState(language=pinned or greet_in or runtime.config.dialog.default_language,
                             customer_id=options.customer_id, channel="voice",  # replies for the ear
+                            keypad=True,  # every leg carries keys (RFC 4733, AudioSocket, the page's keypad)
                             marketing=options.marketing)
         record = CallRecord(call_id, pinned or "", options.customer_id, models=runtime.model_names())
         self.latency = LatencyObserver()
@@ -72,7 +73,7 @@ class CallSession:
                                      expecting_number=self._expecting_number, language_pinned=pinned is not None,
                                      domain="marketing" if options.marketing is not None else "service")
         self._on_handoff = on_handoff
-        self.replies = Replies(ctx, self._store_handoff)
+        self.replies = Replies(ctx, self._store_handoff, caller_paused=lambda: self.detector.segmenter.paused)
         self.dtmf = DtmfKeys(self.emit, leg.clock.now, ctx.language.current, call.dtmf_timeout_s)
         self.turn_taking = TurnTaking(call, ctx.playout, self.detector, self.emit, leg.clock.now,
                                       lambda: self.intake.timeline_s, lambda: self.replies.busy)

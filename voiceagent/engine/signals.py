@@ -17,6 +17,9 @@ class TurnReady(Event):
     """A caller turn that the agent answers (noise, backchannels and let-through turns are not)."""
 
     final: FinalTranscript
+    # the caller went on after their last turn, over its answer: `final` holds both parts, and the
+    # answer to the first part is withdrawn (TurnTaking, rejoin_ms)
+    continues: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,19 @@ moment (`barge_in_hold_ms`) in case more follows. Keys pressed over the agent in
 
 Caller turns that deserve an answer go out as `TurnReady`; the rest (noise, "ok" while the agent
 is still thinking, a backchannel let through) end here.
+
+A caller who goes on within `rejoin_ms` of the end of their turn, over the agent's answer to it, was
+not done (a breath between two sentences outlasted the end-of-turn window): the answer is cut, and
+the next turn goes out holding both parts (`TurnReady.continues`), answered as one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 from ..config import CallConfig
 from ..events import (Dtmf, Event, FinalTranscript, Interruption, PartialTranscript, PlaybackPaused,
@@ -44,6 +51,9 @@ class TurnTaking:
         self.barge_ins = 0
         self.backchannels = 0
         self.stop_ms: list[float] = []  # caller speech start -> agent audio stopped
+        self._last_turn: FinalTranscript | None = None  # the last turn handed to the replies
+        self._cut_after_s = -1.0  # when the caller last cut the agent off
+        self.rejoins = 0
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, SpeechStarted):
@@ -71,6 +81,14 @@ class TurnTaking:
 
     def _on_final(self, final: FinalTranscript) -> None:
         text = final.text.strip()
+        if self._rejoins(final, text):
+            if self._barge is not None:
+                self.interrupt()
+            final = _joined(self._last_turn, final)
+            self.rejoins += 1
+            self._last_turn = final
+            self._emit(TurnReady(final.at_s, final, continues=True))
+            return
         if self._barge is not None:
             # Still paused, so the turn was shorter than backchannel_max_ms (longer ones have
             # interrupted already): it stops the agent only if it says so.
@@ -80,7 +98,18 @@ class TurnTaking:
             self.interrupt()
         elif not text or (is_backchannel(text) and final.source == "voice" and self._replying()):
             return  # noise, or "ok" while the agent is still thinking
+        self._last_turn = final
         self._emit(TurnReady(final.at_s, final))
+
+    def _rejoins(self, final: FinalTranscript, text: str) -> bool:
+        """`final` goes on with the last turn: spoken soon after it, over its answer (paused by this
+        speech, or already cut by it), and more than a backchannel."""
+        last = self._last_turn
+        if last is None or final.source != "voice" or last.source != "voice" or not text or is_backchannel(text):
+            return False
+        if final.start_s - last.speech_end_s > self._call.rejoin_ms / 1000:
+            return False
+        return self._barge is not None or self._cut_after_s >= last.at_s
 
     def after_audio(self) -> None:
         """After each frame of caller audio: is a paused agent interrupted, or free to go on?"""
@@ -97,6 +126,8 @@ class TurnTaking:
         """The agent stops now: what it is saying is cut, what it is thinking of is not said. By the
         caller (a barge-in, counted) or, `by_caller=False`, by a supervisor taking the call."""
         barge, self._barge = self._barge, None
+        if by_caller:
+            self._cut_after_s = self._now()  # the answer to the last turn was cut by the caller
         self._emit(FloorTaken(self._now()))  # a reply still being thought of is not said either
         cut = self._playout.drop()
         now = self._now()
@@ -118,3 +149,16 @@ class TurnTaking:
 
     def stats(self) -> dict:
         return {"barge_ins": self.barge_ins, "backchannels": self.backchannels}
+
+
+def _joined(first: FinalTranscript, then: FinalTranscript) -> FinalTranscript:
+    """One turn of two parts: the words joined, from the first's start to the second's end."""
+    joiner = "" if (then.language or first.language) in ("zh", "ja") else " "
+    audio = then.audio
+    if first.audio is not None and then.audio is not None:
+        gap = max(0, int(round((then.start_s - first.speech_end_s) * 16000)))  # the pause, as silence
+        audio = np.concatenate([first.audio, np.zeros(gap, np.float32), then.audio])
+    return dataclasses.replace(then, text=(first.text.strip() + joiner + then.text.strip()).strip(),
+                               start_s=first.start_s, audio=audio,
+                               asr_ms=then.asr_ms, language=then.language or first.language)
+

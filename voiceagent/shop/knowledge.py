@@ -73,6 +73,10 @@ class KnowledgeBase:
         np.save(cache, matrix)
         return matrix
 
+    def prepare(self, question: str) -> None:
+        """Encode a question ahead of search() (the encoder remembers recent sentences); blocking."""
+        self._embedder.embed([question[:300]])
+
     def search(self, question: str, lang: str, top_k: int = 3, intent: str | None = None) -> list[Hit]:
         q = self._embedder.embed([question[:300]])[0]
         scores = self.matrix @ q

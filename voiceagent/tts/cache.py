@@ -4,7 +4,8 @@ answered without running the synthesiser at all.
 
 The cache holds sentences, not whole replies: a reply made of a cached policy answer and a fresh
 order sentence replays the first and synthesises only the second. Bounded by memory (least
-recently played evicted); shared by every call; thread-safe.
+recently played evicted); shared by every call; thread-safe. Behind it, optionally, the same
+sentences on disk (disk_cache.py): a restart replays them instead of synthesising them again.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
+from .disk_cache import SpeechDiskCache
 from .sentences import split_sentences
 from .voice import SpeechChunk, Voice
 
@@ -73,35 +75,78 @@ class SpeechCache:
 
 
 class CachedVoice:
-    """A voice that replays cached sentences and caches the ones it synthesises."""
+    """A voice that replays cached sentences and caches the ones it synthesises: memory first, then
+    the disk store (when one is given: sentences kept between runs), then the synthesiser.
 
-    def __init__(self, inner: Voice, cache: SpeechCache):
+    Only the sentences the prewarm names (the greeting, the fixed replies, the knowledge base's
+    answers: the shop's words) go to disk, whenever they are made; a call's own sentences ("您的订单
+    38512074已在..."), which carry a caller's data, stay in memory and leave with the process."""
+
+    def __init__(self, inner: Voice, cache: SpeechCache, disk: SpeechDiskCache | None = None, disk_key: str = ""):
         self.inner = inner
         self.cache = cache
+        self.disk = disk
+        self.disk_key = disk_key or inner.name
         self.name = inner.name
         self.sample_rate = inner.sample_rate
+        self.synthesised = 0  # sentences this process had to synthesise (not replayed)
+        self._kept: set[str] = set()  # the sentences that may go to disk (named by prewarm)
+
+    def _ready(self, sentence: str) -> tuple[SpeechChunk, ...] | None:
+        """The sentence's audio from memory, or from disk (then kept in memory); None if neither."""
+        chunks = self.cache.get(self.name, sentence)
+        if chunks is None and self.disk is not None:
+            chunks = self.disk.get(self.disk_key, sentence)
+            if chunks is not None:
+                self.cache.put(self.name, sentence, chunks)
+        return chunks
+
+    def _make(self, sentence: str, into_memory: bool = True) -> tuple[SpeechChunk, ...]:
+        chunks = tuple(self.inner.synthesize(sentence))
+        self.synthesised += 1
+        if into_memory or self.disk is None:
+            self.cache.put(self.name, sentence, chunks)
+        if self.disk is not None and sentence in self._kept:
+            self.disk.put(self.disk_key, sentence, chunks)
+        return chunks
 
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
         for sentence in split_sentences(text):
-            chunks = self.cache.get(self.name, sentence)
-            if chunks is None:
-                chunks = tuple(self.inner.synthesize(sentence))
-                self.cache.put(self.name, sentence, chunks)
-            yield from chunks
+            chunks = self._ready(sentence)
+            yield from chunks if chunks is not None else self._make(sentence)
 
     def has(self, sentence: str) -> bool:
-        """The sentence is ready to play (no synthesis needed)."""
-        return (self.name, sentence) in self.cache
+        """The sentence is ready to play (no synthesis needed: in memory or on disk)."""
+        return (self.name, sentence) in self.cache or (self.disk is not None and (self.disk_key, sentence) in self.disk)
 
-    def prewarm(self, texts: Iterable[str], stop: threading.Event | None = None) -> int:
-        """Synthesises every sentence of `texts` not cached yet; returns how many it made. Stops
-        between sentences once `stop` is set."""
+    def prewarm(self, texts: Iterable[str], stop: threading.Event | None = None,
+                wait: Callable[[], None] | None = None, into_memory: bool = True) -> int:
+        """Makes every sentence of `texts` ready to play (read from disk or synthesised); returns how
+        many it readied. Stops between sentences once `stop` is set; calls `wait` before each
+        synthesis (background work waiting for the calls in progress to end). `into_memory=False`
+        (with a disk store): what is on disk stays there and what is made goes there only, so that
+        the memory keeps what it holds (the greeting and fixed replies)."""
         made = 0
-        for text in texts:
-            for sentence in split_sentences(text):
-                if stop is not None and stop.is_set():
-                    return made
-                if self.cache.get(self.name, sentence) is None:
-                    self.cache.put(self.name, sentence, tuple(self.inner.synthesize(sentence)))
-                    made += 1
+        sentences = _sentences(texts)
+        self._kept.update(sentences)
+        for sentence in sentences:
+            if stop is not None and stop.is_set():
+                return made
+            if (self.name, sentence) in self.cache:
+                continue
+            on_disk = self.disk is not None and (self.disk_key, sentence) in self.disk
+            if on_disk and not into_memory:
+                continue
+            if self._ready(sentence) is None:
+                if wait is not None:
+                    wait()
+                    if stop is not None and stop.is_set():
+                        return made
+                self._make(sentence, into_memory)
+            made += 1
         return made
+
+
+def _sentences(texts: Iterable[str]) -> list[str]:
+    """The sentences of `texts`, in order, each once."""
+    return list(dict.fromkeys(s for text in texts for s in split_sentences(text)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -13,10 +14,29 @@ from ..textnorm import speakable_en
 from .sentences import split_sentences
 from .voice import SpeechChunk
 
+# Two intra-op threads that sleep rather than spin between operators: the first clause is what the
+# caller waits for, and the second thread cuts its time by a third where the other core is free and
+# was no slower with both cores busy; it costs about a quarter more CPU. (Spinning threads, ONNX's
+# default, are what slow down when the other core is busy.) benchmarks/bench_first_clause.py
+# --threads 2 1 compares them.
+THREADS = 2
+
+
+def _session(onnx: Path, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(onnx), sess_options=options, providers=["CPUExecutionProvider"])
+
 
 class PiperVoiceBackend:
-    def __init__(self, ref: str, speed: float = 1.0):
+    def __init__(self, ref: str, speed: float = 1.0, threads: int = THREADS):
         from piper import PiperVoice, SynthesisConfig
+        from piper.config import PiperConfig
 
         path = resolve(ref, "tts")
         if path is None:
@@ -27,7 +47,9 @@ class PiperVoiceBackend:
         config = onnx.with_name(onnx.name + ".json")
         if not config.is_file():
             raise ModelMissing(f"piper voice {ref!r}: missing {config.name} beside {onnx.name}")
-        self._voice = PiperVoice.load(str(onnx), str(config))
+        # the session built here (PiperVoice.load takes no session options), once per voice
+        self._voice = PiperVoice(session=_session(onnx, threads),
+                                 config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))))
         self._syn_config = SynthesisConfig(length_scale=1.0 / speed if speed > 0 else 1.0)
         self.sample_rate = int(self._voice.config.sample_rate)
         self.name = f"piper:{onnx.stem}"

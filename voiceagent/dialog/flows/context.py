@@ -15,6 +15,7 @@ from .patterns import (AFTER_SALES_FLOWS, BARE_VALUE, COMPLAINT_CUE, CONTINUATIO
                        NEVER_MIND, ORDER_INTENTS, PRODUCT_INTENTS, SWITCH, WANTS_PERSON_CONFIDENCE)
 from .addresses import ADDRESS_WORDS, answer_as_address, spoken_address
 from .answers import DROP, NO, YES
+from .keypad import number_attempt
 from .state import DialogState
 from .wanted import wanted as _wanted
 
@@ -76,8 +77,9 @@ def read_for_task(u: Understanding, state: DialogState, text: str) -> InContext 
             return InContext(task.kind)
     if awaiting == "order" and ("product" in u.slots or values or _points_at_one(text) or _wanted(text) != (None, None)):
         return InContext(task.kind)
-    if awaiting == "order_id" and {"order_id", "phone", "tracking_no"} & u.slots.keys():
-        return InContext(task.kind)
+    if awaiting == "order_id" and ({"order_id", "phone", "tracking_no"} & u.slots.keys()
+                                   or (not explicit_other and number_attempt(text, u.slots))):
+        return InContext(task.kind)  # a number, or a try at one ("三八五一二零七"): asked again (flows/keypad.py)
     if awaiting == "reason":
         if u.intent in AFTER_SALES_FLOWS and u.intent != task.kind and (
                 SWITCH.search(text) or (explicit_other and FLOW_WORDS[u.intent].search(text))):
@@ -154,7 +156,9 @@ def read_in_context(u: Understanding, state: DialogState, text: str) -> InContex
     if pending:
         # a value after "which order?" / "which product?" continues the question, unless the
         # caller plainly asks something else ("I want to return 38512074")
-        supplies = gives_order if pending in ORDER_INTENTS else "product" in u.slots
+        # (a try at a number, none usable heard, when the number is what was asked: asked again, flows/keypad.py)
+        tried = state.awaiting is None and "order_id" not in state.slots and number_attempt(text, u.slots)
+        supplies = (gives_order or tried) if pending in ORDER_INTENTS else "product" in u.slots
         if supplies and (bare or not (explicit and intent in ORDER_INTENTS | PRODUCT_INTENTS | {"aftersales.complaint"})):
             return InContext(pending)
         return InContext(intent)

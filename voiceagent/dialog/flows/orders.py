@@ -8,6 +8,7 @@ from datetime import date
 
 from ...shop import Order
 from .. import templates
+from . import keypad
 from .base import FlowResult, StateUpdate, Turn
 from .facts import find_order, knowledge, order_values, policy
 from .patterns import DEFAULT_WINDOW_DAYS, MY_ORDER, ORDER_INTENTS, POLICY_QUESTION_INTENTS, is_question
@@ -33,7 +34,10 @@ def answer_about_order(turn: Turn, intent: str) -> FlowResult:
         if known is None and intent in POLICY_QUESTION_INTENTS and is_question(asked):
             known = knowledge(tools, asked, lang, cites, intent)
         lead = known or templates.ack(lang, intent)
-        return FlowResult((lead + turn.sep + templates.render(lang, "ask_order_id")).strip(), grounding=tuple(cites),
+        # the number asked for already, and a try heard with none usable: on a call, the keypad
+        failed = turn.state.pending_intent in ORDER_INTENTS and keypad.number_attempt(asked, turn.understanding.slots)
+        ask, moved = keypad.ask_order_id(turn.state, lang, failed)
+        return FlowResult((("" if failed else lead) + turn.sep + ask).strip(), grounding=tuple(cites), progress=moved,
                           state=StateUpdate(pending_intent=intent))
     if found == "missing":
         # the number that was not found is dropped (the order number, else the tracking number)
@@ -42,7 +46,8 @@ def answer_about_order(turn: Turn, intent: str) -> FlowResult:
         if not bad:
             bad = turn.slots.get("tracking_no", "")
             dropped["tracking_no"] = None
-        return FlowResult(templates.render(lang, "order_not_found", order_id=bad), grounding=tuple(cites),
+        text, moved = keypad.order_not_found(turn.state, lang, bad)
+        return FlowResult(text, grounding=tuple(cites), progress=moved,
                           state=StateUpdate(pending_intent=intent, slots=dropped))
     if found == "foreign":
         return FlowResult(templates.render(lang, "order_not_yours"), grounding=tuple(cites),

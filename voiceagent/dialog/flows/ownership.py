@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 from ...shop import Order
 from .. import templates
+from . import keypad
 from .base import FlowResult, StateUpdate, Turn
 from .state import DialogState, OwnershipProof
 
@@ -83,8 +84,26 @@ def ask_proof(turn: Turn) -> FlowResult:
     assert order is not None  # the route's condition
     if turn.state.proof_failures >= MAX_TRIES or GUESSES.locked(order.order_id):
         return FlowResult(templates.render(turn.language, "last4_locked"), state=forget_order(turn.state))
-    return FlowResult(templates.render(turn.language, "ask_last4"), progress=True,
-                      state=StateUpdate(proof=OwnershipProof(order.customer_id, order.order_id, turn.text)))
+    text, _ = keypad.ask_last4(turn.state, turn.language)  # asked again right after, on a call: by the keypad
+    return FlowResult(text, progress=True, state=StateUpdate(
+        proof=OwnershipProof(order.customer_id, order.order_id, held_question(turn.state, turn.text))))
+
+
+def held_question(state: DialogState, text: str) -> str:
+    """The question to answer once the digits match: this turn's, unless it only answered the digits
+    question badly ("五六七", "我不知道"): then the caller's turn that was first asked for them."""
+    turns = state.history[:-1] if state.history and state.history[-1] == ("caller", text) else list(state.history)
+    held = text
+    while len(turns) >= 2 and turns[-1][0] == "agent" and turns[-2][0] == "caller" and keypad.asks_last4(turns[-1][1]):
+        if _names_order(held):
+            break  # a question of its own ("不对，是55120963"), not a bad answer to the digits question
+        held, turns = turns[-2][1], turns[:-2]
+    return held
+
+
+def _names_order(text: str) -> bool:
+    """The turn names an order (a number of six digits or more, in figures or Chinese numerals)."""
+    return bool(re.search(r"\d{6,}", re.sub(r"(?<=\d)[ -](?=\d)", "", text.translate(_ZH_DIGITS))))
 
 
 def forget_order(state: DialogState) -> StateUpdate:

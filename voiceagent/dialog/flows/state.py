@@ -77,6 +77,7 @@ class DialogState:
     tried: list[str] = field(default_factory=list)  # what the agent did, for the handoff summary
     history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), the last turns
     channel: str = "text"  # "voice" (a call: short replies for the ear) or "text" (chat: may say more)
+    keypad: bool = False  # the caller can key digits (a call: DTMF); a number is then asked by the keypad (flows/keypad.py)
     task: Task | None = None  # the task the conversation is on (open, or finished on the last turn)
     suspended: list[Task] = field(default_factory=list)  # tasks left for another, to resume (latest last)
     tier_greeted: bool = False  # the tier's touch ("尊敬的VIP会员") is said once a call

@@ -16,7 +16,7 @@ from dataclasses import replace
 from ...shop import Order
 from .. import templates
 from ..slots import COLORS_ZH, reason_category
-from . import order_choice
+from . import keypad, order_choice
 from .base import FlowResult, StateUpdate, Turn
 from .facts import knowledge, order_values, policy
 from .finishing import is_question_sentence, sentence_key, split_sentences
@@ -254,7 +254,7 @@ def task_turn(turn: Turn) -> FlowResult:
         after = result.state.task
         grew = set(after.slots) - set(before[0]) - {"change"}
         moved = after.awaiting != before[1] and after.awaiting not in (None, "order_id")
-        result = replace(result, progress=bool(grew) or moved)
+        result = replace(result, progress=result.progress or bool(grew) or moved)
     lang, sep = turn.language, turn.sep
     text = result.text
     if task is resumed and resumed is not None:
@@ -360,8 +360,8 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
     if "order_id" not in task.slots and "tracking_no" in turn.understanding.slots:
         by_tracking = shop.order_by_tracking(turn.understanding.slots["tracking_no"])
         if by_tracking is None:
-            return _result(task, templates.render(lang, "order_not_found", order_id=turn.understanding.slots["tracking_no"]),
-                           cites, awaiting="order_id")
+            text, moved = keypad.order_not_found(state, lang, turn.understanding.slots["tracking_no"])
+            return replace(_result(task, text, cites, awaiting="order_id"), progress=moved)
         task = replace(task, slots={**task.slots, "order_id": by_tracking.order_id}, candidates=[])
     if "order_id" not in task.slots:
         customer_id = state.customer_id
@@ -373,8 +373,10 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
             lead = "" if task.awaiting == "order_id" else templates.ack(lang, task.kind)  # acknowledged once
             # a phone number said is no proof of whose orders they are: the order number is asked for
             ask = "ask_order_id_not_phone" if phone else "ask_order_id"
-            return _result(task, (lead + turn.sep + templates.render(lang, ask)).strip(), cites,
-                           awaiting="order_id")
+            # asked already, or a number tried and none usable heard: a failed spoken try (a call offers keys)
+            failed = task.awaiting == "order_id" or keypad.number_attempt(turn.text, turn.understanding.slots)
+            text, moved = keypad.ask_order_id(state, lang, failed and not phone, ask)
+            return replace(_result(task, (lead + turn.sep + text).strip(), cites, awaiting="order_id"), progress=moved)
         orders = shop.orders_for_customer(customer_id)
         choice = order_choice.choose(task.kind, orders, turn.text, shop) if task.awaiting != "order" else \
             order_choice.Choice(candidates=tuple(o for o in orders if o.order_id in task.candidates))
@@ -394,7 +396,8 @@ def _advance(task: Task, turn: Turn, problems: list[str]) -> FlowResult:
     order = shop.order(task.slots["order_id"])
     if order is None:
         bad = task.slots.pop("order_id")
-        return _result(task, templates.render(lang, "order_not_found", order_id=bad), cites, awaiting="order_id")
+        text, moved = keypad.order_not_found(state, lang, bad)
+        return replace(_result(task, text, cites, awaiting="order_id"), progress=moved)
     if state.customer_id and order.customer_id != state.customer_id:
         task.slots.pop("order_id")
         return _result(task, templates.render(lang, "order_not_yours"), cites, awaiting="order_id")
@@ -474,7 +477,11 @@ def _action(task: Task, turn: Turn, order: Order, problems: list[str], cites: li
         return _act(task, turn, order, v, cites)
     if task.awaiting == "confirm" and NO.search(turn.text) and not _changed(turn):
         return _result(task, templates.render(lang, "what_to_change"), cites, awaiting="change_confirm")
-    return _result(task, _read_back(task, lang, v, _target(task, product, lang)), cites, awaiting="confirm")
+    # on a call, the order number the caller gave is said back first, in groups (no turn added: the
+    # read-back's "对吗？" takes a misheard digit too)
+    lead = keypad.read_back_lead(state, lang, order.order_id)
+    text = _read_back(task, lang, v, _target(task, product, lang))
+    return _result(task, (lead + turn.sep + text).strip(), cites, awaiting="confirm")
 
 
 def _changed(turn: Turn) -> bool:
