@@ -349,3 +349,15 @@ def test_the_example_config_documents_a_gpu_model():
     assert asr_block.get("device", "cpu") in ("cpu", "cuda", "auto")
     assert 'device = "cuda"' in text and "large-v3" in text and "vocabulary" in text
     assert set(asr_block) <= set(AsrConfig.__dataclass_fields__)
+
+
+def test_only_the_prompt_s_opening_marks_an_unprompted_decode_as_echo():
+    """A decode made without the prompt cannot echo it: a caller's own request made of prompt
+    words ("查快递物流") is heard; the prompt's opening sentence is still the old echo."""
+    from voiceagent.asr_guard import opens_like_prompt
+    from voiceagent.config import AsrConfig
+
+    prompt = AsrConfig().zh_initial_prompt
+    assert opens_like_prompt("以下是电商客服电话录音", prompt)
+    for said in ("查快递物流", "退货换货", "客服电话多少", "退款"):
+        assert not opens_like_prompt(said, prompt), said

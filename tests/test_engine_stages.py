@@ -545,8 +545,38 @@ def test_a_caller_who_goes_on_after_a_breath_is_answered_once_for_both_sentences
     assert callers[0].start_s == pytest.approx(0.5, abs=0.04) and callers[0].end_s == pytest.approx(second.end_s, abs=0.04)
     said = call.agents()
     assert [a.text for a in said] == ["Size nine fits you.", "You're welcome."]
-    # the first answer, if it had begun, is kept as withdrawn and cut; never as an answer
-    assert all(a.interrupted for a in call.agents("withdrawn"))
+    # the first answer had begun (the fakes answer at once): it stays in the record, cut and withdrawn
+    (withdrawn,) = call.agents("withdrawn")
+    assert withdrawn.text == "Which size do you usually wear?" and withdrawn.interrupted
     assert seen_awaiting == [None]  # the withdrawn answer's question is not left open
     assert [h.text for h in dialog.heard][-2:] == ["What size should I get? I usually wear a size nine.", "Thanks."]
     assert thanks.start_s > said[0].end_s  # heard out: "Thanks." is a turn of its own
+
+
+def test_going_on_after_an_answer_that_acted_keeps_what_was_done():
+    """The first part's answer issued a coupon: the joined turn is answered on top of that (the
+    coupon is not forgotten and issued again), though the answer is still withdrawn."""
+    asr, tts = FakeASR("en"), FakeTTS()
+
+    def first(text, state, language):
+        state.apologized = True
+        state.tried.append("coupon C-1")
+        return reply("Sorry about that, here is a coupon.", "aftersales.complaint", grounding=["coupons:C-1"])
+
+    seen = []
+
+    def joined(text, state, language):
+        seen.append((state.apologized, list(state.tried)))
+        return reply("I have noted the delay.", "aftersales.complaint")
+
+    dialog = FakeDialog({"My parcel is late.": first, "My parcel is late. It was due on Monday.": joined})
+    script = CallerScript(asr)
+    script.say("My parcel is late.", at_s=0.5)
+    script.silence(0.4)
+    script.say("It was due on Monday.")
+    script.silence(3.0)
+    call = run_call(fake_runtime(asr=asr, tts=tts, dialog=dialog), script.file_leg())
+
+    assert [c.text for c in call.callers] == ["My parcel is late. It was due on Monday."]
+    assert seen == [(True, ["coupon C-1"])]
+    assert [a.text for a in call.agents()] == ["I have noted the delay."]

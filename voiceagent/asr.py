@@ -404,7 +404,9 @@ class WhisperASR:
         if not (echo or decoded.looped):
             return decoded
         again = self._decode_window(model, features, "zh", duration, domain, prompted=False)
-        if again is not None and not _echoes_prompt(again.text, prompt) and not again.looped:
+        # without the prompt there is nothing to echo: a caller's own "查快递物流" (all of it prompt
+        # words) is heard; only the prompt's opening sentence would still be the old echo
+        if again is not None and not again.looped and not asr_guard.opens_like_prompt(again.text, prompt):
             log.debug("prompted decode %s (%r): %r without the prompt", "echoed" if echo else "looped",
                       decoded.text, again.text)
             return again

@@ -74,6 +74,12 @@ def echoes_prompt(text: str, prompt: str) -> bool:
     return sum(covered) >= 3 and sum(covered) >= ECHO_SHARE * len(chars)
 
 
+def opens_like_prompt(text: str, prompt: str) -> bool:
+    """The decode starts with the prompt's own opening words ("以下是电商客服…")."""
+    chars, prompt_chars = _chars(text), _chars(prompt)
+    return len(chars) >= 2 and bool(prompt_chars) and chars.startswith(prompt_chars[: min(OPENING_CHARS, len(chars))])
+
+
 # -- decoder loops --------------------------------------------------------------------------------
 LOOP_COPIES = 3  # a unit of 1-3 characters (or words) this many times at the tail is a loop; twice is speech
 

@@ -192,7 +192,13 @@ class Runtime:
             return None
         essential, rest = self._speech_to_prewarm()
         self._speech_texts = {lang: essential.get(lang, []) + rest.get(lang, []) for lang in ("zh", "en")}
-        stop = self._prewarm_stop = threading.Event()  # each run its own: a stopped one stays stopped
+        # each run its own event (a finished run's stop stays set), unless a shutdown already asked
+        # this runtime to stop: then nothing more is synthesised
+        if not self._prewarm_stop.is_set():
+            self._prewarm_stop = threading.Event()
+        stop = self._prewarm_stop
+        if stop.is_set():
+            return None
         t0 = time.perf_counter()
         synthesised = self._synthesised()
         try:

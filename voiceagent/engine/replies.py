@@ -44,6 +44,7 @@ class _Answered:
     before: object  # DialogState
     caller: CallerTurn | None = None
     agent: AgentTurn | None = None
+    acted: bool = False  # answering it did something in the shop (a coupon issued, a ticket)
 
 
 def _snapshot(state):
@@ -61,7 +62,10 @@ def _acted(before, after) -> bool:
     """Answering the turn did something outside the conversation (it cannot be taken back)."""
     if (before.complaint_ticket, before.callback_ticket) != (after.complaint_ticket, after.callback_ticket):
         return True
-    if after.marketing is not None:
+    if after.marketing is not None or after.apologized != before.apologized:
+        return True
+    done = ("ticket", "callback", "apology", "coupon")
+    if any(t.startswith(done) for t in after.tried[len(before.tried):]):
         return True
     task, was = after.task, before.task
     return task is not None and bool(task.result) and (was is None or was.result != task.result)
@@ -142,7 +146,7 @@ class Replies:
                 self._working = True
                 if ctx.supervisor is not None:  # a person has the call: the agent only listens
                     if isinstance(item, TurnReady):
-                        self._note_supervised_turn(item.final)
+                        self._note_supervised_turn(item.final, item.continues)
                     continue
                 if isinstance(item, PromptDue):
                     await self._say_prompt(item)
@@ -189,7 +193,12 @@ class Replies:
         ctx, rt, state = self.ctx, self.ctx.runtime, self.ctx.state
         if continues:
             self._withdraw_last_answer()
-        answered = self._answered = _Answered(_snapshot(state))
+        try:
+            answered = self._answered = _Answered(_snapshot(state))
+        except Exception:  # only the safety net for a caller who goes on; never the call's end
+            log.exception("call %s: the conversation could not be kept aside", ctx.call_id)
+            answered = _Answered(None)
+            self._answered = None
         lang = ctx.language.observe(final)
         ctx.record.language = ctx.language.heard or lang
         text = final.text.strip()
@@ -217,6 +226,7 @@ class Replies:
                                   round(dialog_ms, 1), reply.llm_first_token_ms))
         self._note_caller_turn(final, text, lang, reply)
         answered.caller = ctx.record.turns[-1]
+        answered.acted = any(g.startswith(("coupons:", "tickets:")) for g in reply.grounding)
         agent = AgentTurn(text=reply.text, start_s=0.0, end_s=0.0, latency_ms={}, reply_source=reply.source,
                           grounding=reply.grounding, handoff=reply.handoff)
         pieces = reply.pieces if reply.pieces is not None else split_sentences(reply.text)
@@ -265,7 +275,7 @@ class Replies:
             turns[:] = [t for t in turns if t is not last.caller]
         if last.agent is not None:
             last.agent.kind = "withdrawn"
-        if not _acted(last.before, self.ctx.state):
+        if not last.acted and not _acted(last.before, self.ctx.state):
             _restore(self.ctx.state, last.before)
 
     def _note_caller_turn(self, final: FinalTranscript, text: str, lang: str, reply: Reply) -> None:
@@ -283,13 +293,18 @@ class Replies:
                           "peak_anger": max((t.anger for _, t in state.emotion.timeline), default=0.0)}
         record.slots = dict(state.slots)
 
-    def _note_supervised_turn(self, final: FinalTranscript) -> None:
+    def _note_supervised_turn(self, final: FinalTranscript, continues: bool = False) -> None:
         """A caller turn while a supervisor has the call: kept in the record and the conversation
-        (the agent knows it when the call comes back), not answered."""
+        (the agent knows it when the call comes back), not answered. A turn that goes on with the
+        last one replaces it."""
         ctx = self.ctx
         text = final.text.strip()
         if not text:
             return
+        if continues and ctx.record.turns and ctx.record.turns[-1].role == "caller":
+            first = ctx.record.turns.pop()
+            if ctx.state.history and ctx.state.history[-1] == ("caller", first.text):
+                ctx.state.history = ctx.state.history[:-1]
         lang = ctx.language.observe(final)
         ctx.record.turns.append(CallerTurn(
             text=text, start_s=round(final.start_s, 3), end_s=round(final.speech_end_s, 3), intent="supervised",

@@ -22,6 +22,7 @@ import os
 import re
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -75,7 +76,7 @@ def decode(data: bytes, sentence: str) -> tuple[SpeechChunk, ...] | None:
         (n,) = _HEADER_LEN.unpack_from(data, len(MAGIC))
         start = len(MAGIC) + _HEADER_LEN.size
         header = json.loads(data[start:start + n].decode("utf-8"))
-        if header.get("sentence") != sentence:  # a hash collision or a foreign file
+        if not isinstance(header, dict) or header.get("sentence") != sentence:  # a collision or a foreign file
             return None
         pcm = np.frombuffer(data, dtype="<i2", offset=start + n)
         specs = header["chunks"]
@@ -83,12 +84,14 @@ def decode(data: bytes, sentence: str) -> tuple[SpeechChunk, ...] | None:
             return None  # truncated (or padded): not the file that was written
         out, at = [], 0
         for s in specs:
-            k = int(s["n"])
+            k, rate = int(s["n"]), int(s["rate"])
+            if k < 0 or rate <= 0:
+                return None
             samples = pcm[at:at + k].astype(np.float32) / 32767.0  # the scale it was written with
-            out.append(SpeechChunk(samples, int(s["rate"]), str(s["text"])))
+            out.append(SpeechChunk(samples, rate, str(s["text"])))
             at += k
         return tuple(out)
-    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError):
+    except Exception:  # whatever is wrong with the file, it is a miss, never a failed call
         return None
 
 
@@ -108,8 +111,13 @@ class SpeechDiskCache:
             self.root.mkdir(parents=True, exist_ok=True)
             for path in self.root.glob(f"*/*{SUFFIX}"):
                 self._sizes[path] = path.stat().st_size
+            stale = time.time() - 60  # another process sharing the folder may be writing a newer one
             for tmp in self.root.glob("*/*.tmp*"):  # a write cut short by a crash
-                tmp.unlink(missing_ok=True)
+                try:
+                    if tmp.stat().st_mtime < stale:
+                        tmp.unlink(missing_ok=True)
+                except FileNotFoundError:  # renamed into place meanwhile
+                    pass
         except OSError:
             log.exception("speech disk cache %s unreadable: starting empty", self.root)
         self._bytes = sum(self._sizes.values())

