@@ -62,9 +62,11 @@ def _acted(before, after) -> bool:
     """Answering the turn did something outside the conversation (it cannot be taken back)."""
     if (before.complaint_ticket, before.callback_ticket) != (after.complaint_ticket, after.callback_ticket):
         return True
-    if after.marketing is not None or after.apologized != before.apologized:
+    if after.marketing is not None:
         return True
-    done = ("ticket", "callback", "apology", "coupon")
+    # (an apology alone is words the caller did not hear out: withdrawn with the answer; one that
+    # came with a coupon is in the reply's grounding, see _Answered.acted)
+    done = ("ticket", "callback", "coupon")
     if any(t.startswith(done) for t in after.tried[len(before.tried):]):
         return True
     task, was = after.task, before.task
