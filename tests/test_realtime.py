@@ -252,7 +252,8 @@ def test_a_failing_stage_is_recovered_from_and_other_calls_are_unaffected(runtim
     dead, recovered, healthy = asyncio.run(three_calls())
     # every turn failed: an apology each time, the call ends cleanly, its record kept
     assert dead.outcome.ended_by in ("error", "caller") and "ASR exploded" in " ".join(dead.errors)
-    assert [t.kind for t in agent_turns(dead, None)] == ["notice", "notice"]
+    kinds = [t.kind for t in agent_turns(dead, None)]  # (a silence re-prompt may come between them)
+    assert kinds.count("notice") >= 2 and set(kinds) <= {"notice", "reprompt"}, kinds
     # the first turn failed: "sorry, say that again", then the next turn is answered
     assert [t.kind for t in agent_turns(recovered, None)] == ["notice", "reply"]
     assert "38512074" in agent_turns(recovered)[-1].text and recovered.outcome.ended_by == "caller"

@@ -36,7 +36,10 @@ class AudioConfig:
 class VadConfig:
     backend: str = "silero"  # "silero" (ONNX) or "webrtc"
     model: str = "silero-vad"
-    threshold: float = 0.5
+    # 0.4 (opens at it, carries on above 0.25): narrow-band callers through G.711 often score 0.3-0.45
+    # with Silero all through a sentence; at 0.5 they were not heard past their first words (lower
+    # still, 0.35, merged the sample calls' raised-voice turns)
+    threshold: float = 0.4
     min_speech_ms: int = 160  # speech shorter than this is line noise, not a turn
     min_silence_ms: int = 500  # silence that ends a speech segment when transcribing a file
     # Live calls end turns on evidence (voiceagent/turn_completion.py): the end-of-turn model
