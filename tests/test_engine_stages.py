@@ -554,19 +554,19 @@ def test_a_caller_who_goes_on_after_a_breath_is_answered_once_for_both_sentences
 
 
 def test_going_on_after_an_answer_that_acted_keeps_what_was_done():
-    """The first part's answer issued a coupon: the joined turn is answered on top of that (the
-    coupon is not forgotten and issued again), though the answer is still withdrawn."""
+    """The first part's answer logged a complaint ticket: the joined turn is answered on top of that
+    (no second ticket), though the answer is still withdrawn."""
     asr, tts = FakeASR("en"), FakeTTS()
 
     def first(text, state, language):
-        state.apologized = True  # the apology came with a coupon (its grounding): kept
-        state.tried.append("apology")
-        return reply("Sorry about that, here is a coupon.", "aftersales.complaint", grounding=["coupons:C-1"])
+        state.complaint_ticket = "T-1"
+        state.tried.append("ticket T-1")
+        return reply("I have logged your complaint.", "aftersales.complaint", grounding=["tickets:T-1"])
 
     seen = []
 
     def joined(text, state, language):
-        seen.append((state.apologized, list(state.tried)))
+        seen.append((state.complaint_ticket, list(state.tried)))
         return reply("I have noted the delay.", "aftersales.complaint")
 
     dialog = FakeDialog({"My parcel is late.": first, "My parcel is late. It was due on Monday.": joined})
@@ -578,5 +578,5 @@ def test_going_on_after_an_answer_that_acted_keeps_what_was_done():
     call = run_call(fake_runtime(asr=asr, tts=tts, dialog=dialog), script.file_leg())
 
     assert [c.text for c in call.callers] == ["My parcel is late. It was due on Monday."]
-    assert seen == [(True, ["apology"])]
+    assert seen == [("T-1", ["ticket T-1"])]
     assert [a.text for a in call.agents()] == ["I have noted the delay."]

@@ -44,7 +44,7 @@ class _Answered:
     before: object  # DialogState
     caller: CallerTurn | None = None
     agent: AgentTurn | None = None
-    acted: bool = False  # answering it did something in the shop (a coupon issued, a ticket)
+    acted: bool = False  # answering it did something that cannot be taken back (a ticket)
 
 
 def _snapshot(state):
@@ -64,9 +64,10 @@ def _acted(before, after) -> bool:
         return True
     if after.marketing is not None:
         return True
-    # (an apology alone is words the caller did not hear out: withdrawn with the answer; one that
-    # came with a coupon is in the reply's grounding, see _Answered.acted)
-    done = ("ticket", "callback", "coupon")
+    # (an apology is words the caller did not hear out: withdrawn with the answer, or the joined turn
+    # would count as a second complaint; a goodwill coupon it issued stays issued and in `tried`,
+    # and the shop's cooldown keeps the joined turn's apology from issuing another)
+    done = ("ticket", "callback")
     if any(t.startswith(done) for t in after.tried[len(before.tried):]):
         return True
     task, was = after.task, before.task
@@ -228,7 +229,7 @@ class Replies:
                                   round(dialog_ms, 1), reply.llm_first_token_ms))
         self._note_caller_turn(final, text, lang, reply)
         answered.caller = ctx.record.turns[-1]
-        answered.acted = any(g.startswith(("coupons:", "tickets:")) for g in reply.grounding)
+        answered.acted = any(g.startswith("tickets:") for g in reply.grounding)
         agent = AgentTurn(text=reply.text, start_s=0.0, end_s=0.0, latency_ms={}, reply_source=reply.source,
                           grounding=reply.grounding, handoff=reply.handoff)
         pieces = reply.pieces if reply.pieces is not None else split_sentences(reply.text)
@@ -278,7 +279,9 @@ class Replies:
         if last.agent is not None:
             last.agent.kind = "withdrawn"
         if not last.acted and not _acted(last.before, self.ctx.state):
+            done = self.ctx.state.tried  # what was done stays in the handoff summary (a coupon issued)
             _restore(self.ctx.state, last.before)
+            self.ctx.state.tried = done
 
     def _note_caller_turn(self, final: FinalTranscript, text: str, lang: str, reply: Reply) -> None:
         record, state, u, emotion = self.ctx.record, self.ctx.state, reply.understanding, reply.emotion
