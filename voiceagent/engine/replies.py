@@ -44,7 +44,6 @@ class _Answered:
     before: object  # DialogState
     caller: CallerTurn | None = None
     agent: AgentTurn | None = None
-    acted: bool = False  # answering it did something that cannot be taken back (a ticket)
 
 
 def _snapshot(state):
@@ -58,20 +57,19 @@ def _restore(state, before) -> None:
         setattr(state, f.name, getattr(before, f.name))
 
 
-def _acted(before, after) -> bool:
-    """Answering the turn did something outside the conversation (it cannot be taken back)."""
-    if (before.complaint_ticket, before.callback_ticket) != (after.complaint_ticket, after.callback_ticket):
-        return True
-    if after.marketing is not None:
-        return True
-    # (an apology is words the caller did not hear out: withdrawn with the answer, or the joined turn
-    # would count as a second complaint; a goodwill coupon it issued stays issued and in `tried`,
-    # and the shop's cooldown keeps the joined turn's apology from issuing another)
-    done = ("ticket", "callback")
-    if any(t.startswith(done) for t in after.tried[len(before.tried):]):
-        return True
-    task, was = after.task, before.task
-    return task is not None and bool(task.result) and (was is None or was.result != task.result)
+def _restore_but_what_was_done(state, before) -> None:
+    """The conversation as it was before the withdrawn answer (what it asked, its apology, the
+    escalation's count: the caller did not hear it out, and the joined turn must not read as a
+    second complaint), except what was done in the shop: a ticket logged, a task acted on, a
+    campaign's progress, and the list of what was tried (a coupon issued stays in the summary)."""
+    kept = {"tried": state.tried, "complaint_ticket": state.complaint_ticket,
+            "callback_ticket": state.callback_ticket, "marketing": state.marketing}
+    task, was = state.task, before.task
+    if task is not None and task.result and (was is None or was.result != task.result):
+        kept["task"] = task
+    _restore(state, before)
+    for name, value in kept.items():
+        setattr(state, name, value)
 
 
 class Replies:
@@ -229,7 +227,6 @@ class Replies:
                                   round(dialog_ms, 1), reply.llm_first_token_ms))
         self._note_caller_turn(final, text, lang, reply)
         answered.caller = ctx.record.turns[-1]
-        answered.acted = any(g.startswith("tickets:") for g in reply.grounding)
         agent = AgentTurn(text=reply.text, start_s=0.0, end_s=0.0, latency_ms={}, reply_source=reply.source,
                           grounding=reply.grounding, handoff=reply.handoff)
         pieces = reply.pieces if reply.pieces is not None else split_sentences(reply.text)
@@ -267,9 +264,9 @@ class Replies:
     def _withdraw_last_answer(self) -> None:
         """The caller went on with their last turn (TurnReady.continues): its answer was cut before it
         was heard out, and the two parts come as one turn. The conversation goes back to before the
-        first part, unless answering it did something in the shop (a ticket, an action done): then
-        the joined turn is read on top of that. In the record the first part's caller turn gives way
-        to the joined one, and the answer cut short stays as "withdrawn"."""
+        first part, keeping what was done in the shop (_restore_but_what_was_done). In the record
+        the first part's caller turn gives way to the joined one, and the answer cut short stays as
+        "withdrawn"."""
         last, self._answered = self._answered, None
         if last is None:
             return
@@ -278,10 +275,7 @@ class Replies:
             turns[:] = [t for t in turns if t is not last.caller]
         if last.agent is not None:
             last.agent.kind = "withdrawn"
-        if not last.acted and not _acted(last.before, self.ctx.state):
-            done = self.ctx.state.tried  # what was done stays in the handoff summary (a coupon issued)
-            _restore(self.ctx.state, last.before)
-            self.ctx.state.tried = done
+        _restore_but_what_was_done(self.ctx.state, last.before)
 
     def _note_caller_turn(self, final: FinalTranscript, text: str, lang: str, reply: Reply) -> None:
         record, state, u, emotion = self.ctx.record, self.ctx.state, reply.understanding, reply.emotion
