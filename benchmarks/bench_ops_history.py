@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Call history with 10 000 stored calls: how long the console's search and dashboard take.
 
-    .venv/bin/python benchmarks/bench_ops_history.py [--calls 10000]
+    .venv/bin/python benchmarks/bench_ops_history.py [--calls 10000] [--postgres]
 
 Builds synthetic calls over 30 days (3 000 customers, a fifth of the calls anonymous; intents,
-emotions, handoffs and ratings drawn at random, seeded) in a temporary SQLite file: the first 300
+emotions, handoffs and ratings drawn at random, seeded) in a temporary SQLite file (--postgres: a
+database on a Postgres server started for the run, tests/peers/postgres.py): the first 300
 through `CallStore.save` + `note_call` as a finished call is stored, the rest written straight into
 `calls` and indexed by `backfill` (as after an upgrade). Then times each search and dashboard
 (median and worst of 20 runs) and prints the figures of the 30-day dashboard.
@@ -16,7 +17,7 @@ import argparse
 import json
 import random
 import statistics
-import sqlite3
+import contextlib
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from voiceagent.campaigns.store import SCHEMA as CAMPAIGN_SCHEMA  # noqa: E402
+from voiceagent.db import open_database  # noqa: E402
 from voiceagent.ops.history import CallHistory  # noqa: E402
 from voiceagent.record import AgentTurn, CallerTurn, CallRecord, Outcome  # noqa: E402
 from voiceagent.store import CallStore  # noqa: E402
@@ -75,10 +76,17 @@ def timed(fn, runs: int = 20) -> tuple[float, float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=10_000)
+    parser.add_argument("--postgres", action="store_true", help="on a Postgres server started for the run")
     args = parser.parse_args()
     rng = random.Random(22)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "calls.db"
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if args.postgres:
+            from tests.peers.postgres import PostgresServer
+
+            db = stack.enter_context(PostgresServer()).create_database()
+        else:
+            db = str(Path(tmp) / "calls.db")
+        print(f"store: {'Postgres' if args.postgres else 'SQLite'}")
         store, history = CallStore(db), CallHistory(db)
         records = [synthetic(i, rng) for i in range(args.calls)]
         through_api = records[:300]
@@ -90,12 +98,12 @@ def main() -> None:
         for record in through_api:
             history.note_call(record.call_id, record.masked())
         note_ms = (time.perf_counter() - t0) * 1000 / len(through_api)
-        with sqlite3.connect(db) as conn:
-            conn.executemany("INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?)", [
+        with open_database(db).connect() as conn:
+            conn.executemany("INSERT INTO calls (call_id, started_at, language, customer_id, duration_s, handoff, "
+                             "handoff_reason, resolved, record) VALUES (?,?,?,?,?,?,?,?,?)", [
                 (r.call_id, r.started_at, r.language, r.customer_id, r.duration_s, int(r.outcome.handoff),
                  r.outcome.handoff_reason, int(r.outcome.resolved), json.dumps(r.masked(), ensure_ascii=False))
                 for r in records[300:]])
-            conn.executescript(CAMPAIGN_SCHEMA)
             conn.executemany("INSERT INTO campaign_attempts (campaign, contact_idx, phone, rule, started_at, person, outcome) "
                              "VALUES ('spring', 0, '+86138', 'ok', ?, ?, ?)",
                              [(NOW.timestamp() - rng.uniform(0, 30 * 86400), int(p), "converted" if p and rng.random() < 0.2

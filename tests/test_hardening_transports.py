@@ -21,9 +21,15 @@ from telephony.asterisk.server import AudioSocketServer
 from telephony.rtp.sdp import AudioCodec
 from telephony.rtp.stream import SSRC_SWITCH_S, RtpReceiver, RtpStats
 from telephony.sip.connections import ConnectionTable, TcpLimits
+from telephony.sip.message import SipResponse, parse_message
+from telephony.sip.ua import SOURCE_HEADER, UserAgent
 from telephony.webrtc.offer import parse_offer
 from voiceagent.browser import BrowserService, ServiceUnavailable
 from voiceagent.config import Config, SipConfig, WebRtcConfig
+
+from tests.peers import dispatcher as dispatcher_mod
+from tests.peers import need
+from tests.peers.dispatcher import KamailioDispatcher
 
 from .test_sip_more import TcpPeer
 from .test_sip_ua import SDP, RawPeer, agent, run  # noqa: F401  (run: the fixture)
@@ -76,7 +82,7 @@ def test_invites_never_acked_free_their_slots_at_the_ack_timeout_not_after_37_s(
             for peer in attackers:
                 await peer.expect(200)  # answered; the ACK never comes
             invite(caller)
-            await caller.expect(486)  # every slot held
+            await caller.expect(503)  # every slot held
             held_s = await until(lambda: not ua.calls, 10.0, "the unACKed calls to be dropped")
             for peer in attackers:
                 await peer.expect(method="BYE")  # the dialog is ended properly
@@ -127,6 +133,87 @@ def test_unacked_invites_from_one_address_are_capped_and_others_still_get_throug
     assert (answered, refused) == (2, 2) and stats["unacked_refused"] == 2
 
 
+def relayed_invite(proxy: PeerAt, caller_ip: str | None, *, headers: tuple[str, ...] | None = None) -> str:
+    """An INVITE as a dispatcher at `proxy` relays it: its own Via above the caller's, and the caller's
+    address in X-Voiceagent-Source (`caller_ip`; None: no header, `headers`: these lines instead). The
+    caller's Via carries a made-up `received` each time, which must not matter."""
+    proxy.call_id = uuid.uuid4().hex
+    text = proxy.request("INVITE", body=SDP.format(port=proxy.rtp_port, direction="sendrecv"))
+    forged = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    own_via = f"Via: SIP/2.0/UDP {proxy.host}:{proxy.port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport"
+    caller_via = f"Via: SIP/2.0/UDP 192.168.1.1:5060;branch=z9hG4bK{uuid.uuid4().hex[:12]};received={forged}"
+    if headers is None:
+        headers = () if caller_ip is None else (f"{SOURCE_HEADER}: {caller_ip}",)
+    head, rest = text.split("\r\n", 1)
+    rest = rest.split("\r\n", 1)[1]  # the peer's own Via, replaced by the proxy's and the caller's
+    return "\r\n".join([head, own_via, caller_via, *headers, rest])
+
+
+async def final_status(peer: RawPeer, timeout: float = 3.0) -> int:
+    """The status of the next final response `peer` gets (100 Trying and requests skipped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reply = parse_message(peer.sock.recv(65536))
+        except BlockingIOError:
+            await asyncio.sleep(0.01)
+            continue
+        if isinstance(reply, SipResponse) and reply.status >= 200:
+            return reply.status
+    raise AssertionError(f"no final answer within {timeout} s")
+
+
+def test_a_trusted_proxy_is_capped_per_caller_it_names_and_nobody_else_can_name_one(run):
+    """Behind a Kamailio dispatcher every INVITE comes from the proxy's one address: capped as one, a
+    worker would take two calls at a time in all. From a trusted proxy the cap counts the caller's
+    address the proxy wrote in X-Voiceagent-Source; a Via's `received` (which a caller can forge
+    through Kamailio) never counts; from an untrusted sender the header is ignored; a trusted proxy's
+    INVITE without one (or with a broken or doubled one) counts as the proxy's own."""
+
+    async def answers(proxy: PeerAt, callers: list) -> list[int]:
+        statuses = []
+        for caller in callers:
+            if isinstance(caller, tuple):
+                proxy.send(relayed_invite(proxy, None, headers=caller))
+            else:
+                proxy.send(relayed_invite(proxy, caller))
+            statuses.append(await final_status(proxy))
+        return statuses
+
+    async def scenario():
+        trusting, h1 = await agent(max_calls=10, max_unacked_per_source=2, ack_timeout_s=5.0,
+                                   trusted_proxies=("127.0.0.60/32",))
+        plain, h2 = await agent(max_calls=10, max_unacked_per_source=2, ack_timeout_s=5.0,
+                                trusted_proxies=("127.0.0.62/32",))
+        p1, p2 = PeerAt("127.0.0.60", trusting.port), PeerAt("127.0.0.61", plain.port)
+        try:
+            named = ["10.1.1.1", "10.1.1.2", "10.1.1.1", "10.1.1.3", "10.1.1.1"]
+            unnamed = [None, None, ("X-Voiceagent-Source: not-an-address",),
+                       ("X-Voiceagent-Source: 10.2.2.2", "X-Voiceagent-Source: 10.2.2.3")]
+            through_trusted = await answers(p1, named + unnamed)
+            from_untrusted = await answers(p2, named)
+            return through_trusted, from_untrusted, dict(trusting._unacked), dict(plain._unacked)
+        finally:
+            h1.release.set()
+            h2.release.set()
+            p1.close()
+            p2.close()
+            await trusting.close()
+            await plain.close()
+
+    through_trusted, from_untrusted, trusting_keys, plain_keys = run(scenario())
+    # only 10.1.1.1's third unACKed call is refused; then the proxy's own two, and no third
+    assert through_trusted == [200, 200, 200, 200, 503, 200, 200, 503, 503]
+    assert trusting_keys == {"10.1.1.1": 2, "10.1.1.2": 1, "10.1.1.3": 1, "127.0.0.60": 2}
+    assert from_untrusted == [200, 200, 503, 503, 503]  # its header ignored: one address, two at a time
+    assert plain_keys == {"127.0.0.61": 2}
+
+
+def test_trusted_proxies_must_be_addresses():
+    with pytest.raises(ValueError, match="trusted_proxies.*'kamailio'"):
+        UserAgent("127.0.0.1", 0, trusted_proxies=("kamailio",))
+
+
 def test_invites_arriving_together_meet_max_calls_at_once(run):
     async def scenario():
         ua, handler = await agent(max_calls=2, max_unacked_per_source=10)
@@ -141,7 +228,7 @@ def test_invites_arriving_together_meet_max_calls_at_once(run):
                     peer.send(peer.request("ACK", to_tag=ok.to_addr.tag))
                     outcomes.append(200)
                 except AssertionError:
-                    outcomes.append(486)
+                    outcomes.append(503)
             return outcomes, len(ua.calls)
         finally:
             handler.release.set()
@@ -395,3 +482,131 @@ def test_a_spoofer_who_slips_into_a_pause_loses_the_stream_when_the_caller_speak
     for i in range(20, 40):  # and from then on the spoofer is dropped, however fast it sends
         receiver.feed(packet(i, 160 * i, spoofer), t + 0.004 * (i - 19))
     assert receiver.remote_ssrc == caller and stats.other_ssrc == dropped + 20
+
+
+# -- 1b. the same through the shipped Kamailio dispatcher (docker/kamailio/kamailio.cfg) ---------------
+def proxied_invite(caller: PeerAt, proxy_port: int, *, forged_source: str, forged_received: str) -> str:
+    """A caller's INVITE to the dispatcher carrying its own X-Voiceagent-Source, and a Via that names
+    its real address (so Kamailio adds no `received` of its own) with a made-up `received`."""
+    caller.call_id = uuid.uuid4().hex
+    text = caller.request("INVITE", body=SDP.format(port=caller.rtp_port, direction="sendrecv"),
+                          extra=f"{SOURCE_HEADER}: {forged_source}\r\n")
+    return text.replace(f"127.0.0.1:{caller.port};branch=", f"{caller.host}:{caller.port};branch=", 1) \
+        .replace(";rport\r\n", f";received={forged_received}\r\n", 1) \
+        .replace(f"sip:caller@127.0.0.1:{caller.port}", f"sip:caller@{caller.host}:{caller.port}")
+
+
+@need(dispatcher_mod.available(), "kamailio (Debian kamailio)")
+def test_behind_kamailio_the_cap_counts_the_real_caller_whatever_it_writes(run):
+    """Kamailio drops the caller's own X-Voiceagent-Source and writes the address it got the INVITE
+    from: a caller making up a new header (and Via `received`) per INVITE is still one caller, and
+    another caller behind the same proxy is not held back by it."""
+
+    async def scenario():
+        ua, handler = await agent(max_calls=8, max_unacked_per_source=2, ack_timeout_s=10.0,
+                                  trusted_proxies=("127.0.0.1",))
+        proxy = KamailioDispatcher({"w": f"127.0.0.1:{ua.port}"}, maxload=8, worker_match=3)
+        forger, other = PeerAt("127.0.0.80", 0), PeerAt("127.0.0.81", 0)
+        try:
+            await asyncio.to_thread(proxy.start)
+            await asyncio.to_thread(proxy.wait_state, "w", "A", 10.0)
+            for peer in (forger, other):
+                peer.agent = ("127.0.0.1", proxy.port)
+            forged = []
+            for n in range(3):
+                forger.send(proxied_invite(forger, proxy.port, forged_source=f"10.9.9.{n}",
+                                           forged_received=f"10.8.8.{n}"))
+                forged.append(await final_status(forger, 5.0))
+            other.send(proxied_invite(other, proxy.port, forged_source="127.0.0.80", forged_received="10.8.8.9"))
+            return forged, await final_status(other, 5.0), dict(ua._unacked)
+        finally:
+            handler.release.set()
+            forger.close()
+            other.close()
+            await asyncio.to_thread(proxy.stop)
+            await ua.close()
+
+    forged, other, keys = run(scenario())
+    # capped at two, as one caller: the worker's 503, which a proxy passes on as 500 (RFC 3261 16.7)
+    assert forged == [200, 200, 500]
+    assert other == 200  # another caller still gets through the same proxy
+    assert keys == {"127.0.0.80": 2, "127.0.0.81": 1}
+
+
+def sip_request(method: str, ruri: str, sender: socket.socket, host: str, *, proxy_port: int,
+                routes: tuple[str, ...] = ()) -> bytes:
+    """An in-dialog request (made-up tags) routed through the dispatcher at 127.0.0.1:`proxy_port`."""
+    port = sender.getsockname()[1]
+    route = ", ".join([f"<sip:127.0.0.1:{proxy_port};lr>", *routes])
+    return (f"{method} {ruri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport\r\n"
+            f"Route: {route}\r\nMax-Forwards: 70\r\n"
+            f"From: <sip:mallory@{host}>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"To: <{ruri}>;tag={uuid.uuid4().hex[:8]}\r\n"
+            f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 {method}\r\nContact: <sip:mallory@{host}:{port}>\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
+def received(sock: socket.socket, method: str | None, timeout: float) -> SipResponse | None:
+    """The first request of `method` (or, for None, final response) `sock` gets within `timeout`."""
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            message = parse_message(sock.recv(65536))
+        except (TimeoutError, socket.timeout):
+            continue
+        if method is None and isinstance(message, SipResponse) and message.status >= 200:
+            return message
+        if method is not None and not isinstance(message, SipResponse) and message.method == method:
+            return message
+    return None
+
+
+@pytest.mark.parametrize("worker_match", [3, 2])
+@need(dispatcher_mod.available(), "kamailio (Debian kamailio)")
+def test_kamailio_relays_in_dialog_requests_only_from_or_to_a_worker(worker_match):
+    """Anyone can make up a To tag and a Route to the dispatcher: relayed to its Request-URI such an
+    "in-dialog" INVITE would be a free call through the carrier trunk that trusts the proxy. Refused
+    (403) unless it comes from a worker or goes to one; the workers' own and the callers' requests to
+    the workers still pass. Under both WORKER_MATCH modes: 3 (address alone, the shipped default) and 2."""
+    sockets = {}
+    for name, host in (("worker", "127.0.0.1"), ("carrier", "127.0.0.70"), ("outsider", "127.0.0.71")):
+        sockets[name] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sockets[name].bind((host, 0))
+    worker, carrier, outsider = sockets["worker"], sockets["carrier"], sockets["outsider"]
+    carrier_port = carrier.getsockname()[1]
+    proxy = KamailioDispatcher({"w": f"127.0.0.1:{worker.getsockname()[1]}"}, worker_match=worker_match)
+    try:
+        proxy.start()
+        premium = f"sip:+19005550100@127.0.0.70:{carrier_port}"
+        # to the carrier by the Request-URI, then by a second Route ($du): both refused, nothing relayed
+        outsider.sendto(sip_request("INVITE", premium, outsider, "127.0.0.71", proxy_port=proxy.port),
+                        ("127.0.0.1", proxy.port))
+        by_ruri = received(outsider, None, 5.0)
+        outsider.sendto(sip_request("INVITE", "sip:anyone@127.0.0.71", outsider, "127.0.0.71", proxy_port=proxy.port,
+                                    routes=(f"<sip:127.0.0.70:{carrier_port};lr>",)), ("127.0.0.1", proxy.port))
+        by_route = received(outsider, None, 5.0)
+        leaked = received(carrier, "INVITE", 1.0)
+
+        # a caller's request to a worker (its Contact in the Request-URI) is relayed
+        worker_uri = f"sip:agent@127.0.0.1:{worker.getsockname()[1]}"
+        outsider.sendto(sip_request("BYE", worker_uri, outsider, "127.0.0.71", proxy_port=proxy.port),
+                        ("127.0.0.1", proxy.port))
+        to_worker = received(worker, "BYE", 5.0)
+        # a worker's request to the carrier (the far end of its outbound call) is relayed
+        worker.sendto(sip_request("BYE", premium, worker, "127.0.0.1", proxy_port=proxy.port),
+                      ("127.0.0.1", proxy.port))
+        from_worker = received(carrier, "BYE", 5.0)
+        log = proxy.log_text()
+    finally:
+        proxy.stop()
+        for sock in sockets.values():
+            sock.close()
+
+    assert by_ruri is not None and by_ruri.status == 403, log[-2000:]
+    assert by_route is not None and by_route.status == 403, log[-2000:]
+    assert leaked is None, "a forged in-dialog INVITE reached the carrier"
+    assert "not a worker: refused" in log
+    assert to_worker is not None, log[-2000:]
+    assert from_worker is not None, log[-2000:]

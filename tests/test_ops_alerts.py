@@ -58,13 +58,13 @@ class Clock:
 
 
 @pytest.fixture
-def make(tmp_path):
+def make(store_db):
+    """Alerts on the test's store: SQLite, then Postgres (every test here runs on both)."""
     made: list[Alerts] = []
 
-    def make(clock: Clock | None = None, sender=None, db: str = "", **config) -> Alerts:
-        """An Alerts on a store of its own, or on the one named `db` (a restart)."""
-        path = tmp_path / (db or f"alerts-{len(made)}.db")
-        alerts = Alerts(path, AlertsConfig(**config), webhook_sender=sender, now=clock or Clock())
+    def make(clock: Clock | None = None, sender=None, **config) -> Alerts:
+        """An Alerts on the test's store; a second one on it is a restart, or another worker."""
+        alerts = Alerts(store_db, AlertsConfig(**config), webhook_sender=sender, now=clock or Clock())
         made.append(alerts)
         return alerts
 
@@ -314,7 +314,7 @@ def test_ack_and_open_alerts_newest_first(make):
 
 
 def test_alerts_survive_a_restart(make):
-    alerts = make(db="kept.db")
+    alerts = make()
     angers(alerts, "c1", 0.9)
     angers(alerts, "c2", 0.9)
     one, two = alerts.open_alerts()
@@ -322,12 +322,24 @@ def test_alerts_survive_a_restart(make):
     assert alerts.flush()
     alerts.close()
 
-    again = make(db="kept.db")
+    again = make()
     assert [a["id"] for a in again.open_alerts()] == [two["id"]]
     assert again.get(one["id"])["acked_by"] == "sam"
     angers(again, two["call_id"], 0.95)  # the same call, kind and level while open: not raised twice
     assert len(again.open_alerts()) == 1
     assert again.open_counts() == {1: 0, 2: 0, 3: 1, 4: 0}
+
+
+def test_an_alert_raised_on_another_worker_is_acknowledged_here_once(make):
+    """On a shared store the console may be served by a worker that did not raise the alert."""
+    raised_on, console_on = make(), make()
+    angers(raised_on, "c1", 0.9)
+    [alert] = raised_on.open_alerts()
+    assert raised_on.flush()
+    assert console_on.ack(alert["id"], "sam")
+    assert not console_on.ack(alert["id"], "sam")  # once
+    assert console_on.get(alert["id"])["acked_by"] == "sam"
+    assert not console_on.ack("no-such-alert", "sam")
 
 
 def test_console_listeners_are_told_of_new_and_acknowledged_alerts(make):
@@ -403,11 +415,12 @@ def test_a_dead_webhook_is_retried_in_the_background_and_holds_nothing_up(make):
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
-        for url in (dead_url, f"http://127.0.0.1:{silent.getsockname()[1]}/hook"):
+        for i, url in enumerate((dead_url, f"http://127.0.0.1:{silent.getsockname()[1]}/hook")):
             alerts = make(webhook_url=url, webhook_timeout_s=1.0, webhook_retries=2, webhook_backoff_s=0.05)
-            angers(alerts, "c", 0.9)
-            angers(alerts, "d", 0.9)  # the rules go on while the first delivery waits
-            assert len(alerts.open_alerts()) == 2 and alerts.flush()
+            calls = (f"c{i}", f"d{i}")  # new calls: the second Alerts finds the first's open in the store
+            angers(alerts, calls[0], 0.9)
+            angers(alerts, calls[1], 0.9)  # the rules go on while the first delivery waits
+            assert len([a for a in alerts.open_alerts() if a["call_id"] in calls]) == 2 and alerts.flush()
             assert wait_for(lambda: alerts.webhooks_failed == 2 and alerts.webhooks_pending == 0, 30)
             assert alerts.webhooks_delivered == 0
     finally:
@@ -444,3 +457,96 @@ def test_open_alerts_older_than_open_for_h_leave_the_list(make):
     angers(alerts, "new", 0.9)
     assert [a["call_id"] for a in alerts.open_alerts()] == ["new"]
     assert alerts.open_counts()[3] == 1
+
+
+# -- many workers on one store -------------------------------------------------------------------
+
+
+def test_an_ack_the_bus_did_not_carry_is_seen_when_the_list_is_read(make):
+    """No bus (or a message missed): the store says it is acknowledged, and the raising worker believes it."""
+    raised_on, console_on = make(v2v_turns=2, v2v_budget_s=1.0), make()
+    for ms in (1500, 1500):
+        raised_on.on_event("c", "sip", v2v(ms))
+    [alert] = raised_on.open_alerts()
+    assert [a["id"] for a in console_on.open_alerts()] == [alert["id"]]  # the store's list: every worker's
+    assert console_on.ack(alert["id"], "sam")
+    assert raised_on.open_counts()[1] == 1  # not told yet
+    assert raised_on.open_alerts() == [] and raised_on.open_counts()[1] == 0
+    for ms in (500, 500, 1500, 1500):  # back under, then over again: raised again
+        raised_on.on_event("c", "sip", v2v(ms))
+    [again] = raised_on.open_alerts()
+    assert again["id"] != alert["id"] and again["kind"] == "latency"
+
+
+def test_an_ack_on_one_worker_reaches_the_worker_that_raised_it(postgres_url):
+    """Two workers on Postgres with the bus, wired as the server wires them: an alert A raised and B's
+    console acknowledged leaves A's open list and counts, and a new breach on A raises it again."""
+    from voiceagent import db
+    from voiceagent.config import Config
+    from voiceagent.ops.cluster_bus import ClusterBus
+    from voiceagent.ops.live import OperatorHub
+
+    async def worker(name: str):
+        cfg = Config()
+        cfg.cluster.worker, cfg.store.db = name, postgres_url
+        alerts = Alerts(postgres_url, AlertsConfig(v2v_turns=2, v2v_budget_s=1.0))
+        hub = OperatorHub(cfg, alerts=alerts)
+        bus = ClusterBus(db.resolve(postgres_url)[1], hub.worker, hub.on_remote, on_connected=hub.bus_connected)
+        await bus.start()
+        hub.attach_bus(bus)
+        await asyncio.wait_for(bus.connected.wait(), 10)
+        raised = alerts.subscribe()
+
+        async def upkeep():  # as server._operator_upkeep: what Alerts publishes goes to the hub (and the bus)
+            while True:
+                hub.alert_raised(await raised.get())
+
+        return alerts, hub, asyncio.create_task(upkeep())
+
+    async def until(condition) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("condition not met in time")
+
+    async def listed(alerts: Alerts) -> list[dict]:
+        """The open list once A's writer thread has stored what it raised (a moment after the breach)."""
+        for _ in range(250):
+            found = await asyncio.to_thread(alerts.open_alerts)
+            if found:
+                return found
+            await asyncio.sleep(0.02)
+        return []
+
+    def breach(alerts: Alerts) -> None:  # under, then over the latency budget (the window rule re-arms)
+        for ms in (500, 500, 1500, 1500):
+            alerts.on_event("c", "sip", v2v(ms))
+
+    async def main():
+        (a, hub_a, up_a), (b, hub_b, up_b) = await worker("wa"), await worker("wb")
+        try:
+            breach(a)
+            assert a.open_counts()[1] == 1
+            [alert] = await listed(b)  # B's console lists A's alert
+            breach(a)
+            assert a.open_counts()[1] == 1  # still open: not raised twice
+            assert [x["id"] for x in await asyncio.to_thread(b.open_alerts)] == [alert["id"]]
+
+            assert await asyncio.to_thread(b.ack, alert["id"], "sam")
+            await until(lambda: a.open_counts()[1] == 0)  # told over the bus, not only when it reads the list
+            assert await asyncio.to_thread(a.open_alerts) == []
+
+            breach(a)
+            assert a.open_counts()[1] == 1
+            [again] = await listed(b)
+            assert again["id"] != alert["id"] and again["kind"] == "latency"
+        finally:
+            for task in (up_a, up_b):
+                task.cancel()
+            await hub_a.bus.stop()
+            await hub_b.bus.stop()
+            a.close()
+            b.close()
+
+    asyncio.run(main())

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from voiceagent.db import Database, open_database, resolve
 from voiceagent.ops.auth import (ROLES, AuthPolicy, LockedOut, Operator, OperatorAuth, login_routes,
                                  role_at_least)
 from voiceagent.ops.ratelimit import RateLimiter
@@ -45,9 +46,25 @@ def clock() -> Clock:
     return Clock()
 
 
+def query(db, sql: str, args: tuple = ()) -> list:
+    """Rows read from the store directly, not through OperatorAuth."""
+    with open_database(db).connect() as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def everything_stored(db) -> bytes:
+    """All the store keeps: the SQLite file and its WAL, or every auth table's rows on Postgres."""
+    if resolve(db)[0] == "sqlite":
+        path = open_database(db).path
+        return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    return repr([query(db, f"SELECT * FROM {table}") for table in ("operators", "api_tokens", "operator_sessions")]
+                ).encode()
+
+
 @pytest.fixture
-def auth(tmp_path, clock) -> OperatorAuth:
-    a = OperatorAuth(tmp_path / "calls.db", clock=clock, hasher=fast_hasher())
+def auth(store_db, clock) -> OperatorAuth:
+    """On SQLite, then on Postgres: the tests that use it run on both stores."""
+    a = OperatorAuth(store_db, clock=clock, hasher=fast_hasher())
     a.add_user("alice", "admin", PASSWORD)
     a.add_user("sam", "supervisor", PASSWORD)
     a.add_user("ann", "agent", PASSWORD)
@@ -60,12 +77,11 @@ def test_roles_are_ordered():
     assert not role_at_least("agent", "supervisor") and not role_at_least("boss", "agent")
 
 
-def test_password_is_stored_as_an_argon2_hash(auth, tmp_path):
-    with sqlite3.connect(tmp_path / "calls.db") as conn:
-        stored = conn.execute("SELECT password_hash FROM operators WHERE name = 'alice'").fetchone()[0]
+def test_password_is_stored_as_an_argon2_hash(auth, store_db):
+    [(stored,)] = query(store_db, "SELECT password_hash FROM operators WHERE name = 'alice'")
     assert stored != PASSWORD and PASSWORD not in stored
     assert stored.startswith("$argon2id$")
-    assert PASSWORD.encode() not in (tmp_path / "calls.db").read_bytes()
+    assert b"alice" in everything_stored(store_db) and PASSWORD.encode() not in everything_stored(store_db)
     op = auth.login("alice", PASSWORD, "10.0.0.1")
     assert op is not None and (op.name, op.role, op.via) == ("alice", "admin", "session")
     assert op.csrf and op.session_id and op.csrf != op.session_id
@@ -121,8 +137,8 @@ def test_unknown_names_lock_like_real_ones(auth):
         auth.login("ghost", "wrong password")
 
 
-def test_lockout_limits_are_configurable(tmp_path, clock):
-    a = OperatorAuth(tmp_path / "x.db", policy=AuthPolicy(max_failures=2, lockout_s=60), clock=clock,
+def test_lockout_limits_are_configurable(store_db, clock):
+    a = OperatorAuth(store_db, policy=AuthPolicy(max_failures=2, lockout_s=60), clock=clock,
                      hasher=fast_hasher())
     a.add_user("ann", "agent", PASSWORD)
     a.login("ann", "nope nope"), a.login("ann", "nope nope")
@@ -148,13 +164,12 @@ def test_session_idle_and_absolute_expiry(auth, clock):
     assert auth.session(op.session_id) is None  # 24 h after login however active
 
 
-def test_session_touch_is_at_most_once_a_minute(auth, clock, tmp_path):
+def test_session_touch_is_at_most_once_a_minute(auth, clock, store_db):
     op = auth.login("ann", PASSWORD)
     login_at = clock()
 
     def last_seen() -> float:
-        with sqlite3.connect(tmp_path / "calls.db") as conn:
-            return conn.execute("SELECT last_seen_at FROM operator_sessions").fetchone()[0]
+        return query(store_db, "SELECT last_seen_at FROM operator_sessions")[0][0]
 
     clock.advance(30)
     auth.session(op.session_id)
@@ -164,9 +179,10 @@ def test_session_touch_is_at_most_once_a_minute(auth, clock, tmp_path):
     assert last_seen() == login_at + 61
 
 
-def test_session_cookie_is_stored_hashed_and_junk_is_refused(auth, tmp_path):
+def test_session_cookie_is_stored_hashed_and_junk_is_refused(auth, store_db):
     op = auth.login("ann", PASSWORD)
-    assert op.session_id.encode() not in (tmp_path / "calls.db").read_bytes()
+    assert op.csrf.encode() in everything_stored(store_db)  # the session's row is there ...
+    assert op.session_id.encode() not in everything_stored(store_db)  # ... its cookie only hashed
     for junk in (None, "", "x", op.session_id + "x", "a" * 10_000):
         assert auth.session(junk) is None
 
@@ -198,11 +214,11 @@ def test_new_password_removal_and_disabling_end_sessions(auth):
         auth.remove_user("ann")
 
 
-def test_other_process_changes_are_seen_within_the_cache_time(auth, clock, tmp_path):
+def test_other_process_changes_are_seen_within_the_cache_time(auth, clock, store_db):
     op = auth.login("ann", PASSWORD)
     token = auth.create_token("grafana", "agent")
     assert auth.session(op.session_id) and auth.token(token)
-    other = OperatorAuth(tmp_path / "calls.db", clock=clock, hasher=fast_hasher())  # e.g. the CLI
+    other = OperatorAuth(store_db, clock=clock, hasher=fast_hasher())  # e.g. the CLI
     other.remove_user("ann")
     other.revoke_token("grafana")
     clock.advance(auth.policy.cache_s + 1)
@@ -210,10 +226,10 @@ def test_other_process_changes_are_seen_within_the_cache_time(auth, clock, tmp_p
     assert auth.token(token) is None
 
 
-def test_tokens_are_hashed_and_revocation_is_immediate(auth, tmp_path):
+def test_tokens_are_hashed_and_revocation_is_immediate(auth, store_db):
     token = auth.create_token("grafana", "agent")
     assert TOKEN_FORMAT.match(token)
-    assert token.encode() not in (tmp_path / "calls.db").read_bytes()
+    assert b"grafana" in everything_stored(store_db) and token.encode() not in everything_stored(store_db)
     assert auth.token(token) == Operator("grafana", "agent", "token", None)
     listed = auth.list_tokens()
     assert [(t["name"], t["role"], t["revoked_at"]) for t in listed] == [("grafana", "agent", None)]
@@ -256,12 +272,77 @@ def test_lookups_are_thread_safe(auth):
     assert not errors
 
 
+# -- many workers on one Postgres store --------------------------------------------------------
+
+
+def worker_auth(url: str, clock, policy: AuthPolicy = AuthPolicy()) -> OperatorAuth:
+    """A worker's OperatorAuth with a connection pool of its own, as another process would have."""
+    return OperatorAuth(Database(*resolve(url)), policy=policy, clock=clock, hasher=fast_hasher())
+
+
+def test_workers_share_sessions_and_one_lockout_count(postgres_url, clock):
+    open_database(postgres_url)  # migrated
+    one, two = worker_auth(postgres_url, clock), worker_auth(postgres_url, clock)
+    one.add_user("ann", "agent", PASSWORD)
+    with pytest.raises(ValueError, match="exists"):
+        two.add_user("ann", "agent", PASSWORD)
+
+    op = one.login("ann", PASSWORD)
+    assert two.session(op.session_id) == Operator("ann", "agent", "session", op.csrf)  # logged in on every worker
+    two.logout(op.session_id)
+    assert two.session(op.session_id) is None
+    clock.advance(one.policy.cache_s + 1)
+    assert one.session(op.session_id) is None  # the other worker's cache lasts cache_s at most
+
+    for i in range(4):  # wrong passwords on both workers count toward one lockout
+        assert (one, two)[i % 2].login("ann", "wrong password") is None
+    assert query(postgres_url, "SELECT failed_logins FROM operators WHERE name = 'ann'") == [(4,)]
+    assert two.login("ann", "wrong password") is None  # the fifth
+    for worker in (one, two):
+        with pytest.raises(LockedOut):
+            worker.login("ann", PASSWORD)
+
+
+def test_concurrent_wrong_passwords_on_two_workers_are_all_counted(postgres_url, clock):
+    """The count is one UPDATE ... RETURNING: no failure is lost to a read-then-write race, and exactly
+    one of the racing attempts is the one that locks."""
+    open_database(postgres_url)
+    policy = AuthPolicy(max_failures=24)
+    workers = [worker_auth(postgres_url, clock, policy) for _ in range(2)]
+    workers[0].add_user("ann", "agent", PASSWORD)
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def guess(worker: OperatorAuth, n: int) -> None:
+        try:
+            start.wait()
+            for _ in range(n):
+                assert worker.login("ann", "wrong password") is None
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guess, args=(workers[i % 2], 2)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert query(postgres_url, "SELECT failed_logins, locked_until FROM operators WHERE name = 'ann'") == [(16, 0.0)]
+    for _ in range(8):
+        assert workers[1].login("ann", "wrong password") is None
+    [(failures, locked_until)] = query(postgres_url, "SELECT failed_logins, locked_until FROM operators "
+                                                     "WHERE name = 'ann'")
+    assert failures == 0 and locked_until > clock()
+    with pytest.raises(LockedOut):
+        workers[0].login("ann", PASSWORD)
+
+
 # -- HTTP: login routes and `require` on a tiny app ---------------------------------------------
 
 
-def make_app(auth: OperatorAuth, limiter: RateLimiter | None = None) -> FastAPI:
+def make_app(auth: OperatorAuth, limiter: RateLimiter | None = None, client_key=None) -> FastAPI:
     app = FastAPI()
-    app.include_router(login_routes(auth, limiter))
+    app.include_router(login_routes(auth, limiter, **({"client_key": client_key} if client_key else {})))
 
     @app.get("/api/ops/calls")
     def calls(request: Request):
@@ -433,3 +514,164 @@ def test_cli_passwd_and_unlock(tmp_path):
     assert run_cli(tmp_path, "users", "passwd", "ann", stdin="a new password\n").returncode == 0
     assert auth.login("ann", "a new password") is not None
     assert run_cli(tmp_path, "users", "passwd", "nobody", stdin="a new password\n").returncode == 2
+
+
+def test_cli_on_a_postgres_store(tmp_path, postgres_url):
+    """`users`/`tokens` act on the store [store] db names: the workers' shared Postgres too."""
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD + "\n")
+    config = tmp_path / "voiceagent.toml"
+    config.write_text(f'[store]\ndb = "{postgres_url}"\n')
+    ok = run_cli(tmp_path, "users", "add", "alice", "--role", "admin", "--password-file", str(pw), "--config", str(config))
+    assert ok.returncode == 0, ok.stderr
+    assert OperatorAuth(postgres_url, hasher=fast_hasher()).login("alice", PASSWORD) is not None
+    assert not (tmp_path / "var" / "calls.db").exists()  # nothing went to a SQLite file instead
+    config.write_text('[store]\ndb = "postgresql://nobody:secret@127.0.0.1:1/none"\n')
+    bad = run_cli(tmp_path, "users", "list", "--config", str(config))
+    assert bad.returncode == 2 and bad.stderr.startswith("voiceagent: ") and "secret" not in bad.stderr, bad.stderr
+
+
+# -- the store off the event loop, unknown credentials cached briefly -------------------------------
+
+
+class CountedStore:
+    """The auth's real Database, with each transaction counted, and optionally held at its start until the
+    test lets it go (a slow store, or a pool with no free connection)."""
+
+    def __init__(self, database: Database):
+        self.database, self.real_connect = database, database.connect
+        self.transactions = 0
+        self.hold: threading.Event | None = None  # set: transactions wait for it
+        self.held = threading.Event()  # a transaction is waiting
+        database.connect = self.connect
+
+    def connect(self):
+        self.transactions += 1
+        if self.hold is not None:
+            self.held.set()
+            self.hold.wait(10)
+        return self.real_connect()
+
+
+def ops_app(auth: OperatorAuth) -> FastAPI:
+    """The real operator router (its auth only: the other state is not reached by these routes)."""
+    from voiceagent.ops.api import router as ops_router
+
+    app = FastAPI()
+    app.state.auth = auth
+    app.include_router(login_routes(auth))
+    app.include_router(ops_router(app))
+    return app
+
+
+def test_an_unknown_token_or_cookie_sent_again_and_again_is_looked_up_once_per_miss_window(tmp_path, clock):
+    auth = OperatorAuth(open_database(tmp_path / "calls.db"), clock=clock, hasher=fast_hasher())
+    store = CountedStore(auth.db)
+    client = TestClient(ops_app(auth))
+    for _ in range(20):
+        assert client.get("/api/ops/workers", headers={"Authorization": "Bearer va_" + "x" * 40}).status_code == 401
+    assert store.transactions == 1
+    client.cookies.set("va_session", "forged")
+    for _ in range(20):
+        assert client.get("/api/ops/workers").status_code == 401
+    assert store.transactions == 2
+    clock.advance(auth.policy.miss_cache_s + 1)  # then the store is asked again (the token may exist by now)
+    assert client.get("/api/ops/workers", headers={"Authorization": "Bearer va_" + "x" * 40}).status_code == 401
+    assert store.transactions == 3
+
+    # many threads asking at once about the same unknown token: one query, the others wait for its answer
+    store.hold = threading.Event()
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(auth.token("va_" + "y" * 40))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert store.held.wait(10)
+    time.sleep(0.2)  # (the others reach their wait; were they to query too, the count below says so)
+    store.hold.set()
+    for t in threads:
+        t.join(10)
+    assert answers == [None] * 8 and store.transactions == 4
+
+    # a real token is still found (and a revoked one refused at once)
+    token = auth.create_token("grafana", "agent")
+    assert client.get("/api/ops/workers", headers={"Authorization": f"Bearer {token}"}).json() == []
+    auth.revoke_token("grafana")
+    assert client.get("/api/ops/workers", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_a_slow_store_lookup_does_not_hold_up_other_requests(tmp_path, clock):
+    import asyncio
+
+    import httpx
+
+    auth = OperatorAuth(open_database(tmp_path / "calls.db"), clock=clock, hasher=fast_hasher())
+    token = auth.create_token("grafana", "agent")
+    assert auth.token(token)  # known: answered from the cache
+    store = CountedStore(auth.db)
+    store.hold = threading.Event()  # every store query now waits until the known token's request is answered
+    app = ops_app(auth)
+
+    async def main() -> list:
+        done: list = []
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+            async def unknown():
+                r = await c.get("/api/ops/workers", headers={"Authorization": "Bearer va_" + "z" * 40})
+                done.append(("unknown", r.status_code))
+
+            async def known():
+                while not store.held.is_set():  # the unknown token's lookup has reached the store
+                    await asyncio.sleep(0.01)
+                r = await c.get("/api/ops/workers", headers={"Authorization": f"Bearer {token}"})
+                done.append(("known", r.status_code))
+                store.hold.set()
+
+            # were the lookup on the event loop, it would hold the loop (10 s) and answer first
+            await asyncio.wait_for(asyncio.gather(unknown(), known()), 30)
+        return done
+
+    assert asyncio.run(main()) == [("known", 200), ("unknown", 401)]
+
+
+def test_no_store_io_while_the_cache_lock_is_held(tmp_path, clock):
+    auth = OperatorAuth(open_database(tmp_path / "calls.db"), clock=clock, hasher=fast_hasher())
+    auth.add_user("ann", "agent", PASSWORD)
+    op = auth.login("ann", PASSWORD)
+    token = auth.create_token("t", "agent")
+    locked_during_io: list[str] = []
+    real_connect = auth.db.connect
+
+    def connect():
+        if auth._lock._is_owned():  # RLock: held by this thread
+            locked_during_io.append("held")
+        return real_connect()
+
+    auth.db.connect = connect
+    clock.advance(auth.policy.touch_every_s + auth.policy.cache_s + 1)  # lookups and touches both due
+    assert auth.session(op.session_id) and auth.token(token)
+    assert auth.session("forged") is None and auth.token("va_" + "q" * 40) is None
+    auth.revoke_token("t")
+    auth.logout(op.session_id)
+    assert auth.session(op.session_id) is None
+    assert locked_during_io == []
+
+
+def test_the_login_rate_limit_counts_each_client_behind_the_proxy(auth):
+    from voiceagent.config import Config
+
+    cfg = Config()
+    from voiceagent.public import client_address
+
+    cfg.security.trust_forwarded_for = True  # behind the operator's nginx: every request comes from it
+    # as voiceagent/server.py wires it: the server's client address is whom an attempt counts against
+    app = make_app(auth, RateLimiter(rate_per_s=1 / 60, burst=3),
+                   client_key=lambda request: client_address(request, cfg.security))
+    client = TestClient(app)
+
+    def attempt(client_ip: str) -> int:
+        return client.post("/api/ops/login", json={"name": "ann", "password": "wrong password"},
+                           headers={"X-Forwarded-For": client_ip}).status_code
+
+    assert [attempt("203.0.113.5") for _ in range(4)] == [401, 401, 401, 429]
+    assert attempt("198.51.100.7") == 401  # another client: a bucket of its own
+    # whatever the client writes first in the header is not whom it counts against (the proxy appends)
+    assert attempt("1.2.3.4, 203.0.113.5") == 429

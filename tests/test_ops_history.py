@@ -4,12 +4,11 @@ and the backfill of calls stored before the history existed."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from voiceagent.campaigns.store import SCHEMA as CAMPAIGN_SCHEMA
+from voiceagent.db import open_database
 from voiceagent.ops.history import CallHistory, Ratings, call_facts
 from voiceagent.record import AgentTurn, CallerTurn, CallRecord, Outcome
 from voiceagent.store import CallStore
@@ -50,8 +49,16 @@ def store_all(db, records: list[CallRecord]) -> CallHistory:
 
 
 @pytest.fixture
-def db(tmp_path):
-    return tmp_path / "calls.db"
+def db(store_db):
+    """The store on SQLite, then on Postgres: every test here runs on both."""
+    return store_db
+
+
+def execute(db, sql: str, args: tuple = ()) -> list:
+    """One statement on the store, outside the classes under test."""
+    with open_database(db).connect() as conn:
+        cursor = conn.execute(sql, args)
+        return cursor.fetchall() if cursor.description else []
 
 
 @pytest.fixture
@@ -143,8 +150,7 @@ def test_sql_injection_in_the_filters_is_only_text(sample, db):
         assert sample.search(customer=attack)["total"] == 0
         assert sample.search(intent=attack)["total"] == 0
         assert sample.search(outcome=attack, emotion=attack, channel=attack)["total"] == 0
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 10
+    assert execute(db, "SELECT COUNT(*) FROM calls") == [(10,)]
     assert sample.search()["total"] == 10
 
 
@@ -152,12 +158,11 @@ def test_dashboard_figures_exact(sample, db):
     for call_id, stars in (("c1", 5), ("c2", 1), ("c3", 4), ("chat-abc", 3)):
         assert sample.ratings.add(call_id, stars, "sip", at=NOW.timestamp() - 600)
     sample.ratings.add("c9", 5, "sip", at=NOW.timestamp() - 10 * 86400)  # outside the window
-    with sqlite3.connect(db) as conn:  # two campaign attempts that reached a person, one converted, one machine
-        conn.executescript(CAMPAIGN_SCHEMA)
-        for person, outcome, ago in ((1, "converted", 3600), (1, "declined", 7200), (0, "machine", 7300),
-                                     (1, "converted", 86400 * 5)):
-            conn.execute("INSERT INTO campaign_attempts (campaign, contact_idx, phone, rule, started_at, person, outcome) "
-                         "VALUES ('spring', 0, '+86138', 'ok', ?, ?, ?)", (NOW.timestamp() - ago, person, outcome))
+    # two campaign attempts that reached a person, one converted, one machine
+    for person, outcome, ago in ((1, "converted", 3600), (1, "declined", 7200), (0, "machine", 7300),
+                                 (1, "converted", 86400 * 5)):
+        execute(db, "INSERT INTO campaign_attempts (campaign, contact_idx, phone, rule, started_at, person, outcome) "
+                    "VALUES ('spring', 0, '+86138', 'ok', ?, ?, ?)", (NOW.timestamp() - ago, person, outcome))
     d = sample.dashboard(hours=24, now=NOW)
     # in the window: c1..c7; c7 a machine; conversations c1..c6
     assert (d["calls"], d["machine"], d["conversations"]) == (7, 1, 6)
@@ -185,7 +190,7 @@ def test_dashboard_by_day_and_empty(sample, tmp_path):
     assert week["calls"] == 8 and sum(b["calls"] for b in week["series"]) == 8
     # c8 (3 days back, C1003) is a first contact: C1003's later error call does not make it a repeat
     assert week["fcr_rate"] == round(2 / 7, 4)
-    empty = CallHistory(tmp_path / "empty.db").dashboard(hours=24, now=NOW)
+    empty = CallHistory(tmp_path / "empty.db").dashboard(hours=24, now=NOW)  # SQLite: the empty case, once
     assert empty["calls"] == 0 and empty["resolved_rate"] is None and empty["aht_s"] is None
     assert empty["satisfaction"] == {"avg": None, "n": 0, "csat": None} and empty["campaign_conversion"] is None
     assert all(b["calls"] == 0 for b in empty["series"])
@@ -200,21 +205,23 @@ def test_ratings_bounds_and_latest_wins(db):
     assert ratings.add("c1", 2, "sip") and ratings.add("c1", 5, "webrtc")
     assert ratings.get("c1") == 5
     assert ratings.add("chat-s1", 1, "chat") and ratings.get("chat-s1") == 1
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 2
+    assert execute(db, "SELECT COUNT(*) FROM ratings") == [(2,)]
 
 
 def test_backfill_of_calls_stored_before(db):
     store = CallStore(db)
     store.save(make("old1", 30, customer="C7", handoff="angry", turns=[caller("气死了", "aftersales.complaint", "angry", 0.9)]))
     store.save(make("old2", 20, customer="C8", resolved=True, turns=[caller("查订单", "order.status")]))
-    with sqlite3.connect(db) as conn:  # a record that is not JSON does not stop the rest
-        conn.execute("INSERT INTO calls VALUES ('broken', '2025-03-10T12:00:00+00:00', 'zh', NULL, 1, 0, NULL, 0, '{oops')")
+    # a record that is not JSON does not stop the rest
+    execute(db, "INSERT INTO calls (call_id, started_at, language, customer_id, duration_s, handoff, handoff_reason, "
+                "resolved, record, worker) VALUES ('broken', '2025-03-10T12:00:00+00:00', 'zh', NULL, 1, 0, NULL, 0, "
+                "'{oops', 'w2')")
     history = CallHistory(db)
     assert ids(history.search(outcome="handoff", emotion="angry")) == ["old1"]
     assert ids(history.search(intent="order.status", outcome="resolved")) == ["old2"]
     assert history.search()["total"] == 3
     assert history.search(outcome="error")["calls"][0]["call_id"] == "broken"  # from the row's columns
+    assert execute(db, "SELECT worker FROM call_history WHERE call_id = 'broken'") == [("w2",)]
     assert history.dashboard(hours=24, now=NOW)["calls"] == 3
     assert history.backfill() == 0  # once
     store.save(make("new", 5, resolved=True, turns=[caller("hi", "product.price")]))  # saved without note_call
@@ -225,7 +232,7 @@ def test_backfill_of_calls_stored_before(db):
 
 
 def test_store_still_saves_after_the_history_exists(db):
-    """The history keeps its own table: CallStore.save's positional insert into `calls` still works."""
+    """The history keeps its own table: CallStore.save into `calls` still works."""
     CallHistory(db)
     store = CallStore(db)
     store.save(make("after", 1))
@@ -237,3 +244,14 @@ def test_text_search_sees_the_masked_transcript_only(db):
     history = store_all(db, [make("p1", 5, turns=[caller("我的手机是13812345678", "account.info")])])
     assert history.search(q="13812345678")["total"] == 0
     assert ids(history.search(q="我的手机")) == ["p1"]
+
+
+def test_each_call_says_which_worker_took_it(db):
+    """Many workers on one store: the history row keeps the worker the record names, or the store's own."""
+    tagged = make("w-a", 5, resolved=True)
+    tagged.worker = "worker-a"
+    store_all(db, [tagged])
+    CallStore(db, worker="worker-b").save(make("w-b", 4))  # no worker on the record: the store's
+    CallHistory(db)  # backfills w-b
+    assert execute(db, "SELECT call_id, worker FROM call_history ORDER BY call_id") == [("w-a", "worker-a"),
+                                                                                        ("w-b", "worker-b")]

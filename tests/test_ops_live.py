@@ -113,8 +113,10 @@ def test_an_angry_caller_who_threatens_raises_alerts_and_the_call_is_counted(app
     from prometheus_client.parser import text_string_to_metric_families
 
     text = client.get("/metrics", headers=auth).text
-    samples_by = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                  for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert all(s.labels.get("worker") == app.state.metrics.worker for s in samples)  # many workers, one Prometheus
+    samples_by = {(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "worker"))): s.value
+                  for s in samples}
     answered = [t for t in record.turns if t.role == "agent" and t.latency_ms.get("voice_to_voice") is not None]
     assert samples_by[("voiceagent_turn_latency_seconds_count", (("stage", "voice_to_voice"),))] == len(answered)
     assert record.call_id not in text  # labels are bounded: no call ids

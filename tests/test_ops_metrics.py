@@ -17,13 +17,16 @@ from voiceagent.testing.fakes import CallerScript, FakeASR, FakeDialog, FakeTTS,
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple], float]:
-    """Every sample of the exposition: (name, sorted labels) -> value, as Prometheus would read it."""
+    """Every sample of the exposition: (name, sorted labels) -> value, as Prometheus would read it. Each
+    sample carries this process's worker label (many workers, one Prometheus); it is checked, then left out."""
     body, content_type = metrics.render()
     assert content_type.startswith("text/plain")
     out = {}
     for family in text_string_to_metric_families(body.decode("utf-8")):
         for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+            labels = dict(s.labels)
+            assert labels.pop("worker", None) == metrics.worker, (s.name, s.labels)
+            out[(s.name, tuple(sorted(labels.items())))] = s.value
     return out
 
 

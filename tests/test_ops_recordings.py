@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from telephony.audio import AudioFrame, split_frames
+from voiceagent.db import open_database
 from voiceagent.ops.recordings import (BadCallId, CallRecorder, RecordingStore, choose_encoding, opus_available,
                                        recording_rate)
 
@@ -49,6 +50,28 @@ def rms(x: np.ndarray) -> float:
 @pytest.fixture
 def store(tmp_path):
     return RecordingStore(tmp_path / "rec", retention_days=90)
+
+
+@pytest.fixture(params=["files", "sqlite", "postgres"])
+def any_store(request, tmp_path):
+    """The files alone (no store), then indexed in a SQLite store, then in a real Postgres one."""
+    if request.param == "files":
+        return RecordingStore(tmp_path / "rec", retention_days=90)
+    db = str(tmp_path / "calls.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    return RecordingStore(tmp_path / "rec", retention_days=90, database=open_database(db), worker="w1")
+
+
+def index_rows(store: RecordingStore) -> list[tuple]:
+    if store.db is None:
+        return []
+    with store.db.connect() as conn:
+        return [tuple(r) for r in conn.execute("SELECT call_id, worker FROM recordings ORDER BY call_id").fetchall()]
+
+
+def record(store: RecordingStore, call_id: str, seconds: float = 0.2, rate: int = 8000):
+    recorder = store.recorder(call_id, rate=rate)
+    recorder.caller(AudioFrame(tone(rate, seconds), rate, 0.0))
+    return recorder.finish()
 
 
 @pytest.mark.parametrize("in_rate,rec_rate", [(16000, 16000), (48000, 16000), (8000, 8000), (48000, 8000),
@@ -222,17 +245,18 @@ def test_recover_leaves_a_call_being_recorded_alone(store):
     assert store.recover() == []
 
 
-def test_retention_purges_old_recordings_only(store):
+def test_retention_purges_old_recordings_only(any_store):
+    store = any_store
     for call_id in ("old", "new"):
-        recorder = store.recorder(call_id, rate=8000)
-        recorder.caller(AudioFrame(tone(8000, 0.2), 8000, 0.0))
-        recorder.finish()
+        record(store, call_id)
     old = store.path("old")
     month_ago = time.time() - 100 * 86400
     os.utime(old, (month_ago, month_ago))
     assert store.purge_expired() == 1
     assert not store.exists("old") and store.exists("new")
+    assert index_rows(store) == ([] if store.db is None else [("new", "w1")])  # the row went with the file
     assert store.purge_expired(now=time.time() + 91 * 86400) == 1 and not store.exists("new")
+    assert index_rows(store) == []
     forever = RecordingStore(store.dir, retention_days=0)
     recorder = forever.recorder("kept", rate=8000)
     recorder.caller(AudioFrame(tone(8000, 0.2), 8000, 0.0))
@@ -240,13 +264,15 @@ def test_retention_purges_old_recordings_only(store):
     assert forever.purge_expired(now=time.time() + 10_000 * 86400) == 0 and forever.exists("kept")
 
 
-def test_delete(store):
+def test_delete(any_store):
+    store = any_store
     recorder = store.recorder("gone", rate=16000)
     recorder.agent(AudioFrame(tone(16000, 0.2), 16000, 0.0))
     recorder.finish()
     assert store.exists("gone")
+    assert index_rows(store) == ([] if store.db is None else [("gone", "w1")])
     assert store.delete("gone") is True
-    assert not store.exists("gone") and store.path("gone") is None
+    assert not store.exists("gone") and store.path("gone") is None and index_rows(store) == []
     assert store.delete("gone") is False
     with pytest.raises(FileNotFoundError):
         store.wav_bytes("gone")
@@ -306,3 +332,45 @@ def test_finish_later_encodes_on_the_stores_thread(store):
     recorder = store.recorder("later", rate=8000)
     recorder.caller(AudioFrame(tone(8000, 0.5), 8000, 0.0))
     assert store.finish_later(recorder).result(timeout=60) == store.path("later")
+
+
+def test_a_finished_recording_is_indexed_with_what_it_is(any_store):
+    if any_store.db is None:
+        assert record(any_store, "c1", seconds=1.0) is not None and any_store.indexed("c1") is None
+        return
+    path = record(any_store, "c1", seconds=1.0)
+    row = any_store.indexed("c1")
+    assert row["worker"] == "w1" and row["path"] == str(path.resolve())
+    assert row["format"] == ("opus" if path.suffix == ".ogg" else "flac") and row["bytes"] == path.stat().st_size
+    assert 0.9 <= row["duration_s"] <= 1.2 and abs(row["created_at"] - time.time()) < 600
+    assert record(any_store, "c1", seconds=2.0) == path  # recorded again: the row follows
+    assert 1.9 <= any_store.indexed("c1")["duration_s"] <= 2.2 and index_rows(any_store) == [("c1", "w1")]
+
+
+def test_another_worker_finds_and_deletes_a_recording_on_the_shared_volume(store_db, tmp_path):
+    """Two workers with folders of their own on one store: a recording made by the first is found by the
+    second through the index (its path is on a volume both mount), and deleting it there removes both
+    the file and the row."""
+    database = open_database(store_db)
+    first = RecordingStore(tmp_path / "shared" / "w1", database=database, worker="w1")
+    second = RecordingStore(tmp_path / "shared" / "w2", database=database, worker="w2")
+    path = record(first, "c7")
+    assert second.path("c7") == path.resolve() and second.exists("c7")
+    assert len(second.wav_bytes("c7")) > 44
+    assert not second.exists("c8")
+    assert second.delete("c7") is True
+    assert not path.exists() and not first.exists("c7") and index_rows(first) == []
+    assert second.delete("c7") is False
+
+
+def test_a_recovered_recording_is_indexed(store_db, tmp_path):
+    rate = 8000
+    directory = tmp_path / "rec"
+    recorder = CallRecorder("killed", rate, directory, spill_s=1.0, hold_s=0.2)
+    for frame in frames_at(tone(rate, 3.0), rate, 0.0):
+        recorder.caller(frame)
+    recorder._writer.shutdown(wait=True)  # then the process dies
+    del recorder
+    store = RecordingStore(directory, database=open_database(store_db), worker="w1")
+    assert store.recover() == ["killed"]
+    assert index_rows(store) == [("killed", "w1")] and store.indexed("killed")["duration_s"] > 2.0

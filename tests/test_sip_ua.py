@@ -226,14 +226,16 @@ def test_the_200_is_resent_until_the_ack_comes(run):
     run(scenario())
 
 
-def test_busy_here_at_capacity_and_cancel_before_answer(run):
+def test_service_unavailable_with_retry_after_at_capacity_and_cancel_before_answer(run):
     async def scenario():
         ua, handler = await agent(max_calls=1)
         a, b = RawPeer(ua.port), RawPeer(ua.port)
         try:
             await call_up(a, handler.calls)
             b.send(b.request("INVITE", body=SDP.format(port=b.rtp_port, direction="sendrecv")))
-            await b.expect(486)
+            # 503, not 486 Busy Here: a dispatcher in front of many workers tries the next one on 503
+            full = await b.expect(503)
+            assert int(full.headers.get("Retry-After")) > 0
             assert ua.stats["busy"] == 1
         finally:
             handler.release.set()

@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--load", action="store_true", help="with check: also load every model and time it")
     m.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
 
+    b = sub.add_parser("db", help="the store's schema: bring it to the newest revision, or say which it is at")
+    b.add_argument("action", choices=("upgrade", "current"))
+    b.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+
     from .ops import users_cli  # `users ...`, `tokens ...`
 
     users_cli.add_parsers(sub, _Parser)
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.load(getattr(args, "sub_config", None) or args.config)
         handler = {"serve": cmd_serve, "call": cmd_call, "dial": cmd_dial, "transcribe": cmd_transcribe,
                    "understand": cmd_understand, "models": cmd_models, "campaign": cmd_campaign,
-                   "dnc": cmd_dnc, "users": cmd_users, "tokens": cmd_tokens}[args.command]
+                   "dnc": cmd_dnc, "users": cmd_users, "tokens": cmd_tokens, "db": cmd_db}[args.command]
         return handler(args, config) or 0
     except (BadInput, ConfigError) as exc:
         sys.stderr.write(f"voiceagent: {exc}\n")
@@ -168,7 +172,7 @@ def cmd_call(args, config) -> int:
         leg.transfer_status = args.transfer
     options = SessionOptions(language=args.lang, customer_id=args.customer,
                              greeting=args.greeting)
-    store = CallStore(config.store.db)
+    store = CallStore(config.store.db, worker=config.cluster.worker)
     record = asyncio.run(run_call(runtime, leg, options, Channel("file"), store))
     track = resample(leg.agent_track(), audio.sample_rate, audio.source_rate)
     write_wav(out / "agent.wav", track, audio.source_rate)
@@ -285,6 +289,23 @@ def cmd_serve(args, config) -> int:
     return 0
 
 
+def cmd_db(args, config) -> int:
+    """`db upgrade` migrates [store] db to the head revision (what `serve` does at start, under the same lock);
+    `db current` prints where it is, without changing it."""
+    from . import db
+
+    dialect, target = db.resolve(config.store.db)
+    if args.action == "current":
+        database = db.Database(dialect, target)
+        revision = db.current_revision(database)
+        database.close()
+    else:
+        database = db.open_database(config.store.db)
+        revision = db.current_revision(database)
+    print(json.dumps({"store": database.url, "revision": revision, "head": db.SCHEMA_HEAD}))
+    return 0
+
+
 def cmd_dial(args, config) -> int:
     from telephony.sip.address import AddressError, SipUri
 
@@ -303,7 +324,7 @@ def cmd_dial(args, config) -> int:
     runtime = Runtime.load(config)
 
     async def run() -> dict:
-        phone = PhoneService(config, runtime, CallStore(config.store.db), host=args.sip[0], port=args.sip[1])
+        phone = PhoneService(config, runtime, CallStore(config.store.db, worker=config.cluster.worker), host=args.sip[0], port=args.sip[1])
         await phone.start()
         try:
             record = await phone.dial(args.target, SessionOptions(language=args.lang, customer_id=args.customer,

@@ -185,7 +185,7 @@ class SipConfig:
 
     user: str = "agent"  # the user part of our Contact and From
     transports: list[str] = field(default_factory=lambda: ["udp", "tcp"])
-    max_calls: int = 4  # simultaneous calls; beyond, 486 Busy Here (4 hold their latency on 2 cores)
+    max_calls: int = 4  # simultaneous calls; beyond, 503 with Retry-After (4 hold their latency on 2 cores)
     rtp_host: str = ""  # the address RTP binds to and SDP announces; empty: the SIP host
     rtp_port_min: int = 10000
     rtp_port_max: int = 20000
@@ -204,9 +204,12 @@ class SipConfig:
     register_expires_s: int = 300
     outbound_proxy: str = ""  # sip:host:port every outbound request goes through (e.g. Kamailio)
     # flood limits: an answered INVITE not ACKed by then is hung up and its slot freed; answered,
-    # not yet ACKed INVITEs from one address at once (more get 486)
+    # not yet ACKed INVITEs from one address at once (more get 503)
     ack_timeout_s: float = 5.0
     max_unacked_per_source: int = 2
+    # proxies in front of this worker (a Kamailio dispatcher), as addresses or networks: all calls come
+    # from their address, so the cap above counts the address each INVITE reached the proxy from instead
+    trusted_proxies: list[str] = field(default_factory=list)
     # SIP over TCP: inbound connections in all and per address (beyond: the idlest one is closed,
     # or the new one refused when all carry calls); no complete message this long after opening, or
     # since the last one, closes a connection that carries no call
@@ -352,7 +355,26 @@ class RecordingsConfig:
 
 @dataclass
 class StoreConfig:
-    db: str = ""  # empty: var/calls.db
+    # empty: var/calls.db (SQLite); a path or sqlite:///path: that SQLite file; postgresql://user@host/db:
+    # a Postgres server shared by every worker (voiceagent/db.py). Anything else is refused at start.
+    db: str = ""
+    pool_size: int = 4  # Postgres connections each worker holds open at most
+
+
+@dataclass
+class ClusterConfig:
+    """One worker among many (voiceagent/cluster.py): its name in metrics, the store and the console."""
+
+    worker: str = ""  # empty: $VOICEAGENT_WORKER, else the host's name and the process id
+    # where the other workers reach this one's HTTP side (a listen-in asked of another worker is sent on
+    # here); empty: $VOICEAGENT_HTTP_URL, else `serve --http` (a wildcard address: this host's name)
+    http_url: str = ""
+    # Live calls and alerts of the other workers reach this worker's console over Postgres LISTEN/NOTIFY
+    # (only with a postgresql:// store; one SQLite process has no other workers).
+    share_events: bool = True
+    # SIGTERM: take no new calls (SIP and OPTIONS 503, AudioSocket refused) and let the calls in progress
+    # finish for up to this long before the rest are hung up; 0: hang up at once (one box: a stop is a stop)
+    drain_s: float = 0.0
 
 
 @dataclass
@@ -367,6 +389,7 @@ class Config:
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)

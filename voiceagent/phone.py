@@ -48,6 +48,7 @@ class PhoneService:
                             outbound_proxy=sip.outbound_proxy or None, rtp_timeout_s=sip.rtp_timeout_s,
                             codecs=tuple(sip.codecs), ack_timeout_s=sip.ack_timeout_s,
                             max_unacked_per_source=sip.max_unacked_per_source,
+                            trusted_proxies=tuple(sip.trusted_proxies),
                             tcp_limits=TcpLimits(sip.tcp_max_connections, sip.tcp_max_per_source,
                                                  sip.tcp_first_message_s, sip.tcp_idle_s))
         self.registrar: Registrar | None = None

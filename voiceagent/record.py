@@ -79,6 +79,7 @@ class CallRecord:
     # supervisors who took the call over: operator, from_s, to_s (None: held to the end)
     supervision: list[dict] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
+    worker: str = ""  # the `voiceagent serve` process that took the call ([cluster] worker), set when stored
     channel: dict = field(default_factory=dict)  # the transport's side: SIP peer (masked), codec, RTP counters, transfers
     # What the real-time engine saw: frames in, dropped (late/duplicate), silence filled for gaps,
     # playout underruns, barge-ins, backchannels let through, stage failures.

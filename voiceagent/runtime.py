@@ -127,9 +127,18 @@ class Runtime:
             self.dialog.llm = self.llm
 
     def _load_shop(self) -> None:
+        from .db import resolve
         from .shop import open_shop
 
-        self.shop = open_shop(self.config.dialog.shop_db)
+        tickets = None
+        if resolve(self.config.store.db)[0] == "postgresql":
+            # Many workers: the call center's tickets go to the shared store, so that a ticket logged on
+            # one worker is found (and not logged twice) on the next call, whichever worker takes it.
+            # One process on SQLite keeps them in the shop's file, as before.
+            from .shop.tickets import TicketBook
+
+            tickets = TicketBook(self.config.store.db, self.config.cluster.worker, today=lambda: self.shop.today)
+        self.shop = open_shop(self.config.dialog.shop_db, tickets=tickets)
 
     def _load_nlu(self) -> None:
         from .dialog.nlu import NLU

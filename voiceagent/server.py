@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -74,6 +75,10 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
 
         resuming = asyncio.create_task(resume_running(app))  # campaigns a restart interrupted go on
         upkeep = asyncio.create_task(_operator_upkeep(app))  # alerts to the consoles, recordings past retention
+        # -- cluster (ops/cluster_bus.py): this worker's heartbeat; its consoles' events shared with the others
+        from .ops.cluster_bus import start_cluster
+
+        app.state.cluster = await start_cluster(app, sip)
         if config.webrtc.enabled:
             from .browser import BrowserService
 
@@ -87,12 +92,15 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
             app.state.chat_pool.shutdown()
             if app.state.campaigns is not None:
                 await app.state.campaigns.close()  # no new dials; calls in progress finish
+            if config.cluster.drain_s > 0:
+                await _drain(app, phone, config.cluster.drain_s)
             if app.state.browser is not None:
                 await app.state.browser.close()
             if phone is not None:
                 await phone.stop()  # calls in progress end with BYE
             if app.state.pbx is not None:
                 await app.state.pbx.stop()  # AudioSocket calls end with a hangup message
+            await app.state.cluster.stop()  # cluster: after the last call's end was shared
             if loading_here and app.state.warming_runtime is not None:
                 # before the interpreter finalises: see Runtime.stop_prewarm (a SIGTERM mid-prewarm
                 # ended in std::terminate, exit -6)
@@ -110,10 +118,19 @@ def create_app(config: Config, runtime=None, sip: tuple[str, int] | None = None,
     app.state.browser = None  # browser calls (WebRTC), when enabled
     app.state.pbx = None  # Asterisk (AudioSocket + AMI), when serving it
     app.state.campaigns = None  # outbound campaigns (the operator API starts them)
+    app.state.cluster = None  # cluster: heartbeat and console bus (ops/cluster_bus.py), while serving
+    app.state.http_url = ""  # cluster: where the other workers reach this one's HTTP side (serve sets it)
     app.state.config = config
+    from .cluster import worker_name
+    from .db import open_database
     from .store import CallStore
 
-    store = CallStore(config.store.db)
+    # One pool per worker, shared by every store below ([store] db: SQLite file or Postgres URL); a URL
+    # the store cannot open stops the start here with its reason.
+    app.state.database = open_database(config.store.db, config.store.pool_size)
+    app.state.worker = worker_name(config.cluster.worker)
+    store = CallStore(app.state.database, worker=app.state.worker)
+    store.replay_spooled()  # records a previous run could not store (the store was unreachable then)
     app.state.store = store
     app.state.load_error = None
     app.state.warming = "models"  # then "speech"; /healthz says ok once calls are answered at full speed
@@ -220,21 +237,44 @@ def _operator_side(app: FastAPI, config: Config, store) -> None:
     from .ops.recordings import RecordingStore
 
     ops = config.ops
-    app.state.auth = OperatorAuth(config.store.db, AuthPolicy(
+    app.state.auth = OperatorAuth(app.state.database, AuthPolicy(
         max_failures=ops.max_failed_logins, lockout_s=ops.lockout_min * 60, session_idle_s=ops.session_idle_h * 3600,
         session_max_s=ops.session_max_h * 3600))
-    app.state.metrics = Metrics()
-    app.state.alerts = Alerts(config.store.db, config.alerts)
+    app.state.metrics = Metrics(worker=config.cluster.worker)  # every series labelled with the worker
+    app.state.alerts = Alerts(app.state.database, config.alerts)
     app.state.metrics.watch_alerts(app.state.alerts.open_counts)
-    app.state.recordings = RecordingStore.from_config(config.recordings) if config.recordings.enabled else None
-    app.state.history = CallHistory(config.store.db, has_recording=app.state.recordings.exists
+    app.state.recordings = (RecordingStore.from_config(config.recordings, app.state.database, app.state.worker)
+                            if config.recordings.enabled else None)
+    app.state.history = CallHistory(app.state.database, has_recording=app.state.recordings.exists
                                     if app.state.recordings is not None else None)
     app.state.ratings = app.state.history.ratings  # the widget's stars and the phone's "press 1 to 5"
     app.state.hub = live.OperatorHub(config, lambda: app.state.runtime, metrics=app.state.metrics,
                                      alerts=app.state.alerts, recordings=app.state.recordings,
                                      history=app.state.history)
-    app.include_router(login_routes(app.state.auth))
+    from .public import client_address
+
+    app.include_router(login_routes(app.state.auth,
+                                    client_key=lambda request: client_address(request, config.security)))
     app.include_router(ops_router(app))
+
+
+async def _drain(app: FastAPI, phone, drain_s: float) -> None:
+    """A worker told to stop (a rolling restart, a scale-down) takes no new call and lets the calls in
+    progress finish, up to `drain_s`, before the rest are hung up: SIP INVITEs and OPTIONS get 503 (the
+    dispatcher sends calls to the other workers), AudioSocket connections are refused; HTTP has already
+    stopped taking requests (uvicorn)."""
+    if phone is not None:
+        phone.ua.accepting = False
+    if app.state.pbx is not None:
+        app.state.pbx.server.accepting = False
+    hub = app.state.hub
+    deadline = time.monotonic() + drain_s
+    if hub.calls:
+        log.info("draining: %d call(s) in progress, waiting up to %.0f s for them to end", len(hub.calls), drain_s)
+    while hub.calls and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    if hub.calls:
+        log.warning("draining: %d call(s) still in progress after %.0f s: hung up", len(hub.calls), drain_s)
 
 
 def _listeners_accepting(app: FastAPI) -> bool:
@@ -285,6 +325,9 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = 8080, sip: tuple[
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stop_signals.append(signum))
     # No per-request access log: at thousands of requests a second it costs more than the answers.
-    uvicorn.run(create_app(config, sip=sip, http_host=host, audiosocket=audiosocket), host=host, port=port, log_level="info", access_log=False,
-                timeout_graceful_shutdown=10)
+    from .ops.cluster_bus import advertised_http_url
+
+    app = create_app(config, sip=sip, http_host=host, audiosocket=audiosocket)
+    app.state.http_url = advertised_http_url(config, host, port)  # cluster: the other workers send requests here
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=10)
     log.info("stopped (%s)", ", ".join(signal.Signals(s).name for s in stop_signals) or "server exited")

@@ -1,80 +1,118 @@
-"""Where calls are kept: SQLite by default, one row per finished call with its masked record, and
-the handoff summaries, stored the moment a transfer starts so that the human's desk can read them
-while the call rings."""
+"""Where calls are kept: one row per finished call with its masked record, and the handoff summaries,
+stored the moment a transfer starts so that the human's desk can read them while the call rings.
+
+SQLite by default (var/calls.db); a Postgres URL in [store] db puts every worker's calls in one place
+(voiceagent/db.py). Each row says which worker took the call."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+import logging
+import re
+import time
 from pathlib import Path
 
 from . import paths
+from .cluster import worker_name
+from .db import Database, open_database, transient_errors
 from .record import CallRecord
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    call_id TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    language TEXT,
-    customer_id TEXT,
-    duration_s REAL,
-    handoff INTEGER NOT NULL,
-    handoff_reason TEXT,
-    resolved INTEGER NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
-CREATE TABLE IF NOT EXISTS handoffs (
-    call_id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    reason TEXT,
-    target TEXT,
-    summary TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS handoffs_created ON handoffs(created_at);
-"""
+log = logging.getLogger(__name__)
+RETRY_WAITS_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # ~15 s: a Postgres restart or a managed failover's switch
+
+
+def SPOOL_DIR() -> Path:  # noqa: N802 - a place, read each time (VOICEAGENT_VAR may change in tests)
+    return paths.var_dir() / "unsaved-calls"
+
+
+def _safe_name(call_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", call_id)[:100] or "call"
+
+_CALL_COLUMNS = "call_id, started_at, language, customer_id, duration_s, handoff, handoff_reason, resolved, record, worker"
+_UPSERT_CALL = (f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (call_id) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLUMNS.split(", ")[1:]))
+_UPSERT_HANDOFF = ("INSERT INTO handoffs (call_id, created_at, reason, target, summary) VALUES (?,?,?,?,?) "
+                   "ON CONFLICT (call_id) DO UPDATE SET created_at = excluded.created_at, reason = excluded.reason, "
+                   "target = excluded.target, summary = excluded.summary")
+
+
+def store_database(db: str | Path | Database = "", pool_size: int = 4) -> Database:
+    """The store's database from [store] db (or one already open)."""
+    return db if isinstance(db, Database) else open_database(db, pool_size)
 
 
 def db_file(db_path: str | Path = "") -> Path:
-    """The store's SQLite file ([store] db; empty: var/calls.db), its folder made."""
-    path = Path(db_path) if db_path else paths.var_dir() / "calls.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def connect(path: Path, timeout: float = 10.0) -> sqlite3.Connection:
-    """A connection in WAL mode: readers never wait for the one writer (calls, campaigns)."""
-    conn = sqlite3.connect(path, timeout=timeout)
-    conn.execute("PRAGMA journal_mode=WAL")
-    return conn
+    """The SQLite file of a SQLite store (for tools that read the file itself)."""
+    database = store_database(db_path)
+    if database.path is None:
+        raise ValueError(f"{database.url} is not a SQLite file")
+    return database.path
 
 
 class CallStore:
-    def __init__(self, db_path: str | Path = ""):
-        self.path = db_file(db_path)
-        self._lock = threading.Lock()
-        with self._connect() as conn:
-            conn.executescript(SCHEMA)
+    def __init__(self, db: str | Path | Database = "", worker: str = ""):
+        self.db = store_database(db)
+        self.worker = worker_name(worker)
 
-    def _connect(self) -> sqlite3.Connection:
-        return connect(self.path)
+    @property
+    def path(self) -> Path | None:
+        return self.db.path
 
     def save(self, record: CallRecord) -> None:
+        """Store a finished call. A store that is briefly unreachable (Postgres restarting or failing over,
+        SQLite locked) is retried for about 15 s; after that the record is spooled to var/unsaved-calls/ and
+        stored by the next `replay_spooled()` (every start of `serve`): a call's record is never dropped."""
+        if not record.worker:
+            record.worker = self.worker
         data = record.masked()
-        with self._lock, self._connect() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
-                (record.call_id, record.started_at, record.language, record.customer_id, record.duration_s,
-                 int(record.outcome.handoff), record.outcome.handoff_reason, int(record.outcome.resolved),
-                 json.dumps(data, ensure_ascii=False)),
-            )
-            if record.handoff:
-                _insert_handoff(conn, dict(data["handoff"], call_id=record.call_id))
+        for wait in (*RETRY_WAITS_S, None):
+            try:
+                self._write(data)
+                return
+            except transient_errors() as exc:
+                if wait is None:
+                    path = self._spool(data)
+                    log.error("call %s: the store is unreachable (%s); the record is kept in %s until it is back",
+                              record.call_id, exc, path)
+                    raise
+                time.sleep(wait)
+
+    def _write(self, data: dict) -> None:
+        outcome = data["outcome"]
+        with self.db.connect() as conn:
+            conn.execute(_UPSERT_CALL, (
+                data["call_id"], data["started_at"], data["language"], data.get("customer_id"), data.get("duration_s"),
+                int(bool(outcome.get("handoff"))), outcome.get("handoff_reason"), int(bool(outcome.get("resolved"))),
+                json.dumps(data, ensure_ascii=False), data.get("worker") or self.worker))
+            if data.get("handoff"):
+                _insert_handoff(conn, dict(data["handoff"], call_id=data["call_id"]))
+
+    def _spool(self, data: dict) -> Path:
+        SPOOL_DIR().mkdir(parents=True, exist_ok=True)
+        path = SPOOL_DIR() / f"{_safe_name(data['call_id'])}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(path)  # whole or absent, even if the process dies here
+        return path
+
+    def replay_spooled(self) -> int:
+        """Store the records spooled while the store was unreachable; the number stored."""
+        stored = 0
+        for path in sorted(SPOOL_DIR().glob("*.json")) if SPOOL_DIR().exists() else ():
+            try:
+                self._write(json.loads(path.read_text(encoding="utf-8")))
+            except (ValueError, KeyError) as exc:
+                log.error("spooled record %s cannot be read (%s): left in place", path, exc)
+                continue
+            path.unlink()
+            stored += 1
+        if stored:
+            log.info("stored %d call record(s) spooled while the store was unreachable", stored)
+        return stored
 
     def _documents(self, sql: str, args: tuple) -> list[dict]:
         """The JSON documents (records, summaries) a query selects."""
-        with self._connect() as conn:
+        with self.db.connect() as conn:
             return [json.loads(row[0]) for row in conn.execute(sql, args).fetchall()]
 
     def get(self, call_id: str) -> dict | None:
@@ -84,9 +122,13 @@ class CallStore:
     def recent(self, limit: int = 20) -> list[dict]:
         return self._documents("SELECT record FROM calls ORDER BY started_at DESC LIMIT ?", (limit,))
 
+    def count(self) -> int:
+        with self.db.connect() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
     def save_handoff(self, summary: dict) -> None:
         """A handoff summary (dialog/handoff.py; already masked), keyed by its call."""
-        with self._lock, self._connect() as conn:
+        with self.db.connect() as conn:
             _insert_handoff(conn, summary)
 
     def handoff(self, call_id: str) -> dict | None:
@@ -96,7 +138,7 @@ class CallStore:
     def recent_handoffs(self, limit: int = 20) -> list[dict]:
         return self._documents("SELECT summary FROM handoffs ORDER BY created_at DESC LIMIT ?", (limit,))
 
-def _insert_handoff(conn: sqlite3.Connection, summary: dict) -> None:
-    conn.execute("INSERT OR REPLACE INTO handoffs VALUES (?,?,?,?,?)",
-                 (summary["call_id"], summary.get("created_at", ""), summary.get("reason"), summary.get("target"),
-                  json.dumps(summary, ensure_ascii=False)))
+
+def _insert_handoff(conn, summary: dict) -> None:
+    conn.execute(_UPSERT_HANDOFF, (summary["call_id"], summary.get("created_at", ""), summary.get("reason"),
+                                   summary.get("target"), json.dumps(summary, ensure_ascii=False)))

@@ -1,18 +1,20 @@
 """The SIP user agent: answers and places calls, registers, transfers. The transaction user of
 endpoint.py, and the owner of every SipCall.
 
-Inbound: INVITE -> 100 Trying -> (486 Busy Here at capacity, 503 while not taking calls, 488 for an
-SDP it cannot answer) -> 200 with the SDP answer -> ACK -> the `on_call` handler runs the call.
+Inbound: INVITE -> 100 Trying -> (503 Service Unavailable with Retry-After at capacity or while not
+taking calls, so that a dispatcher in front of many workers tries the next one; 488 for an SDP it cannot
+answer) -> 200 with the SDP answer -> ACK -> the `on_call` handler runs the call.
 Outbound (`invite`): INVITE with our offer, digest authentication when challenged, CANCEL after the
 ring timeout; the final status becomes an outcome: answered, busy, no_answer, rejected, failed.
-Out of dialog: OPTIONS is answered (keepalive pings from proxies and trunks), other methods get 405
-or 501, requests for a dialog we do not have get 481.
+Out of dialog: OPTIONS is answered (keepalive pings from proxies and trunks; 503 while not taking
+calls, so that a dispatcher's health probe sends calls elsewhere), other methods get 405 or 501, requests for a dialog we do not have get 481.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -35,6 +37,12 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER"
 ABANDONED_INVITE = "sip-abandoned-invite"  # the task that watches an outbound INVITE given up on
 KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "PUBLISH", "MESSAGE", "PRACK", "UPDATE"}  # understood, not served
 SHUTDOWN_BYE_WAIT_S = 2.0  # how long closing waits for the answers to its BYEs
+# Retry-After (s) of the 503 at capacity: soon, calls end all the time. A dispatcher (Kamailio) takes the
+# 503 as "try the next worker"; a caller without one may retry after it.
+FULL_RETRY_AFTER_S = 2
+# The caller's address as a trusted proxy saw it, written by that proxy (docker/kamailio/kamailio.cfg,
+# which removes any copy a caller sent): the key of the per-caller cap of unACKed INVITEs.
+SOURCE_HEADER = "X-Voiceagent-Source"
 
 
 @dataclass
@@ -58,10 +66,13 @@ class UserAgent:
                  transfer_allow: tuple[str, ...] = (), credentials: Credentials | None = None,
                  outbound_proxy: str | None = None, rtp_timeout_s: float = 30.0, codecs: tuple[str, ...] = ("PCMU", "PCMA"),
                  ack_timeout_s: float = ACK_TIMEOUT_S, max_unacked_per_source: int = 2,
-                 tcp_limits: TcpLimits | None = None):
+                 tcp_limits: TcpLimits | None = None, trusted_proxies: tuple[str, ...] = ()):
         """`ack_timeout_s`: an answered inbound call whose ACK has not come by then is hung up, its
         slot freed; `max_unacked_per_source`: answered, not yet ACKed inbound calls from one IP
-        address at once (more get 486), so that one sender cannot hold every slot that way."""
+        address at once (more get 503), so that one sender cannot hold every slot that way.
+        `trusted_proxies`: addresses or networks ("10.0.0.5", "10.0.0.0/24") of proxies in front of
+        us (a Kamailio dispatcher): every call comes from their one address, so for INVITEs from them
+        the cap counts the caller's address the proxy wrote in its X-Voiceagent-Source header instead."""
         self.endpoint = SipEndpoint(self, host, port, transports, user, tcp_limits=tcp_limits)
         self.user = user
         self.max_calls = max_calls
@@ -75,6 +86,7 @@ class UserAgent:
         self.codecs = codecs
         self.ack_timeout_s = ack_timeout_s
         self.max_unacked_per_source = max_unacked_per_source
+        self.trusted_proxies = parse_networks(trusted_proxies, "[sip] trusted_proxies")
         self.accepting = True
         self.calls: dict[tuple[str, str], SipCall] = {}  # (Call-ID, our tag)
         self._opening = 0  # INVITEs taken, their calls not in `calls` yet (the media port is being opened)
@@ -164,7 +176,12 @@ class UserAgent:
         if method == "INVITE":
             self._on_invite(request, txn, transport, source)
         elif method == "OPTIONS":
-            self.endpoint.respond(txn, make_response(request, 200, headers=self.capabilities()))
+            if not self.accepting:
+                # a dispatcher's health probe: loading the models or shutting down, send calls elsewhere
+                self.endpoint.respond(txn, make_response(request, 503, "Service Unavailable",
+                                                         headers=[("Retry-After", "5"), *self.capabilities()]))
+            else:
+                self.endpoint.respond(txn, make_response(request, 200, headers=self.capabilities()))
         elif method in ("BYE", "INFO", "NOTIFY", "REFER"):
             self.endpoint.respond(txn, make_response(request, 481, "Call/Transaction Does Not Exist"))
         elif method in KNOWN_METHODS:
@@ -198,16 +215,19 @@ class UserAgent:
         if self._is_retransmission(request):
             return  # an INVITE we answered already (our 200 crossed it): the 200 is being resent anyway
         if len(self.calls) + self._opening >= self.max_calls:
+            # 503, not 486: the caller is not busy, this worker is full; a proxy in front tries another
             self.stats["busy"] += 1
-            self.endpoint.respond(txn, make_response(request, 486, "Busy Here"))
+            self.endpoint.respond(txn, make_response(request, 503, "Service Unavailable",
+                                                     headers=[("Retry-After", str(FULL_RETRY_AFTER_S))]))
             return
-        host = source[0]
+        host = self._unacked_key(request, source)
         if self._unacked.get(host, 0) >= self.max_unacked_per_source:
             self.stats["busy"] += 1
             self.stats["unacked_refused"] += 1
             log.warning("sip: INVITE from %s refused: %d answered calls of its still unacknowledged", host,
                         self._unacked[host])
-            self.endpoint.respond(txn, make_response(request, 486, "Busy Here"))
+            self.endpoint.respond(txn, make_response(request, 503, "Service Unavailable",
+                                                     headers=[("Retry-After", str(FULL_RETRY_AFTER_S))]))
             return
         if request.body and (request.content_type or "application/sdp") != "application/sdp":
             self.endpoint.respond(txn, make_response(request, 415, headers=[("Accept", "application/sdp")]))
@@ -223,7 +243,31 @@ class UserAgent:
         # counted from now, not once the call exists: INVITEs arriving together all meet the limits
         self._opening += 1
         self._unacked[host] = self._unacked.get(host, 0) + 1
-        self.spawn(self._answer(request, txn, transport, source))
+        self.spawn(self._answer(request, txn, transport, source, host))
+
+    def _unacked_key(self, request: SipRequest, source) -> str:
+        """Whose INVITE this is, for the per-caller cap: the sending address, or for an INVITE relayed
+        by a trusted proxy the caller's address that proxy wrote in X-Voiceagent-Source. Nothing a
+        caller writes is believed: the header only from a trusted proxy (which drops a caller's copy),
+        and never a Via's `received` (Kamailio keeps a caller's own when the Via names its real
+        address, so a made-up one per INVITE would dodge the cap)."""
+        host = source[0]
+        if not self.trusted_proxies or not _in_networks(host, self.trusted_proxies):
+            return host
+        values = request.headers.get_all(SOURCE_HEADER)
+        if len(values) != 1:
+            # none: the proxy's own INVITE; several: a proxy that does not drop callers' copies.
+            # Either way counted as the proxy's, the strict side.
+            if values:
+                log.warning("sip: INVITE from proxy %s with %d %s headers: counted as the proxy's", host,
+                            len(values), SOURCE_HEADER)
+            return host
+        try:
+            return str(ipaddress.ip_address(values[0].strip()))
+        except ValueError:
+            log.warning("sip: INVITE from proxy %s with %s %r, not an address: counted as the proxy's", host,
+                        SOURCE_HEADER, values[0][:60])
+            return host
 
     def _release_unacked(self, host: str) -> None:
         """An INVITE taken from `host` was ACKed, or its call is over."""
@@ -241,7 +285,8 @@ class UserAgent:
                    and call.dialog is not None and call.dialog.remote_tag == from_tag
                    and call.invite.cseq == request.cseq for call in self.calls.values())
 
-    async def _answer(self, request: SipRequest, txn: ServerTransaction, transport: str, source) -> None:
+    async def _answer(self, request: SipRequest, txn: ServerTransaction, transport: str, source,
+                      unacked_key: str) -> None:
         opening = True
         try:
             tag = new_tag()
@@ -268,7 +313,7 @@ class UserAgent:
         finally:
             if opening:
                 self._opening -= 1
-            self._release_unacked(source[0])
+            self._release_unacked(unacked_key)
         if answered:
             self.spawn(call.watch_media())
             try:
@@ -424,3 +469,24 @@ def _cancel_for(request: SipRequest) -> SipRequest:
         cancel.headers.add(name, request.headers.get(name))
     cancel.headers.add("CSeq", f"{request.cseq[0]} CANCEL")
     return cancel
+
+
+def parse_networks(entries, what: str) -> tuple:
+    """IP addresses or networks ("10.0.0.5", "10.0.0.0/24", "::1") from a config list."""
+    if isinstance(entries, str):
+        raise ValueError(f"{what} must be a list of addresses, not the string {entries!r}")
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{what}: {entry!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+    return tuple(networks)
+
+
+def _in_networks(host: str, networks: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

@@ -36,7 +36,7 @@ def router(app) -> APIRouter:
     api = APIRouter(prefix="/api/ops/campaigns")
     config = app.state.config
 
-    def allowed(request: Request) -> bool:
+    async def allowed(request: Request) -> bool:
         header = request.headers.get("authorization", "")
         wanted = config.campaigns.ops_token_sha256
         if wanted and header.startswith("Bearer "):
@@ -45,23 +45,25 @@ def router(app) -> APIRouter:
                 return True
         role = "agent" if request.method == "GET" else "supervisor"
         try:
-            app.state.auth.require(request, role)
+            await app.state.auth.require_async(request, role)  # the store asked off the event loop
         except HTTPException:
             return False
         return True
 
-    def service() -> CampaignService | None:
+    async def service() -> CampaignService | None:
         if getattr(app.state, "campaigns", None) is None:
             if app.state.runtime is None:
                 return None
-            app.state.campaigns = CampaignService(config, app.state.runtime, campaign_store(config),
-                                                  phone=app.state.phone, asterisk=app.state.pbx)
+            store = await asyncio.to_thread(campaign_store, config)  # may open the database: off the loop
+            if getattr(app.state, "campaigns", None) is None:  # (another request may have made it meanwhile)
+                app.state.campaigns = CampaignService(config, app.state.runtime, store,
+                                                      phone=app.state.phone, asterisk=app.state.pbx)
         return app.state.campaigns
 
     async def guarded(request: Request):
-        if not allowed(request):
+        if not await allowed(request):
             return None, _error(401, "operator authentication required")
-        svc = service()
+        svc = await service()
         if svc is None:
             return None, JSONResponse({"error": "loading models"}, status_code=503, headers={"Retry-After": "5"})
         return svc, None
@@ -91,7 +93,8 @@ def router(app) -> APIRouter:
             svc.start(campaign)
         except BadInput as exc:
             return _error(400, str(exc))
-        return JSONResponse({"name": campaign.name, "state": svc.store.state(campaign.name), "added": added,
+        state = await asyncio.to_thread(svc.store.state, campaign.name)
+        return JSONResponse({"name": campaign.name, "state": state, "added": added,
                              "rows_left_out": problems}, status_code=201)
 
     @api.get("")
@@ -122,7 +125,7 @@ def router(app) -> APIRouter:
         if action not in ("pause", "resume", "stop"):
             return _error(404, f"unknown action {action!r} (pause, resume, stop)")
         try:
-            state = svc.control(name, action)
+            state = await svc.control(name, action)
         except KeyError:
             return _error(404, f"no campaign named {name!r}")
         return {"name": name, "state": state}
@@ -131,21 +134,22 @@ def router(app) -> APIRouter:
 
 
 async def resume_running(app) -> None:
-    """After a restart, campaigns left running go on (their interrupted attempts settled first)."""
+    """At start, this worker joins every campaign left running: several workers dial one campaign
+    together, each contact leased to one (their interrupted attempts are settled first)."""
     while app.state.runtime is None and not app.state.stopping:
         await asyncio.sleep(0.5)
     if app.state.stopping or app.state.runtime is None:
         return
     config = app.state.config
-    store = campaign_store(config)
-    running = [c["name"] for c in store.campaigns() if c["state"] in ("running", "waiting") and not store.holder(c["name"])]
+    store = await asyncio.to_thread(campaign_store, config)
+    running = [c["name"] for c in await asyncio.to_thread(store.campaigns) if c["state"] in ("running", "waiting")]
     if not running:
         return
     if getattr(app.state, "campaigns", None) is None:
         app.state.campaigns = CampaignService(config, app.state.runtime, store, phone=app.state.phone,
                                               asterisk=app.state.pbx)
     for name in running:
-        campaign = store.campaign(name)
+        campaign = await asyncio.to_thread(store.campaign, name)
         try:
             app.state.campaigns.start(campaign)
             log.info("campaign %s resumed", name)

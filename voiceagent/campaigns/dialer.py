@@ -1,51 +1,49 @@
 """The dialer: works through a campaign's contacts, a few calls at a time, until each one is final
 or can only be tried later.
 
-For each contact due: the rules again (do-not-call, consent, the callee's calling window, the
+Several dialers (one per worker, over one Postgres store) may run the same campaign: each leases the
+contacts it dials (campaigns/store.py), so none is dialled by two, `max_concurrent` holds across all
+of them, and a dead worker's contacts come back when their leases run out. Pause, resume and stop are
+the campaign's state in the store, which every dialer follows; a worker shutting down leaves the
+campaign to the others (`leave`).
+
+For each contact leased: the rules again (do-not-call, consent, the callee's calling window, the
 frequency cap) just before the dial; a script variant (random or a bandit, campaigns/experiments.py);
 the attempt claimed in the store before the INVITE leaves; the call placed through a `Placer`
 (the agent's own SIP stack, or Asterisk Originate over AMI); on answer, answering-machine detection,
 then the marketing conversation (dialog/flows/marketing.py); the outcome stored. Busy, no answer and
 failed dials are retried after `retry_after_s`, up to `max_attempts`.
 
-    store.due ─► DialRules.check ─► Assigner.choose ─► store.claim ─► Placer.place ─► screen ─► run_call
+    store.lease ─► DialRules.check ─► Assigner.choose ─► store.claim ─► Placer.place ─► screen ─► run_call
                                                                                       └─► store.finish / settle
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import random
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Awaitable, Callable, Protocol
 
 from ..dialog.flows.marketing import MarketingCall
 from ..engine import SessionOptions
-from ..errors import VoiceAgentError
 from ..record import CallRecord
 from ..textnorm import mask_pii
 from . import rfm
 from .experiments import Assigner, Variant
 from .rules import DialRules
 from .spec import Campaign
-from .store import CampaignStore, ContactRow
+from .store import LEASE_S, CampaignStore, ContactRow, lease_holder
 
 log = logging.getLogger(__name__)
 
 RETRYABLE = ("busy", "no_answer", "failed")
-LEASE_S = 30.0  # a dialer renews its hold on a campaign every loop; a dead one's runs out
 HOLD_S = 600.0  # a claimed contact is not due again for this long, whatever becomes of this process
 IN_CALL_RETRY_S = 60.0
-
-
-class CampaignBusy(VoiceAgentError):
-    """Another live process is dialling this campaign."""
 
 
 @dataclass
@@ -97,10 +95,14 @@ class CampaignRunner:
     def __init__(self, campaign: Campaign, store: CampaignStore, placer: Placer, runtime, *,
                  rules: DialRules | None = None, linger_s: float = 600.0, on_progress: Callable[[Progress], None] | None = None,
                  screen_factory: Callable[[MarketingCall], Callable[..., Awaitable]] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, worker: str = "", lease_s: float = LEASE_S):
         """`linger_s`: once nothing is due, wait for a retry or a window due within this long, else
         end the run (the contacts left wait for a later run). `screen_factory`: the answering-machine
-        screen for a call (campaigns/screening.py), None for none."""
+        screen for a call (campaigns/screening.py), None for none. `worker`: the worker name this
+        dialer's attempts are audited under (default: the store's, [cluster] worker); its leases are
+        held under its own id (`store.lease_holder`), so another process under the same name never
+        takes them. `lease_s`: how long a contact stays this dialer's without a renewal (renewed
+        every third)."""
         self.campaign = campaign
         self.store = store
         self.placer = placer
@@ -120,20 +122,64 @@ class CampaignRunner:
         self._resume.set()
         self._wake = asyncio.Event()
         self.attempts = 0
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker = worker or store.worker
+        self.holder = lease_holder(self.worker)
+        self.lease_s = lease_s
+        self._leaving = False
+        # the store's state written by pause/resume/stop, one after another in a thread (never on the
+        # loop); the loop reads the stored state only once they are in
+        self._state_write: asyncio.Task | None = None
+        self._progress: asyncio.Task | None = None
+        self._progress_again = False
 
     # -- control ------------------------------------------------------------------------------
     def pause(self) -> None:
         self._resume.clear()
-        self.store.set_state(self.campaign.name, "paused")
+        self._write_state("paused")
 
     def resume(self) -> None:
         self._resume.set()
-        self.store.set_state(self.campaign.name, "running")
+        self._write_state("running")
         self._wake.set()
 
     def stop(self) -> None:
-        """No new dials; calls in progress finish."""
+        """The campaign stops, on every worker (the stored state): no new dials; calls in progress finish."""
+        self._write_state("stopped")
+        self._halt()
+
+    def _write_state(self, state: str) -> None:
+        """The campaign's stored state, written off the event loop, after any written before it (a
+        pause then a resume land in that order). Without a running loop: written here and now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.store.set_state(self.campaign.name, state)
+            return
+        before = self._state_write
+
+        async def write() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception):
+                    await before
+            try:
+                await asyncio.to_thread(self.store.set_state, self.campaign.name, state)
+            except Exception:
+                log.exception("campaign %s: storing its state %s failed", self.campaign.name, state)
+
+        self._state_write = loop.create_task(write(), name=f"campaign-{self.campaign.name}-state")
+
+    async def state_written(self) -> None:
+        """Wait until the states pause, resume and stop set are in the store."""
+        while self._state_write is not None and not self._state_write.done():
+            await asyncio.shield(self._state_write)
+
+    def leave(self) -> None:
+        """This dialer stops (its worker shuts down); the campaign goes on with the others, or with this
+        worker when it starts again. Calls in progress finish."""
+        self._leaving = True
+        self._halt()
+
+    def _halt(self) -> None:
         self._stop.set()
         self._resume.set()
         self._wake.set()
@@ -141,33 +187,43 @@ class CampaignRunner:
     # -- the run ------------------------------------------------------------------------------
     async def run(self, until_idle: bool = True) -> dict:
         """Dial until every contact is final (or, `until_idle`, until nothing is due within
-        `linger_s`), or until stopped. Raises CampaignBusy when another live process runs it."""
+        `linger_s`), or until stopped. Other dialers may run the same campaign at the same time."""
         c, store = self.campaign, self.store
-        if await asyncio.to_thread(store.acquire, c.name, self.owner, LEASE_S) is None:
-            raise CampaignBusy(f"campaign {c.name} is being dialled by another process ({store.holder(c.name)})")
+        # what this worker's previous life left (killed mid-call), and open attempts nobody holds
+        # (another process's live leases are left alone whatever its worker's name: its own id holds them)
+        recovered = await asyncio.to_thread(store.recover, c.name, c.retry_after_s, c.max_attempts, self.clock())
+        if recovered:
+            log.warning("campaign %s: %d attempts were interrupted by a stopped process; settled", c.name, recovered)
+        await self.state_written()
+        if await asyncio.to_thread(store.state, c.name) == "paused":
+            self._resume.clear()
+        await asyncio.to_thread(store.set_state, c.name, "running" if self._resume.is_set() else "paused")
+        renewing = asyncio.create_task(self._renew_leases(), name=f"campaign-{c.name}-leases")
         try:
-            recovered = await asyncio.to_thread(store.recover, c.name, c.retry_after_s, c.max_attempts, self.clock())
-            if recovered:
-                log.warning("campaign %s: %d attempts were interrupted by a stopped process; settled", c.name, recovered)
-            if store.state(c.name) == "paused":
-                self._resume.clear()
-            store.set_state(c.name, "running" if self._resume.is_set() else "paused")
             try:
                 await self._loop(until_idle)
             finally:
                 if self._active:
                     await asyncio.gather(*self._active.values(), return_exceptions=True)
-            pending = store.next_due(c.name) is not None
-            state = "stopped" if self._stop.is_set() else "waiting" if pending else "done"
-            store.set_state(c.name, state)
         finally:
-            store.release(c.name, self.owner)
-        self._report_progress()
-        return {"campaign": c.name, "state": state, "attempts": self.attempts}
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            await self.state_written()
+        if self._leaving:
+            state = await asyncio.to_thread(store.state, c.name) or "gone"
+        elif self._stop.is_set():
+            state = "stopped"
+        else:
+            state = await asyncio.to_thread(store.end_run, c.name, self.holder)
+        if self._progress is not None:
+            with contextlib.suppress(Exception):
+                await self._progress
+        await self._report_progress_now()
+        return {"campaign": c.name, "state": state, "attempts": self.attempts, "worker": self.worker}
 
     async def _loop(self, until_idle: bool) -> None:
         while not self._stop.is_set():
-            await asyncio.to_thread(self.store.acquire, self.campaign.name, self.owner, LEASE_S)  # the heartbeat
             await self._follow_stored_state()
             if not self._resume.is_set():
                 try:
@@ -177,17 +233,35 @@ class CampaignRunner:
                 continue
             if await self._dial_due():
                 continue
-            if not self._active and not self._more_to_do(until_idle):
+            due = await self._next_due()
+            if not self._active and not self._more_to_do(due, until_idle):
                 return
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_s())
+                await asyncio.wait_for(self._wake.wait(), timeout=self._sleep_s(due))
             except asyncio.TimeoutError:
                 pass
 
+    async def _renew_leases(self) -> None:
+        """Keep the contacts in call this dialer's while their calls last: a call outlives a lease."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            held = tuple(self._active)
+            if not held:
+                continue
+            try:
+                kept = await asyncio.to_thread(self.store.renew, self.campaign.name, self.holder, held, self.lease_s)
+            except Exception:  # the store is down: the calls go on; their leases may run out meanwhile
+                log.exception("campaign %s: renewing %d leases failed", self.campaign.name, len(held))
+                continue
+            if kept < len(held):  # concluded meanwhile, or (a stall past the lease) settled by another dialer
+                log.info("campaign %s: %d of %d contacts no longer held by %s", self.campaign.name,
+                         len(held) - kept, len(held), self.worker)
+
     async def _follow_stored_state(self) -> None:
         """Another process (`voiceagent campaign pause NAME`, the operator API) may have changed the
-        campaign's state in the store: follow it."""
+        campaign's state in the store: follow it (once this dialer's own writes are in)."""
+        await self.state_written()
         state = await asyncio.to_thread(self.store.state, self.campaign.name)
         if state == "paused" and self._resume.is_set():
             self._resume.clear()
@@ -198,46 +272,69 @@ class CampaignRunner:
         elif state == "stopped":
             self._stop.set()
             self._resume.set()
+        elif state == "waiting" and self._resume.is_set():  # another dialer's run ended; this one goes on
+            await asyncio.to_thread(self.store.set_state, self.campaign.name, "running", ("waiting",))
 
     def _room(self) -> int:
-        engine = self.placer.capacity() - len(self._unplaced)
-        return max(0, min(self.campaign.max_concurrent - len(self._active), engine))
+        """What this dialer's engine could take now; the store holds `max_concurrent` (as stored now,
+        not as this dialer read it at start) across every dialer, this one's calls included."""
+        return max(0, self.placer.capacity() - len(self._unplaced))
 
-    def _sleep_s(self) -> float:
-        due = self.store.next_due(self.campaign.name)
+    async def _next_due(self) -> float | None:
+        """When a contact may next be due, on this dialer's clock."""
+        return await asyncio.to_thread(self.store.next_due, self.campaign.name, self.clock())
+
+    def _sleep_s(self, due: float | None) -> float:
         if due is None:
             return 1.0
         return min(max(due - self.clock(), 0.05), 1.0)
 
-    def _more_to_do(self, until_idle: bool) -> bool:
+    def _more_to_do(self, due: float | None, until_idle: bool) -> bool:
         """Contacts still to try; for a run until idle, only those due within `linger_s`."""
-        due = self.store.next_due(self.campaign.name)
         return due is not None and (not until_idle or due - self.clock() <= self.linger_s)
 
     async def _dial_due(self) -> int:
+        """Lease what this dialer has room for and dial it. Returns how many contacts moved on (dialled,
+        or settled by the rules): none, and the loop waits."""
         room = self._room()
         if room <= 0:
             return 0
-        c, started = self.campaign, 0
+        c, store, holder = self.campaign, self.store, self.holder
         now = self.clock()
-        for row in await asyncio.to_thread(self.store.due, c.name, now, room * 4, tuple(self._active)):
-            if started >= room or self._stop.is_set() or not self._resume.is_set():
-                break  # stopped or paused while this batch was read: dial no more of it
+        rows = await asyncio.to_thread(store.lease, c, holder, room, now, self.lease_s)
+
+        async def settle(idx: int, **where) -> None:  # and give its lease back
+            await asyncio.to_thread(store.settle, c.name, idx, holder=holder, **where)
+
+        started = moved = 0
+        for i, row in enumerate(rows):
+            if self._stop.is_set() or not self._resume.is_set():
+                for rest in rows[i:]:  # stopped or paused while this batch was leased: the rest go back
+                    await settle(rest.idx)
+                break
             verdict = await asyncio.to_thread(self.rules.check, row.contact, now)
             if not verdict.allowed:  # never (dnc, no consent), or not before retry_at (the window, the cap)
-                self.store.settle(c.name, row.idx, outcome=verdict.outcome, next_at=verdict.retry_at, rule=verdict.rule)
+                await settle(row.idx, outcome=verdict.outcome, next_at=verdict.retry_at, rule=verdict.rule)
+                moved += 1
                 continue
-            script = row.script if any(s.id == row.script for s in c.scripts) else self._choose_script(row)
+            script = row.script if any(s.id == row.script for s in c.scripts) else await self._choose_script(row)
             if script is None:
-                self.store.settle(c.name, row.idx, outcome="failed", rule="no script variant fits its segment")
+                await settle(row.idx, outcome="failed", rule="no script variant fits its segment")
+                moved += 1
                 continue
-            attempt, why = await asyncio.to_thread(self.store.claim, c.name, row.idx, script, verdict.rule,
-                                                   c.max_attempts, max(c.retry_after_s, HOLD_S), now)
+            attempt, why = await asyncio.to_thread(store.claim, c.name, row.idx, script, verdict.rule,
+                                                   c.max_attempts, max(c.retry_after_s, HOLD_S), now, holder)
             if attempt is None:
                 if why == "exhausted":
-                    self.store.settle(c.name, row.idx, outcome="failed", rule="no attempts left")
+                    await settle(row.idx, outcome="failed", rule="no attempts left")
+                elif why == "dnc":  # put on the list since the rules were read (an opt-out on another call)
+                    await settle(row.idx, outcome="dnc", rule="do-not-call list")
                 elif why == "in_call":  # its number is on a call of another campaign: a little later
-                    self.store.settle(c.name, row.idx, next_at=now + IN_CALL_RETRY_S, rule="number in another call")
+                    await settle(row.idx, next_at=now + IN_CALL_RETRY_S, rule="number in another call")
+                else:  # the lease ran out under us and another dialer has it
+                    await settle(row.idx)
+                    continue
+                moved += 1
                 continue
             self.attempts += 1
             task = asyncio.create_task(self._attempt(row, script, attempt, row.attempts + 1),
@@ -248,7 +345,7 @@ class CampaignRunner:
             started += 1
         if started:
             self._report_progress()
-        return started
+        return started + moved
 
     def _done(self, idx: int) -> None:
         self._active.pop(idx, None)
@@ -256,11 +353,11 @@ class CampaignRunner:
         self._wake.set()
         self._report_progress()
 
-    def _choose_script(self, row: ContactRow) -> str | None:
+    async def _choose_script(self, row: ContactRow) -> str | None:
         segment = row.contact.segment
         if not self.assigner.eligible(segment):
             return None
-        stats = self.store.script_stats(self.campaign.name, segment)
+        stats = await asyncio.to_thread(self.store.script_stats, self.campaign.name, segment)
         return self.assigner.choose(segment, stats)
 
     # -- one attempt --------------------------------------------------------------------------
@@ -302,7 +399,7 @@ class CampaignRunner:
                     retry_at=self.clock() + c.retry_after_s if retry else None, sip_status=placed.sip_status,
                     call_id=record.call_id if record is not None else None, person=person, detail=detail,
                     rule=f"retry after {outcome}" if retry else None))
-            except Exception:  # the store is down: the claim's hold keeps the contact from a redial
+            except Exception:  # the store is down: the claim's hold and the lease keep the contact from a redial
                 log.exception("campaign %s: storing attempt %d failed", c.name, attempt)
             log.info("campaign %s: contact %s attempt %d: %s", c.name, row.contact.ref, attempt_no, outcome)
             from ..ops import live as operators  # counted where the operators' metrics are (serve)
@@ -351,9 +448,29 @@ class CampaignRunner:
             effects=StoreEffects(self.store, c, row))
 
     def _report_progress(self) -> None:
+        """Progress reported soon, the counts read off the loop; reports asked for while one is being
+        read make one more after it."""
         if self.on_progress is None:
             return
-        counts = self.store.counts(self.campaign.name)
+        if self._progress is not None and not self._progress.done():
+            self._progress_again = True
+            return
+        self._progress = asyncio.get_running_loop().create_task(self._report_progress_soon())
+
+    async def _report_progress_soon(self) -> None:
+        self._progress_again = True
+        while self._progress_again:
+            self._progress_again = False
+            try:
+                await self._report_progress_now()
+            except Exception:  # the store is down: progress is a display, the calls go on
+                log.exception("campaign %s: reading its progress failed", self.campaign.name)
+                return
+
+    async def _report_progress_now(self) -> None:
+        if self.on_progress is None:
+            return
+        counts = await asyncio.to_thread(self.store.counts, self.campaign.name)
         total = sum(counts.values())
         self.on_progress(Progress(total, total - counts.get("pending", 0), len(self._active), self.attempts, counts))
 
@@ -367,4 +484,4 @@ def _new_arrival(shop, rng: random.Random) -> tuple[str, str, str, float] | None
     return (p.sku, p.name_zh, p.name_en, float(p.price))
 
 
-__all__ = ["CampaignBusy", "CampaignRunner", "Placed", "Placer", "Progress", "StoreEffects"]
+__all__ = ["CampaignRunner", "Placed", "Placer", "Progress", "StoreEffects"]

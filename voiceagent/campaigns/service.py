@@ -133,39 +133,46 @@ class CampaignService:
         task.add_done_callback(_log_end)
         self.tasks[campaign.name] = task
 
-    def control(self, name: str, action: str) -> str:
+    async def control(self, name: str, action: str) -> str:
+        """Pause, resume or stop a campaign (every worker follows the stored state); returns its state.
+        The store is read and written off the event loop: calls' audio runs on it."""
         runner = self.runners.get(name)
-        if self.store.state(name) is None:
+        store = self.store
+        if await asyncio.to_thread(store.state, name) is None:
             raise KeyError(name)
         if action == "pause":
             if runner is not None:
                 runner.pause()
+                await runner.state_written()
             else:
-                self.store.set_state(name, "paused")
+                await asyncio.to_thread(store.set_state, name, "paused")
         elif action == "resume":
             task = self.tasks.get(name)
             if runner is not None and task is not None and not task.done():
                 runner.resume()
+                await runner.state_written()
             else:
-                self.store.set_state(name, "running")
-                campaign = self.store.campaign(name)
+                await asyncio.to_thread(store.set_state, name, "running")
+                campaign = await asyncio.to_thread(store.campaign, name)
                 self.start(campaign)
         elif action == "stop":
             if runner is not None:
                 runner.stop()
-            self.store.set_state(name, "stopped")
+                await runner.state_written()
+            await asyncio.to_thread(store.set_state, name, "stopped")
         else:
             raise ValueError(action)
-        return self.store.state(name)
+        return await asyncio.to_thread(store.state, name)
 
     def report(self, name: str) -> dict | None:
         return build_report(self.store, name)
 
     async def close(self, wait_s: float = 5.0) -> None:
-        """No new dials. Calls still going after `wait_s` end with the process (their attempts are
-        settled by `recover` when the campaign next runs)."""
+        """No new dials from this worker; its campaigns stay running for the other workers (and for this
+        one when it starts again). Calls still going after `wait_s` end with the process (their attempts
+        are settled when their leases run out, or when this worker runs the campaign again)."""
         for runner in self.runners.values():
-            runner.stop()
+            runner.leave()
         if self.tasks:
             await asyncio.wait(list(self.tasks.values()), timeout=wait_s)
 

@@ -354,7 +354,12 @@ class GroundingChecker:
                             f"{templates.value('zh', 'tier_' + c.tier)} {templates.value('en', 'tier_' + c.tier)} "
                             f"points {c.points}")
             elif kind == "tickets":
-                row = self._row("SELECT * FROM tickets WHERE ticket_id = ?", key)
+                if getattr(self.shop, "tickets", None) is not None:  # kept in the store all workers share
+                    row = self.shop.tickets.get(key)
+                    if row:
+                        row.pop("call_id", None), row.pop("worker", None)  # bookkeeping, not facts
+                else:
+                    row = self._row("SELECT * FROM tickets WHERE ticket_id = ?", key)
                 if row:
                     row.pop("detail")  # the caller's own words, not a fact of the shop's
                     text = " ".join(f"{k} {v if v is not None else ''}" for k, v in row.items())

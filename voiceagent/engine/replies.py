@@ -325,7 +325,9 @@ class Replies:
         summary = dict(reply.handoff_summary or {}, call_id=ctx.call_id, target=target)
         outcome.handoff, outcome.handoff_reason, outcome.handoff_target = True, reply.handoff_reason, target
         ctx.record.handoff = summary
-        self._on_handoff(summary)
+        # stored before the transfer starts (the desk reads it while the call rings), off the event loop: on
+        # a Postgres store it is a network round trip, which no other call's audio should wait for
+        await asyncio.to_thread(self._on_handoff, summary)
         ctx.emit(TransferRequested(ctx.clock.now(), target, reply.handoff_reason))
         try:
             result = TransferResult.of(await ctx.leg.transfer(target, summary))

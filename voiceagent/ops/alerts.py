@@ -14,7 +14,7 @@ Rules over live and recent calls, thresholds in `[alerts]`:
 
 A call's alert of one kind and level is raised once in that call; a window's is not raised again
 while open, nor until its measure has gone back under the threshold. Observers run on the event
-loop: the rules are arithmetic on a few numbers there; the SQLite writes go to a writer thread and
+loop: the rules are arithmetic on a few numbers there; the store's writes go to a writer thread and
 webhooks to a small pool (retried with backoff), so a slow disk or a dead webhook never holds a call.
 """
 
@@ -40,7 +40,8 @@ from pathlib import Path
 
 from ..config import AlertsConfig
 from ..events import AgentTurnDone, CallerTurnNoted, StageFailed
-from ..store import connect, db_file
+from ..db import Database
+from ..store import store_database
 from ..textnorm import mask_pii
 from .metrics import call_outcome
 
@@ -73,22 +74,10 @@ THREATS: dict[str, re.Pattern] = {
 THREAT_WORDS = {"press": ("the press", "媒体曝光"), "regulator": ("regulators", "监管部门投诉"),
                 "legal": ("a lawyer", "法律诉讼")}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id TEXT PRIMARY KEY,
-    at REAL NOT NULL,
-    level INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    call_id TEXT,
-    channel TEXT,
-    message TEXT NOT NULL,
-    message_zh TEXT NOT NULL,
-    dedupe_key TEXT NOT NULL,
-    acked_by TEXT,
-    acked_at REAL
-);
-CREATE INDEX IF NOT EXISTS alerts_open ON alerts(acked_at, at);
-"""
+_ALERT_COLUMNS = ("id", "at", "level", "kind", "call_id", "channel", "message", "message_zh", "dedupe_key", "acked_by",
+                  "acked_at")
+_UPSERT_ALERT = (f"INSERT INTO alerts ({', '.join(_ALERT_COLUMNS)}) VALUES ({','.join('?' * len(_ALERT_COLUMNS))}) "
+                 "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _ALERT_COLUMNS[1:]))
 
 MAX_WATCHED_CALLS = 2000  # live calls whose turns are followed; beyond (calls never ended), the oldest are dropped
 MAX_PENDING_WEBHOOKS = 200
@@ -151,12 +140,12 @@ class _CallWatch:
 
 
 class Alerts:
-    def __init__(self, db_path: str | Path = "", config: AlertsConfig | None = None,
+    def __init__(self, db: str | Path | Database = "", config: AlertsConfig | None = None,
                  webhook_sender: Callable[[dict], None] | None = None, now: Callable[[], float] = time.time):
         """`webhook_sender(payload)` delivers one alert (raises when it failed); default: a JSON POST to
         `[alerts] webhook_url`, none when that is empty."""
         self.config = config or AlertsConfig()
-        self.path = db_file(db_path)
+        self.db = store_database(db)
         self.now = now
         c = self.config
         self._extra = re.compile("|".join(f"(?:{w})" for w in c.threat_words), re.I) if c.threat_words else None
@@ -176,15 +165,10 @@ class Alerts:
         self._send = webhook_sender or (self._post if c.webhook_url else None)
         self._closing = threading.Event()
 
-        conn = connect(self.path)
-        try:
-            with conn:
-                conn.executescript(SCHEMA)
+        with self.db.connect() as conn:
             rows = conn.execute("SELECT id, at, level, kind, message, message_zh, call_id, channel, dedupe_key "
                                 "FROM alerts WHERE acked_at IS NULL AND at >= ?",
                                 (now() - c.open_for_h * 3600,)).fetchall()
-        finally:
-            conn.close()
         for row in rows:
             alert = Alert(*row)
             self._open[alert.id] = alert
@@ -365,10 +349,26 @@ class Alerts:
 
     # what the console asks
     def open_alerts(self) -> list[dict]:
-        """Open alerts, newest first."""
-        with self._lock:
-            found = self._unexpired()
-        return [a.to_dict() for a in sorted(found, key=lambda a: a.at, reverse=True)]
+        """Open alerts, newest first: the store's, so every worker's (a console may be served by any worker
+        of a shared store). Queries the store: call it in a thread from async code. Alerts of this worker's
+        that the store says another worker acknowledged (a bus message missed) leave its open list here."""
+        self.flush()  # ours raised or acknowledged a moment ago are in the store
+        since = self.now() - self.config.open_for_h * 3600
+        with self.db.connect() as conn:
+            rows = conn.execute("SELECT id, at, level, kind, message, message_zh, call_id, channel, dedupe_key "
+                                "FROM alerts WHERE acked_at IS NULL AND at >= ? ORDER BY at DESC, id",
+                                (since,)).fetchall()
+            with self._lock:
+                mine = list(self._open)
+            acked = set()
+            for start in range(0, len(mine), 500):
+                chunk = mine[start:start + 500]
+                acked.update(r[0] for r in conn.execute(
+                    f"SELECT id FROM alerts WHERE acked_at IS NOT NULL AND id IN ({','.join('?' * len(chunk))})",
+                    tuple(chunk)).fetchall())
+        for alert_id in acked:
+            self.acked_elsewhere(alert_id)
+        return [Alert(*row).to_dict() for row in rows]
 
     def open_counts(self) -> dict[int, int]:
         """Open alerts per level (for the metrics)."""
@@ -392,25 +392,48 @@ class Alerts:
         if alert is not None:
             return alert.to_dict()
         self.flush()
-        conn = connect(self.path)
-        try:
+        with self.db.connect() as conn:
             row = conn.execute("SELECT id, at, level, kind, message, message_zh, call_id, channel, dedupe_key, "
                                "acked_by, acked_at FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-        finally:
-            conn.close()
         return Alert(*row).to_dict() if row else None
 
     def ack(self, alert_id: str, operator: str) -> bool:
-        """An operator has seen it: it leaves the open list. False: no such open alert."""
+        """An operator has seen it: it leaves the open list, on every worker (the acknowledgement is
+        published like a raised alert: the server puts it on the bus, and the worker that raised it drops
+        it from its open list, `acked_elsewhere`). False: no such open alert. May query the store."""
         with self._lock:
             alert = self._open.pop(alert_id, None)
+            if alert is not None:
+                self._open_keys.discard(alert.dedupe_key)
+                alert.acked_by, alert.acked_at = operator, self.now()
+        if alert is None:
+            alert = self._ack_stored(alert_id, operator)
             if alert is None:
                 return False
-            self._open_keys.discard(alert.dedupe_key)
-            alert.acked_by, alert.acked_at = operator, self.now()
-        self._writes.put(("ack", alert))
+        else:
+            self._writes.put(("ack", alert))
         self._publish(alert)
         return True
+
+    def _ack_stored(self, alert_id: str, operator: str) -> Alert | None:
+        """An alert this worker does not hold open: one another worker raised (the console may be served
+        by any worker of a shared store). Flushed first, so that one of ours acked a moment ago is seen
+        as acked, not acked twice."""
+        self.flush()
+        with self.db.connect() as conn:
+            row = conn.execute("UPDATE alerts SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_at IS NULL "
+                               "RETURNING id, at, level, kind, message, message_zh, call_id, channel, dedupe_key, "
+                               "acked_by, acked_at", (operator, self.now(), alert_id)).fetchone()
+        return Alert(*row) if row else None
+
+    def acked_elsewhere(self, alert_id: str) -> None:
+        """Another worker acknowledged this alert (its message on the bus, or the store says so): if this
+        worker raised it, it leaves the open list and the open counts here, and a new breach of the same
+        rule may raise it again. Cheap, no I/O: called on the loop."""
+        with self._lock:
+            alert = self._open.pop(alert_id, None)
+            if alert is not None:
+                self._open_keys.discard(alert.dedupe_key)
 
     def subscribe(self) -> asyncio.Queue:
         """A queue of alert dicts as they are raised and acknowledged (acked_by set); call on the loop."""
@@ -439,7 +462,6 @@ class Alerts:
 
     # off the loop: the store and the webhook
     def _write_loop(self) -> None:
-        conn = None
         while True:
             item = self._writes.get()
             try:
@@ -448,22 +470,18 @@ class Alerts:
                 if item[0] == "flush":
                     item[1].set()
                     continue
-                conn = conn or connect(self.path)
                 alert: Alert = item[1]
-                with conn:
+                with self.db.connect() as conn:
                     if item[0] == "insert":
-                        conn.execute("INSERT OR REPLACE INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                                     (alert.id, alert.at, alert.level, alert.kind, alert.call_id, alert.channel,
-                                      alert.message, alert.message_zh, alert.dedupe_key, alert.acked_by,
-                                      alert.acked_at))
+                        conn.execute(_UPSERT_ALERT, (alert.id, alert.at, alert.level, alert.kind, alert.call_id,
+                                                     alert.channel, alert.message, alert.message_zh,
+                                                     alert.dedupe_key, alert.acked_by, alert.acked_at))
                     else:
-                        conn.execute("UPDATE alerts SET acked_by = ?, acked_at = ? WHERE id = ?",
+                        # the first acknowledgement stands (another worker's may have come first)
+                        conn.execute("UPDATE alerts SET acked_by = ?, acked_at = ? WHERE id = ? AND acked_at IS NULL",
                                      (alert.acked_by, alert.acked_at, alert.id))
             except Exception:
                 log.exception("alerts: storing %s", item[0] if item else item)
-                if conn is not None:
-                    conn.close()
-                conn = None
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until what was raised or acknowledged so far is in the store."""

@@ -12,6 +12,7 @@ import logging
 import re
 from pathlib import Path
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -30,6 +31,9 @@ CONSOLE_FILES = {"console.js": "text/javascript; charset=utf-8", "console.css": 
 # the console runs no inline script and loads nothing from elsewhere: an injected transcript cannot run
 CONSOLE_CSP = ("default-src 'self'; media-src 'self' blob:; connect-src 'self'; img-src 'self' data:; "
                "style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+# set on a supervision request one worker sends on to the worker that holds the call: never sent on again
+FORWARDED_BY = "X-Voiceagent-Forwarded-By"
+FORWARD_TIMEOUT_S = 30.0  # the owning worker gathers ICE candidates before it answers an offer
 SECURITY_HEADERS = {"Content-Security-Policy": CONSOLE_CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
@@ -56,9 +60,10 @@ def router(app: FastAPI) -> APIRouter:
     api = APIRouter()
     st = app.state
 
-    def need(request: Request, role: str = "agent"):
-        """The operator behind the request (raises 401/403 as HTTPException)."""
-        return st.auth.require(request, role)
+    async def need(request: Request, role: str = "agent"):
+        """The operator behind the request (raises 401/403 as HTTPException). Off the loop when the store
+        must be asked: an unknown token or cookie, however many, never stalls the calls' audio."""
+        return await st.auth.require_async(request, role)
 
     def call_id_ok(call_id: str) -> bool:
         return bool(CALL_ID.match(call_id))
@@ -79,7 +84,7 @@ def router(app: FastAPI) -> APIRouter:
     # -- live calls ---------------------------------------------------------------------------
     @api.get("/api/ops/calls")
     async def calls(request: Request, live: int = 0, limit: int = 50, offset: int = 0):
-        need(request)
+        await need(request)
         if live:
             return st.hub.live_calls()
         q = request.query_params
@@ -94,7 +99,7 @@ def router(app: FastAPI) -> APIRouter:
 
     @api.get("/api/ops/calls/{call_id}")
     async def call_record(request: Request, call_id: str):
-        need(request)
+        await need(request)
         if not call_id_ok(call_id):
             return _detail(404, "no such call")
         record = await asyncio.to_thread(st.store.get, call_id)
@@ -102,6 +107,9 @@ def router(app: FastAPI) -> APIRouter:
             live = st.hub.calls.get(call_id)
             if live is not None:
                 return {"call_id": call_id, "live": True, "call": live.summary()}
+            remote = st.hub.remote.get(call_id)  # in progress on another worker
+            if remote is not None:
+                return {"call_id": call_id, "live": True, "call": dict(remote.summary)}
             return _detail(404, f"no call {call_id}")
         record["handoff"] = record.get("handoff") or await asyncio.to_thread(st.store.handoff, call_id)
         record["recording"] = st.recordings is not None and await asyncio.to_thread(st.recordings.exists, call_id)
@@ -110,7 +118,7 @@ def router(app: FastAPI) -> APIRouter:
 
     @api.get("/api/ops/calls/{call_id}/recording")
     async def recording(request: Request, call_id: str):
-        need(request)
+        await need(request)
         if st.recordings is None or not call_id_ok(call_id):
             return _detail(404, "no recording")
         try:
@@ -132,7 +140,7 @@ def router(app: FastAPI) -> APIRouter:
 
     @api.delete("/api/ops/calls/{call_id}/recording")
     async def delete_recording(request: Request, call_id: str):
-        operator = need(request, "admin")
+        operator = await need(request, "admin")
         if st.recordings is None or not call_id_ok(call_id):
             return _detail(404, "no recording")
         deleted = await asyncio.to_thread(st.recordings.delete, call_id)
@@ -154,7 +162,7 @@ def router(app: FastAPI) -> APIRouter:
                         # a console open for hours, however busy: its session may have expired, been
                         # logged out or revoked meanwhile, and then it hears nothing more
                         checked = loop.time()
-                        if await request.is_disconnected() or st.auth.authenticate(request) is None:
+                        if await request.is_disconnected() or await st.auth.authenticate_async(request) is None:
                             return
                     if message is None:
                         return
@@ -168,7 +176,7 @@ def router(app: FastAPI) -> APIRouter:
 
     @api.get("/api/ops/calls/{call_id}/events")
     async def call_events(request: Request, call_id: str):
-        need(request)
+        await need(request)
         try:
             queue = st.hub.subscribe(call_id)
         except NotLive:
@@ -177,7 +185,7 @@ def router(app: FastAPI) -> APIRouter:
 
     @api.get("/api/ops/events")
     async def events(request: Request):
-        need(request)
+        await need(request)
         queue = st.hub.subscribe()
         return await sse(request, queue, lambda: st.hub.unsubscribe(queue))
 
@@ -191,9 +199,46 @@ def router(app: FastAPI) -> APIRouter:
         except ValueError:
             return _detail(422, 'expected {"sdp": "...", "type": "offer"}')
 
-    async def supervise(request: Request, call_id: str, role: str, act) -> dict | JSONResponse:
-        """Listen-in or takeover: the operator's offer answered by the hub (`act(sdp, operator)`)."""
-        operator = need(request, role)
+    async def forward(request: Request, call_id: str, action: str, body: bytes) -> Response | None:
+        """The call lives on another worker (many behind Kamailio): the request goes to that worker, with the
+        operator's own credentials (sessions and tokens are rows in the shared store), and its answer comes
+        back as it is (the SDP answer: the media then flows between the browser and that worker). None:
+        the call is not another worker's (this one answers, 404 if it has no such call)."""
+        cluster = getattr(st, "cluster", None)
+        owner = st.hub.owner(call_id)
+        if (request.headers.get(FORWARDED_BY) or cluster is None or owner is None or owner == st.hub.worker
+                or not call_id_ok(call_id)):  # (the id goes into the URL)
+            return None
+        url = await asyncio.to_thread(cluster.http_url_of, owner)
+        if not url:
+            return _detail(503, f"call {call_id} is on worker {owner}, which cannot be reached now", **{"Retry-After": "2"})
+        headers = {FORWARDED_BY: st.hub.worker}
+        for name in ("authorization", "cookie", "x-csrf-token", "content-type"):
+            if request.headers.get(name):
+                headers[name] = request.headers[name]
+        try:
+            async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, follow_redirects=False) as client:
+                answer = await client.post(f"{url}/api/ops/calls/{call_id}/{action}", content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("call %s: %s not sent on to worker %s (%s): %s", call_id, action, owner, url,
+                        type(exc).__name__)
+            return _detail(502, f"worker {owner}, which holds call {call_id}, did not answer")
+        log.info("call %s: %s sent on to worker %s: %d", call_id, action, owner, answer.status_code)
+        return Response(answer.content, status_code=answer.status_code,
+                        media_type=answer.headers.get("content-type", "application/json"))
+
+    async def supervise(request: Request, call_id: str, role: str, act, action: str) -> dict | Response:
+        """Listen-in or takeover: the operator's offer answered by the hub (`act(sdp, operator)`), or by the
+        worker that holds the call."""
+        operator = await need(request, role)
+        if st.hub.owner(call_id) not in (None, st.hub.worker):
+            body = await read_capped_body(request, 70_000, "offer")
+            if isinstance(body, Response):
+                return body
+            forwarded = await forward(request, call_id, action, body)
+            if forwarded is not None:
+                return forwarded
+            return _detail(404, f"call {call_id} is not in progress")
         offer = await _offer(request)
         if isinstance(offer, JSONResponse):
             return offer
@@ -211,49 +256,63 @@ def router(app: FastAPI) -> APIRouter:
         async def act(sdp: str, operator: str) -> dict:
             listener_id, answer = await st.hub.listen(call_id, sdp, operator)
             return {"sdp": answer, "type": "answer", "listener_id": listener_id}
-        return await supervise(request, call_id, "agent", act)
+        return await supervise(request, call_id, "agent", act, "listen")
 
     @api.post("/api/ops/calls/{call_id}/takeover")
     async def takeover(request: Request, call_id: str):
         async def act(sdp: str, operator: str) -> dict:
             return {"sdp": await st.hub.take_over(call_id, sdp, operator), "type": "answer"}
-        return await supervise(request, call_id, "supervisor", act)
+        return await supervise(request, call_id, "supervisor", act, "takeover")
 
     @api.post("/api/ops/calls/{call_id}/release")
     async def release(request: Request, call_id: str):
-        operator = need(request, "supervisor")
+        operator = await need(request, "supervisor")
+        if st.hub.owner(call_id) not in (None, st.hub.worker):
+            body = await read_capped_body(request, 4096, "body")
+            if isinstance(body, Response):
+                return body
+            forwarded = await forward(request, call_id, "release", body)
+            if forwarded is not None:
+                return forwarded
         try:
             await st.hub.release(call_id, operator.name)
         except NotLive as exc:
             return _detail(404, str(exc) if "taken over" in str(exc) else f"call {call_id} is not in progress")
         return {"status": "released"}
 
+    @api.get("/api/ops/workers")
+    async def workers(request: Request):
+        """The workers sharing this store (their heartbeats): up or down, calls in progress, capacity."""
+        await need(request)
+        cluster = getattr(st, "cluster", None)
+        return await asyncio.to_thread(cluster.workers) if cluster is not None else []
+
     # -- alerts, dashboard, handoffs ----------------------------------------------------------
     @api.get("/api/ops/alerts")
     async def alerts(request: Request):
-        need(request)
+        await need(request)
         return await asyncio.to_thread(st.alerts.open_alerts) if st.alerts is not None else []
 
     @api.post("/api/ops/alerts/{alert_id}/ack")
     async def ack(request: Request, alert_id: str):
-        operator = need(request, "supervisor")
+        operator = await need(request, "supervisor")
         if st.alerts is None or not await asyncio.to_thread(st.alerts.ack, alert_id, operator.name):
             return _detail(404, f"no open alert {alert_id}")
         return {"status": "acknowledged", "by": operator.name}
 
     @api.get("/api/ops/dashboard")
     async def dashboard(request: Request, hours: int = 24):
-        need(request)
+        await need(request)
         return await asyncio.to_thread(st.history.dashboard, max(1, min(hours, 24 * 90)))
 
     @api.get("/api/ops/handoffs")
     async def handoffs(request: Request, limit: int = 20):
-        need(request)
+        await need(request)
         return await asyncio.to_thread(st.store.recent_handoffs, max(1, min(limit, 200)))
 
     @api.get("/api/ops/handoffs/{call_id}")
     async def handoff(request: Request, call_id: str):
-        need(request)
+        await need(request)
         found = await asyncio.to_thread(st.store.handoff, call_id) if call_id_ok(call_id) else None
         if found is None:
             return _detail(404, f"no handoff for call {call_id}")
@@ -262,26 +321,26 @@ def router(app: FastAPI) -> APIRouter:
     @api.get("/api/ops/status")
     async def status(request: Request):
         """The transports: SIP, Asterisk (AudioSocket, AMI), browser lines."""
-        need(request)
+        await need(request)
         return {"asterisk": st.pbx.status() if st.pbx is not None else {"enabled": False},
                 "webrtc": st.browser.status() if st.browser is not None else {"enabled": False},
                 "live_calls": len(st.hub.calls)}
 
     @api.get("/api/ops/openapi.json", include_in_schema=False)
     async def openapi(request: Request):
-        need(request)
+        await need(request)
         return app.openapi()
 
     @api.get("/metrics", include_in_schema=False)
     async def metrics(request: Request):
-        need(request)
+        await need(request)
         body, content_type = st.metrics.render()
         return Response(body, media_type=content_type)
 
     # -- the old, open paths: an operator is sent on once; anyone else gets 401 ---------------
     def moved(new_path):
         async def handler(request: Request):
-            need(request)
+            await need(request)
             path = new_path(request.path_params)
             if request.url.query:
                 path += "?" + request.url.query

@@ -4,8 +4,8 @@ and the callers' post-call ratings.
 The search and the figures read a table of facts per call (`call_history`: channel, main intent,
 outcome, worst emotion, peak anger, the start time in seconds; the transcript for the text search
 apart in `call_history_text`, so that the figures' scans read short rows), kept beside the
-store's `calls` table rather than added to it as columns: `CallStore.save` inserts `calls` rows by
-position, so a wider `calls` table would make every save fail. The facts are filled
+store's `calls` table rather than added to it as columns (the figures' scans read short rows, and the
+`calls` row stays the record as saved). The facts are filled
 by `note_call` right after `CallStore.save`, and backfilled from the stored records (call.json) for
 calls saved before, or without, it. Every figure is then an SQL aggregate over indexed columns; no
 record is parsed to answer a request.
@@ -31,54 +31,15 @@ The figures (`dashboard`), over the calls started in the window:
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from contextlib import AbstractContextManager, closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
+from ..db import Database
 from ..record import CallRecord
-from ..store import CallStore, connect, db_file
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS call_history (
-    call_id TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    started_ts REAL NOT NULL,        -- seconds since the epoch: buckets and windows whatever the offset written
-    channel TEXT,                    -- sip, audiosocket, webrtc, campaign (outbound), chat, file
-    language TEXT,
-    customer_id TEXT,
-    duration_s REAL NOT NULL DEFAULT 0,
-    intent TEXT,                     -- the caller's main intent: the first beyond greetings and small talk
-    outcome TEXT NOT NULL,           -- resolved, handoff, unresolved, error, machine
-    emotion TEXT,                    -- the caller's worst: angry > anxious > hesitant > neutral > satisfied
-    peak_anger REAL NOT NULL DEFAULT 0,
-    handoff INTEGER NOT NULL DEFAULT 0,
-    handoff_reason TEXT,
-    resolved INTEGER NOT NULL DEFAULT 0
-);
--- apart, so that the figures' scans read short rows
-CREATE TABLE IF NOT EXISTS call_history_text (
-    call_id TEXT PRIMARY KEY,
-    transcript TEXT NOT NULL         -- both sides' words, masked and lower-cased: the text search
-);
-CREATE INDEX IF NOT EXISTS call_history_started ON call_history(started_ts);
-CREATE INDEX IF NOT EXISTS call_history_customer ON call_history(customer_id, started_ts);
-CREATE INDEX IF NOT EXISTS call_history_intent ON call_history(intent, started_ts);
-CREATE INDEX IF NOT EXISTS call_history_outcome ON call_history(outcome, started_ts);
-CREATE INDEX IF NOT EXISTS call_history_emotion ON call_history(emotion, started_ts);
-CREATE TABLE IF NOT EXISTS ratings (
-    call_id TEXT PRIMARY KEY,        -- a call id, or a chat session's key
-    stars INTEGER NOT NULL CHECK (stars BETWEEN 1 AND 5),
-    channel TEXT,
-    at TEXT NOT NULL,
-    at_ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ratings_at ON ratings(at_ts);
-"""
+from ..store import store_database
 
 OUTCOMES = ("resolved", "handoff", "unresolved", "error", "machine")
 EMOTION_SEVERITY = {"satisfied": 0, "neutral": 1, "hesitant": 2, "anxious": 3, "angry": 4}
@@ -86,6 +47,16 @@ ANGRY_AT = 0.6  # peak anger from which a call counts as angry
 REPEAT_WINDOW_S = 7 * 86400  # an earlier conversation this close makes a call a repeat contact
 # a call the support figures count: a person talked to, and not a campaign's sales call
 CONVERSATION = "(outcome != 'machine' AND COALESCE(channel, '') != 'campaign')"
+# Written as CASE, not summed comparisons: Postgres has no SUM(boolean) and no integer AND.
+IS_CONVERSATION = f"CASE WHEN {CONVERSATION} THEN 1 ELSE 0 END"
+HISTORY_COLUMNS = ("call_id", "started_at", "started_ts", "channel", "language", "customer_id", "duration_s", "intent",
+                   "outcome", "emotion", "peak_anger", "handoff", "handoff_reason", "resolved", "worker")
+_HISTORY_INSERT = (f"INSERT INTO call_history ({', '.join(HISTORY_COLUMNS)}) "
+                   f"VALUES ({','.join('?' * len(HISTORY_COLUMNS))})")
+_UPSERT_HISTORY = (_HISTORY_INSERT + " ON CONFLICT (call_id) DO UPDATE SET "
+                   + ", ".join(f"{c} = excluded.{c}" for c in HISTORY_COLUMNS[1:]))
+_UPSERT_TEXT = ("INSERT INTO call_history_text (call_id, transcript) VALUES (?,?) "
+                "ON CONFLICT (call_id) DO UPDATE SET transcript = excluded.transcript")
 MINOR_INTENTS = ("chitchat.greeting", "chitchat.goodbye", "other", "handoff.human")
 # what the source documents (../shared/seeds) set: 首轮解决率>85%, 用户评分≥4.5, 平均处理时长 0.8 分钟
 TARGETS = {"fcr_rate": 0.85, "satisfaction_avg": 4.5, "aht_s": 48.0}
@@ -113,12 +84,13 @@ class CallFacts:
     handoff_reason: str | None
     resolved: bool
     transcript: str
+    worker: str | None = None  # which worker took the call (a shared store's calls come from many)
 
     def row(self) -> tuple:
-        """The `call_history` row (the transcript goes to `call_history_text`)."""
+        """The `call_history` row, as HISTORY_COLUMNS (the transcript goes to `call_history_text`)."""
         return (self.call_id, self.started_at, self.started_ts, self.channel, self.language, self.customer_id,
                 self.duration_s, self.intent, self.outcome, self.emotion, self.peak_anger, int(self.handoff),
-                self.handoff_reason, int(self.resolved))
+                self.handoff_reason, int(self.resolved), self.worker)
 
 
 def call_facts(call_id: str, record: dict) -> CallFacts:
@@ -144,6 +116,7 @@ def call_facts(call_id: str, record: dict) -> CallFacts:
         handoff_reason=outcome.get("handoff_reason"),
         resolved=bool(outcome.get("resolved")),
         transcript="\n".join(t.get("text") or "" for t in turns).lower(),
+        worker=record.get("worker") or None,
     )
 
 
@@ -181,22 +154,16 @@ def _epoch(value: str | datetime | None) -> float:
     return moment.timestamp()
 
 
-@contextmanager
-def _opened(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection for one operation: committed, then closed (not left to the garbage collector)."""
-    with closing(connect(path)) as conn, conn:
-        yield conn
-
-
 def _fallback_row(call_id: str, started_at: str, language: str | None, customer_id: str | None,
-                  duration_s: float | None, handoff: int, handoff_reason: str | None, resolved: int) -> tuple:
+                  duration_s: float | None, handoff: int, handoff_reason: str | None, resolved: int,
+                  worker: str | None) -> tuple:
     """The `call_history` row of a call whose record cannot be read: what the `calls` row says."""
     try:
         started_ts = _epoch(started_at)
     except (ValueError, TypeError):
         started_ts = 0.0
     return (call_id, started_at or "", started_ts, None, language, customer_id, duration_s or 0.0, None, "error",
-            None, 0.0, int(bool(handoff)), handoff_reason, int(bool(resolved)))
+            None, 0.0, int(bool(handoff)), handoff_reason, int(bool(resolved)), worker)
 
 
 def _iso(ts: float) -> str:
@@ -207,11 +174,8 @@ class Ratings:
     """Post-call ratings, 1 to 5 stars ("press 1 to 5" on the phone, stars in the widget): one per
     call or chat session, the latest wins."""
 
-    def __init__(self, db_path: str | Path = ""):
-        self.path = db_file(db_path)
-        self._lock = threading.Lock()
-        with _opened(self.path) as conn:
-            conn.executescript(SCHEMA)
+    def __init__(self, db: str | Path | Database = ""):
+        self.db = store_database(db)
 
     def add(self, call_id: str, stars: int, channel: str | None = None, at: float | None = None) -> bool:
         """Keep a rating; False (nothing kept) for stars outside 1..5 or a call id that is no id."""
@@ -220,32 +184,38 @@ class Ratings:
         if not isinstance(call_id, str) or not 0 < len(call_id) <= 128:
             return False
         at = time.time() if at is None else at
-        with self._lock, _opened(self.path) as conn:
-            conn.execute("INSERT OR REPLACE INTO ratings VALUES (?,?,?,?,?)",
+        with self.db.connect() as conn:
+            conn.execute("INSERT INTO ratings (call_id, stars, channel, at, at_ts) VALUES (?,?,?,?,?) "
+                         "ON CONFLICT (call_id) DO UPDATE SET stars = excluded.stars, channel = excluded.channel, "
+                         "at = excluded.at, at_ts = excluded.at_ts",
                          (call_id, stars, (channel or None) and str(channel)[:32], _iso(at), at))
         return True
 
     def get(self, call_id: str) -> int | None:
         """The call's stars, None when it was not rated."""
-        with _opened(self.path) as conn:
+        with self.db.connect() as conn:
             row = conn.execute("SELECT stars FROM ratings WHERE call_id = ?", (call_id,)).fetchone()
         return row[0] if row else None
 
 
 class CallHistory:
-    """Search and figures over the calls in the store's SQLite file. `has_recording(call_id)`: whether
-    a recording is kept (ops/recordings.py), for the search results; without it, False."""
+    """Search and figures over the calls in the store (`db`: [store] db or a Database; every worker's
+    calls when it is a shared Postgres). `has_recording(call_id)`: whether a recording is kept
+    (ops/recordings.py), for the search results; without it, False."""
 
-    def __init__(self, db_path: str | Path = "", has_recording: Callable[[str], bool] | None = None):
-        self.path = db_file(db_path)
-        CallStore(self.path)  # the calls table exists before anything joins it
-        self.ratings = Ratings(self.path)
+    def __init__(self, db: str | Path | Database = "", has_recording: Callable[[str], bool] | None = None):
+        self.db = store_database(db)
+        self.ratings = Ratings(self.db)
         self.has_recording = has_recording
-        self._lock = threading.Lock()
         self.backfill()
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return _opened(self.path)
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file (None on Postgres)."""
+        return self.db.path
+
+    def _connect(self):
+        return self.db.connect()
 
     # -- keeping the facts ----------------------------------------------------------------------
     def note_call(self, call_id: str, record: dict | CallRecord) -> None:
@@ -253,31 +223,36 @@ class CallHistory:
         ValueError when its `started_at` is no ISO time."""
         data = record.masked() if isinstance(record, CallRecord) else record
         facts = call_facts(call_id, data)
-        with self._lock, self._connect() as conn:
-            conn.execute(f"INSERT OR REPLACE INTO call_history VALUES ({','.join('?' * 14)})", facts.row())
-            conn.execute("INSERT OR REPLACE INTO call_history_text VALUES (?,?)", (call_id, facts.transcript))
+        with self._connect() as conn:
+            conn.execute(_UPSERT_HISTORY, facts.row())
+            conn.execute(_UPSERT_TEXT, (call_id, facts.transcript))
 
     def backfill(self, batch: int = 500) -> int:
         """Index the stored calls that have no facts yet (saved before this existed, or without
-        `note_call`). Returns how many; a record that cannot be read is skipped, not fatal."""
+        `note_call`). Returns how many; a record that cannot be read is indexed from its row's columns.
+        Workers backfilling the same shared store at once: DO NOTHING, the first one's rows stand."""
         done = 0
         while True:
             with self._connect() as conn:
                 rows = conn.execute("SELECT c.call_id, c.record, c.started_at, c.language, c.customer_id, c.duration_s, "
-                                    "c.handoff, c.handoff_reason, c.resolved FROM calls c LEFT JOIN call_history h "
+                                    "c.handoff, c.handoff_reason, c.resolved, c.worker FROM calls c LEFT JOIN call_history h "
                                     "ON h.call_id = c.call_id WHERE h.call_id IS NULL LIMIT ?", (batch,)).fetchall()
             facts, texts = [], []
             for call_id, text, *columns in rows:
                 try:
-                    found = call_facts(call_id, json.loads(text))
+                    record = json.loads(text)
+                    found = call_facts(call_id, record)
+                    if found.worker is None:  # a record from before workers: its row may say
+                        found = _with_worker(found, columns[-1])
                     facts.append(found.row())
                     texts.append((call_id, found.transcript))
                 except (ValueError, TypeError, AttributeError):  # a broken record: indexed from the row's columns
                     facts.append(_fallback_row(call_id, *columns))
             if facts:
-                with self._lock, self._connect() as conn:
-                    conn.executemany(f"INSERT OR IGNORE INTO call_history VALUES ({','.join('?' * 14)})", facts)
-                    conn.executemany("INSERT OR IGNORE INTO call_history_text VALUES (?,?)", texts)
+                with self._connect() as conn:
+                    conn.executemany(_HISTORY_INSERT + " ON CONFLICT (call_id) DO NOTHING", facts)
+                    conn.executemany("INSERT INTO call_history_text (call_id, transcript) VALUES (?,?) "
+                                     "ON CONFLICT (call_id) DO NOTHING", texts)
             done += len(facts)
             if len(rows) < batch:
                 return done
@@ -310,8 +285,9 @@ class CallHistory:
         source = "call_history h"
         if q:
             source += " JOIN call_history_text t ON t.call_id = h.call_id"
-            where.append("instr(t.transcript, ?) > 0")  # instr, not LIKE: % and _ in q are plain text
-            args.append(q.lower())
+            # LIKE on both stores (the transcript is lower-cased); % and _ in q escaped: plain text
+            where.append("t.transcript LIKE ? ESCAPE '!'")
+            args.append("%" + _like_escaped(q.lower()) + "%")
         clause = " WHERE " + " AND ".join(where) if where else ""
         limit = max(1, min(int(limit), MAX_LIMIT))
         offset = max(0, int(offset))
@@ -339,26 +315,34 @@ class CallHistory:
         window = (start, end)
         with self._connect() as conn:
             # one pass over the window, per bucket: the totals are the buckets' sums
-            buckets = {row[0]: row[1:] for row in conn.execute(
-                "SELECT CAST(started_ts / ? AS INTEGER), COUNT(*), SUM(outcome = 'machine'), SUM(s), "
-                "SUM(s AND resolved AND NOT handoff), SUM(s AND handoff), SUM(CASE WHEN s THEN duration_s ELSE 0 END), "
-                "SUM(s AND (peak_anger >= ? OR emotion = 'angry')), "
+            # FLOOR on Postgres, whose CAST to an integer rounds; SQLite's truncates (the same for ts >= 0)
+            bucket_of = ("CAST(FLOOR(started_ts / ?) AS BIGINT)" if conn.postgres
+                         else "CAST(started_ts / ? AS INTEGER)")
+            talk_resolved = "s = 1 AND resolved = 1 AND handoff = 0"
+            buckets = {int(row[0]): row[1:] for row in conn.execute(
+                f"SELECT {bucket_of}, COUNT(*), SUM(CASE WHEN outcome = 'machine' THEN 1 ELSE 0 END), SUM(s), "
+                f"SUM(CASE WHEN {talk_resolved} THEN 1 ELSE 0 END), SUM(CASE WHEN s = 1 AND handoff = 1 THEN 1 ELSE 0 END), "
+                "SUM(CASE WHEN s = 1 THEN duration_s ELSE 0 END), "
+                "SUM(CASE WHEN s = 1 AND (peak_anger >= ? OR emotion = 'angry') THEN 1 ELSE 0 END), "
                 # CASE: the repeat-contact lookup runs only for calls resolved without a person
-                "SUM(CASE WHEN s AND resolved AND NOT handoff THEN customer_id IS NULL OR NOT EXISTS ("
+                f"SUM(CASE WHEN {talk_resolved} AND (customer_id IS NULL OR NOT EXISTS ("
                 "SELECT 1 FROM call_history p WHERE p.customer_id = c.customer_id AND p.started_ts >= c.started_ts - ? "
-                "AND p.started_ts < c.started_ts AND p.outcome != 'machine' AND COALESCE(p.channel, '') != 'campaign') "
-                "ELSE 0 END) "
+                "AND p.started_ts < c.started_ts AND p.outcome != 'machine' AND COALESCE(p.channel, '') != 'campaign')) "
+                "THEN 1 ELSE 0 END) "
                 "FROM (SELECT call_id, started_ts, customer_id, outcome, channel, resolved, handoff, duration_s, "
-                "peak_anger, emotion, " + CONVERSATION + " AS s FROM call_history WHERE started_ts >= ? AND started_ts < ?) c "
-                "GROUP BY 1", (size, ANGRY_AT, REPEAT_WINDOW_S, *window))}
+                "peak_anger, emotion, " + IS_CONVERSATION + " AS s FROM call_history "
+                "WHERE started_ts >= ? AND started_ts < ?) c "
+                "GROUP BY 1", (float(size), ANGRY_AT, float(REPEAT_WINDOW_S), *window))}
             calls, machine, talks, resolved, handoffs, seconds, angry, first_contact = (
                 sum(row[i] or 0 for row in buckets.values()) for i in range(8))
+            seconds = float(seconds)
             reasons = dict(conn.execute(
                 "SELECT COALESCE(handoff_reason, 'unknown'), COUNT(*) FROM call_history WHERE started_ts >= ? "
-                "AND started_ts < ? AND handoff AND " + CONVERSATION + " GROUP BY 1 ORDER BY 2 DESC", window).fetchall())
+                "AND started_ts < ? AND handoff = 1 AND " + CONVERSATION + " GROUP BY 1 ORDER BY 2 DESC, 1",
+                window).fetchall())
             stars_avg, stars_n, stars_high = conn.execute(
-                "SELECT AVG(stars), COUNT(*), COALESCE(SUM(stars >= 4), 0) FROM ratings WHERE at_ts >= ? AND at_ts < ?",
-                window).fetchone()
+                "SELECT AVG(stars), COUNT(*), COALESCE(SUM(CASE WHEN stars >= 4 THEN 1 ELSE 0 END), 0) FROM ratings "
+                "WHERE at_ts >= ? AND at_ts < ?", window).fetchone()
             conversion = _campaign_conversion(conn, start, end)
         series = []
         for b in range(int(start // size), int((end - 1e-6) // size) + 1):  # empty buckets too: a chart's x axis
@@ -373,7 +357,8 @@ class CallHistory:
             "aht_s": round(seconds / talks, 1) if talks else None,
             "anger_rate": _rate(angry, talks),
             "fcr_rate": _rate(first_contact, talks),
-            "satisfaction": {"avg": round(stars_avg, 2) if stars_avg is not None else None, "n": stars_n,
+            # float(): Postgres averages integers as numeric (a Decimal, which JSON does not take)
+            "satisfaction": {"avg": round(float(stars_avg), 2) if stars_avg is not None else None, "n": stars_n,
                              "csat": _rate(stars_high, stars_n)},
             "campaign_conversion": conversion["rate"], "campaign": conversion,
             "targets": dict(TARGETS),
@@ -382,14 +367,22 @@ class CallHistory:
         }
 
 
-def _campaign_conversion(conn: sqlite3.Connection, start: float, end: float) -> dict:
+def _campaign_conversion(conn, start: float, end: float) -> dict:
     """Converted attempts over attempts that reached a person (campaigns/store.py), None without any."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'campaign_attempts'").fetchone():
-        return {"rate": None, "converted": 0, "answered": 0}
     answered, converted = conn.execute(
-        "SELECT COALESCE(SUM(person), 0), COALESCE(SUM(outcome = 'converted'), 0) FROM campaign_attempts "
-        "WHERE started_at >= ? AND started_at < ?", (start, end)).fetchone()
+        "SELECT COALESCE(SUM(person), 0), COALESCE(SUM(CASE WHEN outcome = 'converted' THEN 1 ELSE 0 END), 0) "
+        "FROM campaign_attempts WHERE started_at >= ? AND started_at < ?", (start, end)).fetchone()
+    answered, converted = int(answered), int(converted)
     return {"rate": _rate(converted, answered), "converted": converted, "answered": answered}
+
+
+def _like_escaped(text: str) -> str:
+    """`text` for a LIKE pattern with ESCAPE '!': its own %, _ and ! matched as themselves."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _with_worker(facts: CallFacts, worker: str | None) -> CallFacts:
+    return replace(facts, worker=worker or None)
 
 
 def _rate(part: int, whole: int) -> float | None:

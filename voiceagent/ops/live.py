@@ -7,6 +7,11 @@ call ends (recording, history columns).
                                         │ events ─► console SSE, Metrics, Alerts
     session ends ─► hub.end(record) ─► recording file, history, metrics, alerts, "ended"
     console ─► listen / take_over / release ─► Supervisor peers (WebRTC) on the SupervisedLeg
+
+Many workers (ops/cluster_bus.py): what this hub's consoles get is also published on the bus, and the other
+workers' messages reach its consoles too, so the live list holds every worker's calls (each with its
+`worker`) and any call's feed can be followed from any worker. Audio stays where the call is: a listen-in or
+takeover of another worker's call is sent on to that worker (ops/api.py).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..cluster import worker_name
 from ..events import (AgentTurnDone, CallerTurnNoted, Event, Hangup, IntentRecognized, PartialTranscript,
                       ReplyText, SpeechStarted, StageFailed, SupervisorChanged, TransferRequested)
+from ..textnorm import mask_pii
 from .metrics import call_outcome
 from .supervision import SupervisedLeg
 
@@ -29,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE = 256  # events a slow console may fall behind by before it is dropped (it reconnects)
 HISTORY_EVENTS = 500  # the turns a console opening a call mid-way is shown
+RESYNC_S = 5.0  # after the bus reconnects, another worker's call not announced again within this is dropped
+# a call's events shared with the other workers (partial transcripts are not: many a second, per call)
+SHARED_EVENTS = ("caller", "agent", "state", "handoff", "supervisor", "error", "hangup")
 
 
 class NotLive(Exception):
@@ -58,12 +68,24 @@ class LiveCall:
     peers: dict = field(default_factory=dict)  # listener id -> ops.peers.SupervisorPeer
     takeover: Any = None  # the SupervisorPeer that holds the call
     ended: bool = False
+    worker: str = ""  # the worker (process) the call lives on
 
     def summary(self) -> dict:
         return {"call_id": self.call_id, "channel": self.channel, "started_at": self.started_at,
                 "language": self.language, "state": self.state, "emotion": self.emotion, "anger": round(self.anger, 2),
                 "intent": self.intent, "customer_id": self.customer_id, "supervisor": self.supervisor,
-                "listeners": len(self.peers)}
+                "listeners": len(self.peers), "worker": self.worker}
+
+
+@dataclass
+class RemoteCall:
+    """A call of another worker, as its messages on the bus describe it."""
+
+    summary: dict
+    worker: str
+    events: deque = field(default_factory=lambda: deque(maxlen=HISTORY_EVENTS))
+    subscribers: set = field(default_factory=set)
+    heard_at: float = field(default_factory=time.monotonic)  # the last message about it
 
 
 class OperatorHub:
@@ -75,6 +97,10 @@ class OperatorHub:
         self.calls: dict[str, LiveCall] = {}
         self.watchers: set[asyncio.Queue] = set()  # the call list's consoles
         self.encoding: set[asyncio.Future] = set()  # recordings being encoded
+        cluster = getattr(config, "cluster", None)
+        self.worker = worker_name(getattr(cluster, "worker", "") or "")
+        self.bus = None  # ops.cluster_bus.ClusterBus, with a Postgres store shared by many workers
+        self.remote: dict[str, RemoteCall] = {}  # the other workers' live calls
 
     async def drain(self, timeout_s: float = 120.0) -> None:
         """At shutdown, after the last call: the recordings still being encoded are finished."""
@@ -92,7 +118,8 @@ class OperatorHub:
             except Exception:
                 log.exception("call %s: no recording", call_id)
         live = LiveCall(call_id, channel, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        SupervisedLeg(leg, recorder), customer_id, language if language in ("zh", "en") else "")
+                        SupervisedLeg(leg, recorder), customer_id, language if language in ("zh", "en") else "",
+                        worker=self.worker)
         self.calls[call_id] = live
         if self.metrics is not None:
             self._safe(self.metrics.calls_started, channel)
@@ -211,35 +238,144 @@ class OperatorHub:
             self.watchers.add(queue)
             return queue
         live = self.calls.get(call_id)
-        if live is None:
-            raise NotLive(call_id)
-        queue.put_nowait({"type": "snapshot", "call": live.summary(), "events": list(live.events)[-SUBSCRIBER_QUEUE // 2:]})
+        if live is not None:
+            summary = live.summary()
+        else:
+            live = self.remote.get(call_id)  # another worker's: its feed as the bus brings it
+            if live is None:
+                raise NotLive(call_id)
+            summary = dict(live.summary)
+        queue.put_nowait({"type": "snapshot", "call": summary, "events": list(live.events)[-SUBSCRIBER_QUEUE // 2:]})
         live.subscribers.add(queue)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue, call_id: str | None = None) -> None:
         self.watchers.discard(queue)
-        live = self.calls.get(call_id) if call_id else None
+        live = (self.calls.get(call_id) or self.remote.get(call_id)) if call_id else None
         if live is not None:
             live.subscribers.discard(queue)
 
     def _tell(self, live: LiveCall, message: dict) -> None:
-        for queue in list(live.subscribers):
-            _offer(queue, message, lambda q=queue: live.subscribers.discard(q))
+        """To the consoles following this call, here and (through the bus) on the other workers."""
+        _tell_subscribers(live.subscribers, message)
+        if self.bus is not None and message.get("type") in SHARED_EVENTS:
+            shared = dict(message, text=mask_pii(message["text"])) if isinstance(message.get("text"), str) else message
+            self.bus.publish({"type": "call_event", "call_id": live.call_id, "event": shared})
 
     def _broadcast(self, message: dict) -> None:
+        """To every console's call list, here and on the other workers."""
+        self._to_watchers(message)
+        if self.bus is not None:
+            self.bus.publish(message)
+
+    def _to_watchers(self, message: dict) -> None:
         for queue in list(self.watchers):
             _offer(queue, message, lambda q=queue: self.watchers.discard(q))
 
     def alert_raised(self, alert: dict) -> None:
-        """An alert (ops.alerts), to every console and to the call it is about."""
-        self._broadcast({"type": "alert", "alert": alert})
-        live = self.calls.get(alert.get("call_id") or "")
+        """An alert (ops.alerts) raised or acknowledged here: to every console and to the call it is about,
+        here and on the other workers."""
+        self._alert_here(alert)
+        if self.bus is not None:
+            self.bus.publish({"type": "alert", "alert": alert})
+
+    def _alert_here(self, alert: dict) -> None:
+        self._to_watchers({"type": "alert", "alert": alert})
+        call_id = alert.get("call_id") or ""
+        live = self.calls.get(call_id) or self.remote.get(call_id)
         if live is not None:
-            self._tell(live, {"type": "alert", "alert": alert})
+            _tell_subscribers(live.subscribers, {"type": "alert", "alert": alert})
 
     def live_calls(self) -> list[dict]:
-        return [c.summary() for c in self.calls.values()]
+        """Every live call, this worker's and (with the bus) the others', each with its `worker`."""
+        return [c.summary() for c in self.calls.values()] + [dict(r.summary) for r in self.remote.values()]
+
+    def owner(self, call_id: str) -> str | None:
+        """The worker a live call is on: this one's name, another's, or None (no such live call)."""
+        if call_id in self.calls:
+            return self.worker
+        remote = self.remote.get(call_id)
+        return remote.worker if remote is not None else None
+
+    # -- the other workers (ops/cluster_bus.py) -----------------------------------------------
+    def attach_bus(self, bus) -> None:
+        self.bus = bus
+
+    def bus_connected(self) -> None:
+        """The bus (re)connected: what was said meanwhile is lost, so every worker is asked to announce its
+        calls again, and another worker's call not announced again soon is taken as ended."""
+        if self.bus is None:
+            return
+        self.bus.publish({"type": "sync"})
+        self._announce()  # (a worker restarted under the same name: the others forget its old calls)
+        asked_at = time.monotonic()
+        asyncio.get_running_loop().call_later(RESYNC_S, self._drop_unheard, asked_at)
+
+    def _announce(self) -> None:
+        for live in list(self.calls.values()):
+            if not live.ended:
+                self.bus.publish({"type": "call_started", "call": live.summary()})
+
+    def _drop_unheard(self, since: float, worker: str | None = None) -> None:
+        for call_id, remote in list(self.remote.items()):
+            if remote.heard_at < since and (worker is None or remote.worker == worker):
+                self._remote_ended(call_id, "unknown")
+
+    def forget_workers(self, workers: set[str]) -> None:
+        """Workers that stopped beating (ops/cluster_bus.Heartbeat): their calls leave the list."""
+        for call_id, remote in list(self.remote.items()):
+            if remote.worker in workers:
+                self._remote_ended(call_id, "unknown")
+
+    def on_remote(self, message: dict) -> None:
+        """A message of another worker's hub (on the loop): into this worker's consoles' feeds."""
+        kind, worker = message.get("type"), str(message.get("worker") or "")
+        if kind in ("call_started", "call_updated"):
+            summary = message.get("call")
+            if not isinstance(summary, dict) or not summary.get("call_id"):
+                return
+            call_id = str(summary["call_id"])
+            if call_id in self.calls:  # ours: another worker cannot speak for it
+                return
+            summary = dict(summary, worker=summary.get("worker") or worker)
+            remote = self.remote.get(call_id)
+            if remote is None:
+                remote = self.remote[call_id] = RemoteCall(summary, summary["worker"])
+            remote.summary, remote.heard_at = summary, time.monotonic()
+            self._to_watchers({"type": kind, "call": dict(summary)})
+        elif kind == "call_event":
+            remote = self.remote.get(str(message.get("call_id") or ""))
+            event = message.get("event")
+            if remote is None or not isinstance(event, dict):
+                return
+            remote.heard_at = time.monotonic()
+            remote.events.append(event)
+            _tell_subscribers(remote.subscribers, event)
+        elif kind == "call_ended":
+            self._remote_ended(str(message.get("call_id") or ""), message.get("outcome") or "unknown")
+        elif kind == "alert" and isinstance(message.get("alert"), dict):
+            alert = message["alert"]
+            if alert.get("acked_by") and alert.get("id") and self.alerts is not None:
+                # acknowledged on that worker: if this one raised it, it is no longer open here either
+                self._safe(self.alerts.acked_elsewhere, str(alert["id"]))
+            self._alert_here(alert)
+        elif kind == "sync":  # a worker (re)connected: it hears of this worker's calls again, and announces
+            self._announce()  # its own: those of its calls not announced soon are no more
+            asyncio.get_running_loop().call_later(RESYNC_S, self._drop_unheard, time.monotonic(), worker)
+        elif kind == "worker_stopped":
+            self.forget_workers({worker})
+
+    def _remote_ended(self, call_id: str, outcome: str) -> None:
+        remote = self.remote.pop(call_id, None)
+        if remote is None:
+            return
+        _tell_subscribers(remote.subscribers, {"type": "ended", "outcome": outcome})
+        for queue in list(remote.subscribers):
+            try:
+                queue.put_nowait(None)
+            except asyncio.QueueFull:
+                pass
+        self._to_watchers({"type": "call_ended", "call_id": call_id, "outcome": outcome, "worker": remote.worker})
 
     # -- supervision --------------------------------------------------------------------------
     def get(self, call_id: str) -> LiveCall:
@@ -368,6 +504,11 @@ class OperatorHub:
             fn(*args)
         except Exception:  # watching never breaks a call
             log.exception("operator hub: %s failed", getattr(fn, "__qualname__", fn))
+
+
+def _tell_subscribers(subscribers: set, message: dict) -> None:
+    for queue in list(subscribers):
+        _offer(queue, message, lambda q=queue: subscribers.discard(q))
 
 
 def _offer(queue: asyncio.Queue, message: dict, drop) -> None:

@@ -4,14 +4,21 @@ Each `Metrics` has its own registry (several apps live in one test process). Eve
 values from a bounded set: channels, outcomes, stages, emotions and handoff reasons are known lists
 (anything else counts as "other"); campaign names and routes are operator-defined, so only the first
 `max_campaigns` / `max_routes` seen get their own series. Never a call id.
+
+Every series carries a `worker` label (voiceagent/cluster.py's name): many workers behind one Kamailio are
+scraped by one Prometheus, and `sum by (worker)` or `sum` reads them apart or together.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import Collector
+
+from ..cluster import worker_name
 
 from ..events import AgentTurnDone, CallerTurnNoted, StageFailed, TransferRequested
 
@@ -75,10 +82,29 @@ class _CappedLabel:
         return OTHER
 
 
+class _WorkerLabelled(Collector):
+    """The series of a registry, each with `worker="<name>"` added at scrape time: one place for the label
+    instead of one more label on every metric and every `.labels()` call."""
+
+    def __init__(self, registry: CollectorRegistry, worker: str):
+        self.registry, self.worker = registry, worker
+
+    def collect(self):
+        for family in self.registry.collect():
+            labelled = copy.copy(family)
+            labelled.samples = [s._replace(labels={**s.labels, "worker": self.worker}) for s in family.samples]
+            yield labelled
+
+
 class Metrics:
-    def __init__(self, max_campaigns: int = 50, max_routes: int = 20):
-        self.registry = CollectorRegistry()
-        r = self.registry
+    def __init__(self, max_campaigns: int = 50, max_routes: int = 20, worker: str | None = None):
+        """`worker`: the label every series carries (default: this process's cluster.worker_name())."""
+        self.worker = worker_name(worker or "")
+        # the metrics live in `own`; what is scraped is `registry`, which adds the worker label to them
+        self.own = CollectorRegistry()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_WorkerLabelled(self.own, self.worker))
+        r = self.own
         self.calls_active = Gauge("voiceagent_calls_active", "Calls in progress", ["channel"], registry=r)
         self.calls_total = Counter("voiceagent_calls_total", "Finished calls by outcome", ["channel", "outcome"],
                                    registry=r)

@@ -15,6 +15,11 @@ FLAC. Opus at a fixed ~38 kbit/s for the pair (libsndfile compression level 0.95
 minute of speech at 8 or 16 kHz, with the two channels kept apart (crosstalk under -44 dB; at 0.97,
 ~28 kbit/s, an onset leaked into the other channel at -12 dB); FLAC of telephone speech is ~1.1 MB
 per minute at 8 kHz, ~1.45 MB at 16 kHz.
+
+With a store (`RecordingStore(..., database=)`), each finished recording also gets a row in the
+`recordings` table (which worker, where, format, size, length): the files stay on the disk that wrote
+them, and a worker asked for another worker's recording finds it through the index when that path is
+on a volume every worker mounts.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ import soundfile as sf
 from telephony.audio import AudioFrame, StreamResampler, float_to_pcm16
 
 from .. import paths
+from ..cluster import worker_name
 from ..config import RecordingsConfig
+from ..db import Database
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -88,6 +95,7 @@ class Encoding:
 
 OPUS = Encoding("OGG", "OPUS", ".ogg")
 FLAC = Encoding("FLAC", "PCM_16", ".flac")
+FORMAT_OF_SUFFIX = {".ogg": "opus", ".flac": "flac"}  # what the index says of a file
 
 
 def choose_encoding(rate: int, preference: str = "auto") -> Encoding:
@@ -198,7 +206,7 @@ class CallRecorder:
 
     def __init__(self, call_id: str, rate: int = BROWSER_RATE, directory: str | Path | None = None,
                  fmt: str = "auto", spill_s: float = SPILL_S, hold_s: float = HOLD_S,
-                 on_done: Callable[[str], None] | None = None):
+                 on_done: Callable[[str, Path | None], None] | None = None):
         self.call_id = check_call_id(call_id)
         if rate <= 0:
             raise ValueError(f"bad recording rate: {rate}")
@@ -314,20 +322,21 @@ class CallRecorder:
             self._flush_tracks(float("inf"))
             if self._writer is not None:
                 self._spill(None, quiet_before=float("inf"))
+        path = None
         try:
             if self._writer is not None:
                 self._writer.shutdown(wait=True)
                 self._part.close()
-                return encode_part(self._part.path, self.rate, self.encoding) if self._heard else None
-            if not self._heard:
-                return None
-            self.dir.mkdir(parents=True, exist_ok=True)
-            return _encode(self.dir / f"{self.call_id}{self.encoding.suffix}", self.encoding, self.rate,
-                           iter([self._buf[: self._end - self._base]]))
+                path = encode_part(self._part.path, self.rate, self.encoding) if self._heard else None
+            elif self._heard:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                path = _encode(self.dir / f"{self.call_id}{self.encoding.suffix}", self.encoding, self.rate,
+                               iter([self._buf[: self._end - self._base]]))
+            return path
         finally:
             self._buf = np.zeros((0, 2), np.int16)
             if self._on_done is not None:
-                self._on_done(self.call_id)
+                self._on_done(self.call_id, path)
 
 
 def _encode(target: Path, encoding: Encoding, rate: int, blocks: Iterator[np.ndarray]) -> Path:
@@ -380,22 +389,27 @@ def _wav_header(frames: int, rate: int, channels: int = 2) -> bytes:
 
 
 class RecordingStore:
-    """The recordings of one deployment: `DIR/<call_id>.ogg` (or `.flac`), kept `retention_days`."""
+    """The recordings of one deployment: `DIR/<call_id>.ogg` (or `.flac`), kept `retention_days`.
+    `database`: the store whose `recordings` table indexes them (None: the files alone)."""
 
-    def __init__(self, directory: str | Path, retention_days: float = 90, fmt: str = "auto"):
+    def __init__(self, directory: str | Path, retention_days: float = 90, fmt: str = "auto",
+                 database: Database | None = None, worker: str = ""):
         if fmt not in FORMATS:
             raise ConfigError(f"recordings.format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         self.dir = Path(directory)
         self.retention_days = retention_days
         self.fmt = fmt
+        self.db = database
+        self.worker = worker_name(worker)
         self._active: set[str] = set()  # calls being recorded now: their .part is not leftover
         self._lock = threading.Lock()
         self._encoder: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_config(cls, config: RecordingsConfig) -> "RecordingStore":
+    def from_config(cls, config: RecordingsConfig, database: Database | None = None,
+                    worker: str = "") -> "RecordingStore":
         return cls(Path(config.dir) if config.dir else paths.var_dir() / "recordings",
-                   config.retention_days, config.format)
+                   config.retention_days, config.format, database, worker)
 
     def recorder(self, call_id: str, rate: int = BROWSER_RATE) -> CallRecorder:
         check_call_id(call_id)
@@ -413,15 +427,52 @@ class RecordingStore:
                                                    initializer=_lower_priority)
             return self._encoder.submit(recorder.finish)
 
-    def _done(self, call_id: str) -> None:
+    def _done(self, call_id: str, path: Path | None = None) -> None:
         with self._lock:
             self._active.discard(call_id)
+        if path is not None:
+            self._index(call_id, path)
+
+    # -- the index in the store ----------------------------------------------------------------
+    def _index(self, call_id: str, path: Path) -> None:
+        """The recording's row (replacing one of an earlier recording of the same call id). A store
+        that cannot be written loses the row, never the file: `path` still finds it on this worker."""
+        if self.db is None:
+            return
+        try:
+            duration_s = float(sf.info(str(path)).duration)
+            with self.db.connect() as conn:
+                conn.execute("INSERT INTO recordings (call_id, worker, path, format, bytes, duration_s, created_at) "
+                             "VALUES (?,?,?,?,?,?,?) ON CONFLICT (call_id) DO UPDATE SET worker = excluded.worker, "
+                             "path = excluded.path, format = excluded.format, bytes = excluded.bytes, "
+                             "duration_s = excluded.duration_s, created_at = excluded.created_at",
+                             (call_id, self.worker, str(path.resolve()), FORMAT_OF_SUFFIX.get(path.suffix, path.suffix),
+                              path.stat().st_size, round(duration_s, 3), time.time()))
+        except Exception as exc:  # noqa: BLE001 - the recording is kept whatever the store says
+            log.warning("recording %s: not indexed in the store: %s", call_id, exc)
+
+    def indexed(self, call_id: str) -> dict | None:
+        """The call's row in the store's index (None: none, or no store)."""
+        check_call_id(call_id)
+        if self.db is None:
+            return None
+        with self.db.connect() as conn:
+            row = conn.execute("SELECT call_id, worker, path, format, bytes, duration_s, created_at FROM recordings "
+                               "WHERE call_id = ?", (call_id,)).fetchone()
+        return dict(zip(row.keys(), row)) if row else None
 
     def path(self, call_id: str) -> Path | None:
+        """The call's recording: in this worker's folder, else where the index says another worker put it,
+        when that path is readable here (a volume all workers mount)."""
         check_call_id(call_id)
         for suffix in SUFFIXES:
             candidate = self.dir / f"{call_id}{suffix}"
             if candidate.is_file():
+                return candidate
+        row = self.indexed(call_id)
+        if row is not None:
+            candidate = Path(row["path"])
+            if candidate.suffix in SUFFIXES and candidate.stem == call_id and candidate.is_file():
                 return candidate
         return None
 
@@ -456,16 +507,25 @@ class RecordingStore:
         return b"".join(self.wav_chunks(call_id))
 
     def delete(self, call_id: str) -> bool:
-        """Removes the call's recording (and its leftover spill, unless it is being recorded now)."""
+        """Removes the call's recording (and its leftover spill, unless it is being recorded now), its
+        index row, and the file the row names when this worker can reach it (a shared volume)."""
         check_call_id(call_id)
-        names = [f"{call_id}{suffix}" for suffix in SUFFIXES]
+        paths_ = [self.dir / f"{call_id}{suffix}" for suffix in SUFFIXES]
         with self._lock:
             if call_id not in self._active:
-                names += [f"{call_id}.part", f"{call_id}.part.json"]
+                paths_ += [self.dir / f"{call_id}.part", self.dir / f"{call_id}.part.json"]
         removed = False
-        for name in names:
+        if self.db is not None:
+            with self.db.connect() as conn:
+                row = conn.execute("DELETE FROM recordings WHERE call_id = ? RETURNING path", (call_id,)).fetchone()
+            if row is not None:
+                removed = True  # the row was the recording as far as every other worker knew
+                indexed = Path(row[0])
+                if indexed.suffix in SUFFIXES and indexed.stem == call_id:  # never anything else the row may name
+                    paths_.append(indexed)
+        for path in paths_:
             try:
-                (self.dir / name).unlink()
+                path.unlink()
                 removed = True
             except FileNotFoundError:
                 pass
@@ -474,19 +534,37 @@ class RecordingStore:
     def purge_expired(self, now: float | None = None) -> int:
         """Deletes recordings finished more than `retention_days` ago (by the file's mtime); 0 days
         keeps them forever. Returns how many went."""
-        if self.retention_days <= 0 or not self.dir.is_dir():
+        if self.retention_days <= 0:
             return 0
         cutoff = (time.time() if now is None else now) - self.retention_days * 86400
-        purged = 0
-        for path in self.dir.iterdir():
-            if path.suffix in SUFFIXES and CALL_ID.match(path.stem) and path.is_file():
-                try:
-                    if path.stat().st_mtime < cutoff:
+        purged: set[str] = set()
+        if self.dir.is_dir():
+            for path in self.dir.iterdir():
+                if path.suffix in SUFFIXES and CALL_ID.match(path.stem) and path.is_file():
+                    try:
+                        if path.stat().st_mtime < cutoff:
+                            path.unlink()
+                            purged.add(path.stem)
+                    except FileNotFoundError:  # deleted meanwhile
+                        pass
+        if self.db is not None:
+            # this worker's rows of the files just purged, and any row (whichever worker's) past the
+            # retention: its file goes too where this worker can reach it
+            with self.db.connect() as conn:
+                if purged:
+                    conn.executemany("DELETE FROM recordings WHERE call_id = ? AND worker = ?",
+                                     [(call_id, self.worker) for call_id in sorted(purged)])
+                expired = conn.execute("DELETE FROM recordings WHERE created_at < ? RETURNING call_id, path",
+                                       (cutoff,)).fetchall()
+            for call_id, where in expired:
+                path = Path(where)
+                if path.suffix in SUFFIXES and path.stem == call_id:
+                    try:
                         path.unlink()
-                        purged += 1
-                except FileNotFoundError:  # deleted meanwhile
-                    pass
-        return purged
+                        purged.add(call_id)
+                    except OSError:  # another worker's disk, or gone already
+                        pass
+        return len(purged)
 
     def recover(self) -> list[str]:
         """At start: leftover .part files (a process killed mid-call) become recordings. Returns the
@@ -502,7 +580,7 @@ class RecordingStore:
                 if call_id in self._active or not CALL_ID.match(call_id):
                     continue
             try:
-                encode_part(part, encoding=self.fmt)
+                self._index(call_id, encode_part(part, encoding=self.fmt))
                 recovered.append(call_id)
             except (OSError, RuntimeError, ValueError) as exc:
                 log.warning("recording %s: cannot recover %s: %s", call_id, part, exc)

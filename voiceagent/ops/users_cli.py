@@ -55,9 +55,10 @@ def add_parsers(sub, parser_class) -> None:
 
 
 def _auth(config):
+    from ..store import store_database
     from .auth import OperatorAuth
 
-    return OperatorAuth(config.store.db)
+    return OperatorAuth(store_database(config.store.db, config.store.pool_size))
 
 
 def _read_password(path: str | None) -> str:

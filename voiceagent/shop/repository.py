@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from .. import paths
 from .demo import DEMO_VERSION, build as build_demo_shop
@@ -79,6 +80,17 @@ class Ticket:
     reason: str | None
 
 
+class TicketKeeper(Protocol):
+    """Where tickets go when not into the shop file: shop/tickets.py's TicketBook (the call store)."""
+
+    def create(self, kind: str, order: "Order | None", reason: str | None, detail: str = "",
+               call_id: str | None = None, day: date | None = None) -> Ticket: ...
+
+    def open_ticket(self, order_id: str, kind: str) -> Ticket | None: ...
+
+    def get(self, ticket_id: str) -> dict | None: ...
+
+
 @dataclass(frozen=True)
 class CouponGrant:
     coupon_id: str | None  # None: refused by policy
@@ -137,10 +149,13 @@ class Customer:
 
 
 class ShopRepository:
-    """Thread-safe: one SQLite connection per thread, opened read-only on the shop file."""
+    """Thread-safe: one SQLite connection per thread, opened read-only on the shop file. `tickets`: where
+    tickets are kept when not in the shop file (the call store every worker shares, shop/tickets.py)."""
 
-    def __init__(self, db_path: str | Path, coupon_policy: CouponPolicy | None = None):
+    def __init__(self, db_path: str | Path, coupon_policy: CouponPolicy | None = None,
+                 tickets: TicketKeeper | None = None):
         self.db_path = str(db_path)
+        self.tickets = tickets
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self.coupon_policy = coupon_policy or CouponPolicy()
@@ -247,7 +262,10 @@ class ShopRepository:
         row = self._q1(f"SELECT COUNT(*) FROM {table} WHERE {column} LIKE ?", (f"{prefix}{day}%",))
         return f"{prefix}{day}{row[0] + 1:04d}"
 
-    def create_ticket(self, kind: str, order: Order | None, reason: str | None, detail: str = "") -> Ticket:
+    def create_ticket(self, kind: str, order: Order | None, reason: str | None, detail: str = "",
+                      call_id: str | None = None) -> Ticket:
+        if self.tickets is not None:
+            return self.tickets.create(kind, order, reason, detail, call_id=call_id, day=self.today)
         with self._write_lock:
             prefix = {"return": "RT", "exchange": "EX", "refund_review": "RF", "complaint": "CP", "callback": "CB"}[kind]
             ticket_id = self._next_id(prefix, "tickets", "ticket_id")
@@ -289,6 +307,8 @@ class ShopRepository:
         return self.order(order_id)
 
     def open_ticket(self, order_id: str, kind: str) -> Ticket | None:
+        if self.tickets is not None:
+            return self.tickets.open_ticket(order_id, kind)
         row = self._q1("SELECT ticket_id, kind, order_id, reason FROM tickets WHERE order_id = ? AND kind = ? "
                        "AND status = 'open'", (order_id, kind))
         return Ticket(*row) if row else None
@@ -355,8 +375,8 @@ def _campaign_reason(campaign: str) -> str:
     return f"campaign:{campaign}"
 
 
-def open_shop(db_path: str = "") -> ShopRepository:
-    """Open the configured shop, building the demo shop on first use."""
+def open_shop(db_path: str = "", tickets: TicketKeeper | None = None) -> ShopRepository:
+    """Open the configured shop, building the demo shop on first use. `tickets`: see ShopRepository."""
     path = Path(db_path) if db_path else paths.var_dir() / "shop.db"
     if not db_path:
         needs_build = not path.exists()
@@ -373,4 +393,4 @@ def open_shop(db_path: str = "") -> ShopRepository:
         from ..errors import ConfigError
 
         raise ConfigError(f"shop database not found: {path}")
-    return ShopRepository(path)
+    return ShopRepository(path, tickets=tickets)

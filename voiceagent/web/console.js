@@ -21,7 +21,7 @@
       langSwitch: "English", tabLive: "实时通话", tabHistory: "通话记录", tabDashboard: "数据看板", tabCampaigns: "外呼活动",
       alerts: "告警", noAlerts: "暂无告警", ack: "确认", liveCalls: "实时通话", noLiveCalls: "当前没有通话",
       colChannel: "渠道", colStarted: "开始", colLanguage: "语言", colState: "状态", colEmotion: "情绪",
-      colIntent: "意图", colSupervisor: "主管", colCustomer: "客户", colDuration: "时长", colOutcome: "结果",
+      colIntent: "意图", colSupervisor: "主管", colWorker: "节点", colCustomer: "客户", colDuration: "时长", colOutcome: "结果",
       colPeakAnger: "最高愤怒", colHandoffReason: "转人工原因", colRating: "评分", colRecording: "录音",
       colName: "名称", colContacts: "联系人", colAttempts: "拨打次数", colProgress: "进度", colOutcomes: "结果",
       colScript: "话术", colAnswered: "接通", colConverted: "转化", colRate: "转化率", colCi: "95% 区间",
@@ -54,7 +54,7 @@
       langSwitch: "中文", tabLive: "Live calls", tabHistory: "History", tabDashboard: "Dashboard", tabCampaigns: "Campaigns",
       alerts: "Alerts", noAlerts: "No open alerts", ack: "Acknowledge", liveCalls: "Live calls", noLiveCalls: "No calls right now",
       colChannel: "Channel", colStarted: "Started", colLanguage: "Language", colState: "State", colEmotion: "Emotion",
-      colIntent: "Intent", colSupervisor: "Supervisor", colCustomer: "Customer", colDuration: "Duration",
+      colIntent: "Intent", colSupervisor: "Supervisor", colWorker: "Worker", colCustomer: "Customer", colDuration: "Duration",
       colOutcome: "Outcome", colPeakAnger: "Peak anger", colHandoffReason: "Handoff reason", colRating: "Rating",
       colRecording: "Recording", colName: "Name", colContacts: "Contacts", colAttempts: "Attempts",
       colProgress: "Progress", colOutcomes: "Outcomes", colScript: "Script", colAnswered: "Answered",
@@ -347,6 +347,7 @@
       tr.appendChild(el("td", "state", stateName(c.state)));
       tr.appendChild(el("td", c.emotion === "angry" ? "emo-angry" : null, emotionName(c.emotion)));
       tr.appendChild(el("td", null, c.intent || ""));
+      tr.appendChild(el("td", "worker", c.worker || ""));  // the worker the call lives on (many behind Kamailio)
       tr.appendChild(el("td", c.supervisor ? "emo-angry" : null, c.supervisor || ""));
       tr.addEventListener("click", function () { openCall(c.call_id); });
       body.appendChild(tr);
