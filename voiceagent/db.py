@@ -244,6 +244,19 @@ class Database:
         raw.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
         return raw
 
+    def write(self, sql: str, args: Sequence = ()) -> int:
+        """One statement in a transaction of its own; the rows it changed."""
+        with self.connect() as conn:
+            return conn.execute(sql, args).rowcount
+
+    def one(self, sql: str, args: Sequence = ()) -> Row | None:
+        with self.connect() as conn:
+            return conn.execute(sql, args).fetchone()
+
+    def all(self, sql: str, args: Sequence = ()) -> list[Row]:
+        with self.connect() as conn:
+            return conn.execute(sql, args).fetchall()
+
     def now(self) -> float:
         """Seconds since the epoch on the database's clock: leases and heartbeats compared by workers on
         different machines must not depend on each machine's own clock. Postgres: this machine's clock

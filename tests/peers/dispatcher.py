@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -89,23 +88,14 @@ class KamailioDispatcher(Kamailio):
             args += ["-A", "WITH_ROUND_ROBIN"]
         return args
 
-    def start(self) -> KamailioDispatcher:
-        if self._proc is not None:
-            return self
+    TEMP_PREFIX = "kamailio-dispatcher-"
+
+    def _check_available(self) -> None:
         if not available():
             raise KamailioError("kamailio and kamcmd (Debian kamailio) are not installed")
-        self.dir = Path(tempfile.mkdtemp(prefix="kamailio-dispatcher-"))
-        (self.dir / "run").mkdir()
-        self.list_path.write_text(self.list_text())
-        self._log_file = open(self.log_path, "wb")
-        self._proc = subprocess.Popen(self.command_line(), stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                      stderr=subprocess.STDOUT, cwd=str(self.dir), start_new_session=True)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+
+    def _write_files(self) -> None:
+        self.list_path.write_text(self.list_text())  # the shipped cfg itself is run, not a copy
 
     # -------------------------------------------------------------------------------- what it does
     def rpc(self, *command: str, timeout: float = 5.0) -> str:

@@ -159,15 +159,14 @@ class Kamailio:
     def start(self) -> Kamailio:
         if self._proc is not None:
             return self
-        if not available():
-            raise KamailioError("kamailio (Debian kamailio) is not installed")
+        self._check_available()
         if self._workdir_arg:
             self.dir = Path(self._workdir_arg)
             self.dir.mkdir(parents=True, exist_ok=True)
         else:
-            self.dir = Path(tempfile.mkdtemp(prefix="kamailio-"))
+            self.dir = Path(tempfile.mkdtemp(prefix=self.TEMP_PREFIX))
         (self.dir / "run").mkdir(exist_ok=True)
-        self.config_path.write_text(self.config_text())
+        self._write_files()
         self._log_file = open(self.log_path, "wb")
         self._proc = subprocess.Popen(self.command_line(), stdin=subprocess.DEVNULL, stdout=self._log_file,
                                       stderr=subprocess.STDOUT, cwd=str(self.dir), start_new_session=True)
@@ -177,6 +176,16 @@ class Kamailio:
             self.stop()
             raise
         return self
+
+    TEMP_PREFIX = "kamailio-"
+
+    def _check_available(self) -> None:
+        if not available():
+            raise KamailioError("kamailio (Debian kamailio) is not installed")
+
+    def _write_files(self) -> None:
+        """What the run reads from its temp dir (here: the filled-in config)."""
+        self.config_path.write_text(self.config_text())
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout

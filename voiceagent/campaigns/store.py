@@ -82,12 +82,10 @@ class CampaignStore:
         return self.db.path
 
     def _write(self, sql: str, args: tuple = ()) -> int:
-        with self.db.connect() as conn:
-            return conn.execute(sql, args).rowcount
+        return self.db.write(sql, args)
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self.db.connect() as conn:
-            return conn.execute(sql, args).fetchall()
+        return self.db.all(sql, args)
 
     def key(self, phone: str) -> str:
         return phone_key(phone, self.country_code) or phone

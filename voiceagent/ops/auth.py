@@ -131,16 +131,13 @@ class OperatorAuth:
         return self.db.path
 
     def _write(self, sql: str, args: tuple = ()) -> int:
-        with self.db.connect() as conn:
-            return conn.execute(sql, args).rowcount
+        return self.db.write(sql, args)
 
     def _one(self, sql: str, args: tuple = ()) -> Row | None:
-        with self.db.connect() as conn:
-            return conn.execute(sql, args).fetchone()
+        return self.db.one(sql, args)
 
     def _all(self, sql: str, args: tuple = ()) -> list[Row]:
-        with self.db.connect() as conn:
-            return conn.execute(sql, args).fetchall()
+        return self.db.all(sql, args)
 
     # -- operators -------------------------------------------------------------------------------
 
