@@ -145,7 +145,7 @@ def run_layout(n_workers: int, args, server: PostgresServer, files: dict, work: 
             # what a call costs the workers: CPU-seconds per second of call (recognition, turns, speech)
             step["cpu_s_per_call_s"] = round(cpu / call_s, 3) if call_s else None
             step["worker_cpu_cores"] = round(cpu / wall, 2)
-            step["pass"] = step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS
+            step["pass"] = bool(step["p95_ms"] is not None and step["p95_ms"] <= CAPACITY_P95_MS)
             steps.append(step)
             print(f"  {n} at once: {step['turns']} turns p50 {step['p50_ms']} p95 {step['p95_ms']} ms "
                   f"({'pass' if step['pass'] else 'FAIL'}); stored {stored}/{step['calls']} {step['by_worker']}; "
