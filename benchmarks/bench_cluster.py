@@ -4,6 +4,7 @@ with one Postgres store; and what the store is asked to write per call and per s
 
     .venv/bin/python benchmarks/bench_cluster.py                      # 1 then 2 workers, steps 2,4,6 calls
     .venv/bin/python benchmarks/bench_cluster.py --workers 2 --steps 4,6,8 --calls-per-step 8
+    .venv/bin/python benchmarks/bench_cluster.py --heldout          # the held-out callers, one turn a call
 
 For each layout, real `voiceagent serve` processes (tests/peers/workers.py, the offline defaults, greeting
 off) sit behind docker/kamailio/kamailio.cfg (tests/peers/dispatcher.py: call-load dispatching, OPTIONS
@@ -35,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sip import CAPACITY_P95_MS, SAMPLES, caller_file, pct, voice_to_voice  # noqa: E402
+from benchmarks.bench_sip import CAPACITY_P95_MS, RATE, SAMPLES, TAIL_S, caller_file, pct, voice_to_voice  # noqa: E402
 from tests.peers.baresip import Baresip  # noqa: E402
 from tests.peers.dispatcher import KamailioDispatcher  # noqa: E402
 from tests.peers.postgres import PostgresServer  # noqa: E402
@@ -71,6 +72,23 @@ def worker_rss_mb(workers) -> dict:
             if line.startswith("VmRSS:"):
                 out[w.name] = round(int(line.split()[1]) / 1024)
     return out
+
+
+HELDOUT = ROOT / "benchmarks" / "data" / "turns_heldout"
+
+
+def heldout_file(wav: Path, out_dir: Path) -> tuple[Path, list[float]]:
+    """A held-out turn (callers the repo's samples never use) as a phone plays it: half a second of lead-in,
+    the turn, then TAIL_S of silence; its end is the sidecar's marked stop_s, not a VAD's guess."""
+    import numpy as np
+
+    from voiceagent.audio import load_audio, write_wav
+
+    audio = load_audio(wav, RATE).samples
+    padded = np.concatenate([np.zeros(RATE // 2, np.float32), audio, np.zeros(int(TAIL_S * RATE), np.float32)])
+    path = out_dir / wav.name
+    write_wav(path, padded, RATE)
+    return path, [0.5 + json.loads(wav.with_suffix(".json").read_text())["stop_s"]]
 
 
 def phone_call(name: str, path: Path, ends: list[float], work: Path, uri: str) -> list[float]:
@@ -169,12 +187,17 @@ def main() -> int:
     ap.add_argument("--steps", default="2,4,6", help="calls at once per step")
     ap.add_argument("--calls-per-step", type=int, default=6)
     ap.add_argument("--samples", default="*.wav")
+    ap.add_argument("--heldout", action="store_true",
+                    help="play the held-out turns (benchmarks/data/turns_heldout/) instead of the sample calls")
     ap.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
     args = ap.parse_args()
     args.steps = [int(s) for s in args.steps.split(",")]
     config = Config()
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
-    files = {n: caller_file(n, config, work) for n in sorted(p.name for p in SAMPLES.glob(args.samples))}
+    if args.heldout:
+        files = {p.name: heldout_file(p, work) for p in sorted(HELDOUT.glob("*.wav"))}
+    else:
+        files = {n: caller_file(n, config, work) for n in sorted(p.name for p in SAMPLES.glob(args.samples))}
     results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": "2-core CPU",
                "layouts": []}
     with PostgresServer() as server:
@@ -183,7 +206,7 @@ def main() -> int:
     print("\nworkers | calls at once holding p95 <= 1500 ms")
     for layout in results["layouts"]:
         print(f"{layout['workers']:7d} | {layout['max_calls_passing']}")
-    out = ROOT / "benchmarks" / "results" / "bench_cluster.json"
+    out = ROOT / "benchmarks" / "results" / f"bench_cluster{'_heldout' if args.heldout else ''}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     return 0

@@ -130,11 +130,6 @@ class Connection:
             return ""
         return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
-    def notify(self, channel: str, payload: str) -> None:
-        """Postgres NOTIFY, delivered when this transaction commits (nothing on SQLite: no other workers)."""
-        if self.postgres:
-            self.raw.execute("SELECT pg_notify(%s, %s)", (channel, payload))
-
 
 def transient_errors() -> tuple[type[BaseException], ...]:
     """Errors worth retrying: the database unreachable or busy for a moment (a Postgres restart or
@@ -272,14 +267,6 @@ class Database:
             offset = server - (before + time.time()) / 2
             self._clock = (time.monotonic(), offset)
         return time.time() + offset
-
-    def raw_connect(self):
-        """A plain DB-API connection outside the pool (LISTEN, bulk tools); the caller closes it."""
-        if self.dialect == "sqlite":
-            return sqlite3.connect(self.path, timeout=10)
-        import psycopg
-
-        return psycopg.connect(self.target, autocommit=True)
 
     def close(self) -> None:
         if self._pool is not None:

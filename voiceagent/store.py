@@ -41,14 +41,6 @@ def store_database(db: str | Path | Database = "", pool_size: int = 4) -> Databa
     return db if isinstance(db, Database) else open_database(db, pool_size)
 
 
-def db_file(db_path: str | Path = "") -> Path:
-    """The SQLite file of a SQLite store (for tools that read the file itself)."""
-    database = store_database(db_path)
-    if database.path is None:
-        raise ValueError(f"{database.url} is not a SQLite file")
-    return database.path
-
-
 class CallStore:
     def __init__(self, db: str | Path | Database = "", worker: str = ""):
         self.db = store_database(db)
